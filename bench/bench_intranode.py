@@ -1,0 +1,549 @@
+"""Intranode (NVLink) throughput of uccl.ep normal-mode dispatch and combine, counted the way
+DeepEP's tests/test_intranode.py counts it, with an NCCL all_to_all_single baseline and the
+copy-engine peer-copy peak measured in the same run.
+
+    torchrun --nproc_per_node=N bench/bench_intranode.py [--json PATH] [--quick]
+        [--num-tokens 4096 --hidden 7168 --num-topk 8 --num-experts 256 --num-sms 24]
+
+bench/README.md says what every figure counts.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import functools
+import importlib
+import json
+import os
+import socket
+import sys
+import traceback
+from dataclasses import asdict, dataclass
+
+try:
+    import torch
+    import torch.distributed as dist
+except ImportError:  # reported by main(), which then exits 0
+    torch = None
+    dist = None
+
+try:
+    from tqdm import tqdm
+except ImportError:
+    tqdm = None
+
+import _bench_utils as bu
+
+MODES = ("fp8_dispatch", "bf16_dispatch", "bf16_combine")
+TARGET_GBPS = {2: 550.0, 4: 450.0, 8: 400.0}  # DeepEP-counted, slowest rank; reported only
+DEFAULT_CONFIG_RANKS = (2, 4, 8)  # rank counts of the intranode tuned-config tables
+NVL_RECV_TOKENS = 256  # Config's nvl_recv, as in DeepEP's tuning
+NUM_NVL_BYTES = int(2e9)
+HANDLE_CHUNK = 8  # nvl_chunk of the BF16 dispatch that makes the handle (DeepEP's test config)
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Sweep points and iteration counts."""
+
+    dispatch_chunks: tuple[int, ...]
+    combine_chunks: tuple[int, ...]
+    warmups: int
+    kernel_iters: int
+    e2e_iters: int
+    nccl_iters: int
+    ce_bytes: int
+    ce_iters: int
+
+
+FULL = Settings(tuple(range(4, 33, 2)), tuple(range(1, 17)), 10, 30, 50, 50, 256 << 20, 20)
+QUICK = Settings((4, 12, 24), (2, 6, 12), 2, 5, 10, 10, 64 << 20, 3)
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description="uccl.ep intranode dispatch/combine bandwidth")
+    p.add_argument("--json", default=None, help="output file (default bench_intranode_ep{R}.json)")
+    p.add_argument("--num-tokens", type=int, default=4096, help="tokens per rank")
+    p.add_argument("--hidden", type=int, default=7168, help="hidden size (multiple of 128)")
+    p.add_argument("--num-topk", type=int, default=8, help="experts per token")
+    p.add_argument("--num-experts", type=int, default=256, help="experts in total")
+    p.add_argument("--num-sms", type=int, default=24, help="num_sms of every Config (even)")
+    p.add_argument("--quick", action="store_true", help="few sweep points and iterations")
+    args = p.parse_args(argv)
+    if min(args.num_tokens, args.hidden, args.num_topk, args.num_experts, args.num_sms) <= 0:
+        p.error("sizes must be positive")
+    if args.num_sms % 2 or args.hidden % bu.FP8_BLOCK or args.num_topk > args.num_experts:
+        p.error("need an even --num-sms, --hidden % 128 == 0 and --num-topk <= --num-experts")
+    return args
+
+
+# ---------------------------------------------------------------------------------------------
+# Measurement of uccl.ep
+
+
+class IntranodeBench:
+    """This rank's uccl.ep.Buffer, inputs, layout, and the handle of one BF16 dispatch."""
+
+    def __init__(self, args, settings: Settings, ep, rank: int, num_ranks: int, device):
+        self.args, self.settings, self.ep = args, settings, ep
+        self.rank, self.num_ranks, self.device = rank, num_ranks, device
+        self.flush = bu.L2Flusher(device)
+        torch.manual_seed(rank)
+        shape = (args.num_tokens, args.hidden)
+        self.x_bf16 = torch.randn(shape, dtype=torch.bfloat16, device=device)
+        self.x_fp8 = bu.per_token_cast_to_fp8(self.x_bf16)
+        idx_dtype = getattr(ep, "topk_idx_t", torch.int64)
+        topk_idx = bu.make_routing(
+            args.num_tokens, args.num_experts, args.num_topk, device, idx_dtype
+        )
+        self.buffer = ep.Buffer(
+            dist.group.WORLD,
+            num_nvl_bytes=NUM_NVL_BYTES,
+            num_rdma_bytes=0,
+            low_latency_mode=False,
+            num_qps_per_rank=1,
+            explicitly_destroy=True,
+        )
+        per_rank, _, per_expert, in_rank, _ = self.buffer.get_dispatch_layout(
+            topk_idx, args.num_experts
+        )
+        self.layout = {
+            "num_tokens_per_rank": per_rank,
+            "is_token_in_rank": in_rank,
+            "num_tokens_per_expert": per_expert,
+        }
+        config = ep.Config(args.num_sms, HANDLE_CHUNK, NVL_RECV_TOKENS)
+        self.recv_x, _, _, _, self.handle, _ = self.buffer.dispatch(
+            self.x_bf16, config=config, **self.layout
+        )
+        self.traffic = bu.Traffic.from_prefix_matrix(self.handle[0], rank)
+        self._check_traffic(per_rank)
+
+    def _check_traffic(self, num_tokens_per_rank) -> None:
+        """The handle's rank prefix matrix must agree with the layout and with recv_x."""
+        expected = tuple(num_tokens_per_rank.tolist())
+        if self.traffic.send_to != expected:
+            raise RuntimeError(
+                f"rank prefix matrix says rank {self.rank} sends {self.traffic.send_to} tokens, "
+                f"get_dispatch_layout says {expected}"
+            )
+        if self.recv_x.size(0) != self.traffic.recv_total:
+            raise RuntimeError(
+                f"recv_x has {self.recv_x.size(0)} rows, rank prefix matrix says "
+                f"{self.traffic.recv_total}"
+            )
+
+    def configs(self, mode: str) -> list[tuple[str, int | None, object]]:
+        """(label, nvl_chunk, Config) to sweep; the Buffer's tuned default last (chunk None)."""
+        combine = mode.endswith("combine")
+        chunks = self.settings.combine_chunks if combine else self.settings.dispatch_chunks
+        num_sms = self.args.num_sms
+        points = [(str(k), k, self.ep.Config(num_sms, k, NVL_RECV_TOKENS)) for k in chunks]
+        if self.num_ranks in DEFAULT_CONFIG_RANKS:
+            self.ep.Buffer.set_num_sms(num_sms)
+            buffer_cls = self.ep.Buffer
+            getter = buffer_cls.get_combine_config if combine else buffer_cls.get_dispatch_config
+            points.append(("default", None, getter(self.num_ranks)))
+        elif self.rank == 0:
+            print(f"[{mode}] no tuned default config for {self.num_ranks} ranks; not swept")
+        return points
+
+    def calls(self, mode: str, config):
+        """(call to time, cached-dispatch call or None) of `mode` with `config`."""
+        if mode.endswith("combine"):
+            combine = functools.partial(self.buffer.combine, self.recv_x, self.handle)
+            return functools.partial(combine, config=config), None
+        x = self.x_fp8 if mode.startswith("fp8") else self.x_bf16
+        full = functools.partial(self.buffer.dispatch, x, config=config, **self.layout)
+        cached = functools.partial(self.buffer.dispatch, x, handle=self.handle, config=config)
+        return full, cached
+
+    def measure_point(self, mode: str, label: str, chunk: int | None, config) -> dict:
+        """Kernel, notify and end-to-end times of one config on this rank, their maxima over
+        ranks, and this rank's GB/s (DeepEP-counted and over NVLink) from kernel and e2e time."""
+        s = self.settings
+        full, cached = self.calls(mode, config)
+        kernel = "intranode_combine" if mode.endswith("combine") else "intranode_dispatch"
+        kernel_us, notify_us = bu.kernel_times_us(
+            full, kernel, self.flush, s.warmups, s.kernel_iters
+        )
+        e2e_us = 1e6 * bu.e2e_seconds(full, self.flush, s.warmups, s.e2e_iters)
+        cached_us = None
+        if cached is not None:
+            cached_us = 1e6 * bu.e2e_seconds(cached, self.flush, s.warmups, s.e2e_iters)
+        times = {
+            "kernel_us": kernel_us,
+            "notify_us": notify_us,
+            "e2e_us": e2e_us,
+            "e2e_cached_us": cached_us,
+        }
+        worst = dict(zip(times, bu.all_reduce_max(list(times.values()), self.device), strict=True))
+        nbytes = self.traffic.bytes_for(mode, self.args.hidden)
+        rates = {}
+        for name, us in (("kernel", kernel_us), ("e2e", e2e_us), ("e2e_cached", cached_us)):
+            seconds = None if us is None else us / 1e6
+            rates[f"deepep_{name}"] = bu.gbps(nbytes["deepep"], seconds)
+            rates[f"nvlink_{name}"] = bu.gbps(nbytes["nvlink"], seconds)
+        return {"label": label, "nvl_chunk": chunk, **times, "max_over_ranks": worst, "gbps": rates}
+
+    def sweep(self, mode: str) -> dict:
+        """Every config of `mode`; the best has the lowest slowest-rank (MAX) kernel time."""
+        points = []
+        for label, chunk, config in progress(self.configs(mode), mode, self.rank == 0):
+            with bu.phase(f"{mode}, nvl_chunk {label}"):
+                points.append(self.measure_point(mode, label, chunk, config))
+            if self.rank == 0:
+                log_point(mode, points[-1])
+        best = min(range(len(points)), key=lambda i: points[i]["max_over_ranks"]["kernel_us"])
+        return {"points": points, "best_index": best}
+
+
+def progress(items, desc: str, enabled: bool):
+    return tqdm(items, desc=desc, dynamic_ncols=True) if tqdm and enabled else items
+
+
+def log_point(mode: str, point: dict) -> None:
+    worst, rates = point["max_over_ranks"], point["gbps"]
+    line = (
+        f"[{mode}] nvl_chunk {point['label']:>7}: kernel {fmt(point['kernel_us'])} us "
+        f"(slowest rank {fmt(worst['kernel_us'])}), notify {fmt(point['notify_us'])} us, "
+        f"e2e {fmt(point['e2e_us'])} us; rank 0: {fmt(rates['deepep_kernel'])} GB/s "
+        f"DeepEP-counted, {fmt(rates['nvlink_kernel'])} GB/s over NVLink"
+    )
+    if tqdm:
+        tqdm.write(line)  # keeps the progress bar intact
+    else:
+        print(line, flush=True)
+
+
+# ---------------------------------------------------------------------------------------------
+# Baselines
+
+
+def measure_nccl(traffic: bu.Traffic, args, settings: Settings, device, flush) -> dict:
+    """NCCL all_to_all_single moving what each mode moves (FP8 or BF16 bytes per token,
+    dispatch direction, or the reverse for combine), counted like the uccl figures."""
+    out = {}
+    for mode in MODES:
+        splits = traffic.alltoall_splits(mode, args.hidden)
+        with bu.phase(f"NCCL all_to_all_single baseline ({mode} bytes)"):
+            seconds = bu.nccl_alltoall_seconds(
+                splits, device, flush, settings.warmups, settings.nccl_iters
+            )
+        nbytes = traffic.bytes_for(mode, args.hidden)
+        out[mode] = {
+            "us": seconds * 1e6,
+            "gbps_deepep": bu.gbps(nbytes["deepep"], seconds),
+            "gbps_nvlink": bu.gbps(nbytes["nvlink"], seconds),
+            "input_split_bytes": splits[0],
+            "output_split_bytes": splits[1],
+        }
+    return out
+
+
+def measure_copy_engine(rank: int, num_ranks: int, device, settings: Settings) -> dict:
+    """Peer copies through the copy engines: every rank to all others at once, and rank 0 to
+    rank 1 alone. GB/s per GPU = outgoing bytes / time."""
+    device_ids = [None] * num_ranks
+    dist.all_gather_object(device_ids, device.index)
+    if len(set(device_ids)) != num_ranks:
+        raise RuntimeError(f"ranks share CUDA devices: {device_ids}")
+    ok, why = bu.peers_reachable(device_ids, device.index, device)
+    if not ok:
+        return {"available": False, "reason": why, "device_ids": device_ids}
+    peers = [d for r, d in enumerate(device_ids) if r != rank]
+    nbytes, iters = settings.ce_bytes, settings.ce_iters
+    with bu.phase("copy-engine baseline: gloo group for CPU barriers"):
+        cpu_group = dist.new_group(backend="gloo")
+    barrier = functools.partial(dist.barrier, group=cpu_group)
+    with bu.phase("copy-engine all-to-all"):
+        alltoall = bu.ce_copy_gbps(device.index, peers, True, nbytes, iters, barrier)
+    with bu.phase("copy-engine single pair, rank 0 -> rank 1"):
+        pair = bu.ce_copy_gbps(device.index, [device_ids[1]], rank == 0, nbytes, iters, barrier)
+    return {
+        "available": True,
+        "device_ids": device_ids,
+        "bytes_per_copy": nbytes,
+        "alltoall_gbps": alltoall,
+        "single_pair_gbps": pair,
+    }
+
+
+# ---------------------------------------------------------------------------------------------
+# Summary (rank 0)
+
+TABLE_ROWS = (
+    ("gbps_deepep_kernel", "uccl GB/s DeepEP-counted (kernel time)"),
+    ("gbps_nvlink_kernel", "uccl GB/s over NVLink (kernel time)"),
+    ("gbps_deepep_e2e", "uccl GB/s DeepEP-counted (e2e time)"),
+    ("gbps_nvlink_e2e", "uccl GB/s over NVLink (e2e time)"),
+    ("gbps_deepep_e2e_cached", "uccl GB/s DeepEP-counted (e2e, cached)"),
+    ("kernel_us", "kernel time us"),
+    ("notify_us", "notify kernel time us"),
+    ("e2e_us", "e2e time us"),
+    ("e2e_cached_us", "e2e time us, cached dispatch"),
+    ("nccl_gbps_deepep", "NCCL a2a GB/s DeepEP-counted"),
+    ("nccl_gbps_nvlink", "NCCL a2a GB/s over NVLink"),
+    ("nccl_us", "NCCL a2a time us"),
+    ("ratio_nccl_kernel", "uccl/NCCL (uccl kernel time)"),
+    ("ratio_nccl_e2e", "uccl/NCCL (uccl e2e time)"),
+    ("ce_alltoall_gbps", "CE all-to-all GB/s per GPU"),
+    ("ratio_ce_alltoall", "uccl NVLink / CE all-to-all (avg)"),
+    ("ratio_ce_single_pair", "uccl NVLink / CE single pair"),
+)
+
+
+def fmt(value, digits: int = 1) -> str:
+    return "-" if value is None else f"{value:.{digits}f}"
+
+
+def mode_row(report: dict, mode: str, ce_peak: dict) -> dict:
+    """One rank's figures at the best config of `mode`, with its baselines and ratios. The CE
+    ratios divide by the all-to-all figure averaged over ranks (the copy engines share the
+    fabric unevenly, so one rank's own figure is a noisy yardstick) and by the single pair."""
+    sweep = report["modes"][mode]
+    point = sweep["points"][sweep["best_index"]]
+    rates, nccl = point["gbps"], report["nccl"][mode]
+    return {
+        "rank": report["rank"],
+        "gbps_deepep_kernel": rates["deepep_kernel"],
+        "gbps_nvlink_kernel": rates["nvlink_kernel"],
+        "gbps_deepep_e2e": rates["deepep_e2e"],
+        "gbps_nvlink_e2e": rates["nvlink_e2e"],
+        "gbps_deepep_e2e_cached": rates["deepep_e2e_cached"],
+        "kernel_us": point["kernel_us"],
+        "notify_us": point["notify_us"],
+        "e2e_us": point["e2e_us"],
+        "e2e_cached_us": point["e2e_cached_us"],
+        "nccl_gbps_deepep": nccl["gbps_deepep"],
+        "nccl_gbps_nvlink": nccl["gbps_nvlink"],
+        "nccl_us": nccl["us"],
+        "ratio_nccl_kernel": bu.ratio(rates["deepep_kernel"], nccl["gbps_deepep"]),
+        "ratio_nccl_e2e": bu.ratio(rates["deepep_e2e"], nccl["gbps_deepep"]),
+        "ce_alltoall_gbps": report["copy_engine"].get("alltoall_gbps"),
+        "ratio_ce_alltoall": bu.ratio(rates["nvlink_kernel"], ce_peak["alltoall_avg"]),
+        "ratio_ce_single_pair": bu.ratio(rates["nvlink_kernel"], ce_peak["single_pair"]),
+    }
+
+
+def summarize(reports: list[dict]) -> dict:
+    """Per mode: the best config, per-rank figures at it, and min/avg/max over ranks."""
+    alltoall = [report["copy_engine"].get("alltoall_gbps") for report in reports]
+    ce_peak = {
+        "alltoall_avg": bu.min_avg_max(alltoall)["avg"],
+        "single_pair": reports[0]["copy_engine"].get("single_pair_gbps"),
+    }
+    summary = {"copy_engine": ce_peak}
+    for mode in MODES:
+        rows = [mode_row(report, mode, ce_peak) for report in reports]
+        sweep = reports[0]["modes"][mode]
+        best = sweep["points"][sweep["best_index"]]
+        stats = {key: bu.min_avg_max([row[key] for row in rows]) for key, _ in TABLE_ROWS}
+        summary[mode] = {
+            "best_label": best["label"],
+            "best_nvl_chunk": best["nvl_chunk"],
+            "per_rank": rows,
+            "stats": stats,
+        }
+    return summary
+
+
+def evaluate_targets(summary: dict, num_ranks: int) -> dict:
+    """Slowest rank's DeepEP-counted GB/s (kernel time; e2e alongside) against the target."""
+    threshold = TARGET_GBPS.get(num_ranks)
+    modes = {}
+    for mode in MODES:
+        stats = summary[mode]["stats"]
+        kernel, e2e = stats["gbps_deepep_kernel"]["min"], stats["gbps_deepep_e2e"]["min"]
+        modes[mode] = {
+            "gbps_kernel_min_over_ranks": kernel,
+            "gbps_e2e_min_over_ranks": e2e,
+            "pass_kernel": None if threshold is None else kernel >= threshold,
+            "pass_e2e": None if threshold is None else e2e >= threshold,
+        }
+    return {"num_ranks": num_ranks, "threshold_gbps_deepep_counted": threshold, "modes": modes}
+
+
+def print_summary(summary: dict, targets: dict, reports: list[dict]) -> None:
+    print("\nGB/s below use kernel time; best config = lowest slowest-rank kernel time.")
+    for mode in MODES:
+        for row in summary[mode]["per_rank"]:
+            print(
+                f"[{mode}] rank {row['rank']}: best nvl_chunk {summary[mode]['best_label']}: "
+                f"{fmt(row['gbps_deepep_kernel'], 2)} GB/s (DeepEP-counted), "
+                f"{fmt(row['gbps_nvlink_kernel'], 2)} GB/s (over NVLink), "
+                f"kernel {fmt(row['kernel_us'])} us, notify {fmt(row['notify_us'])} us, "
+                f"e2e {fmt(row['e2e_us'])} us"
+            )
+    for mode in MODES:
+        print(f"\n== {mode}: best nvl_chunk {summary[mode]['best_label']} ==")
+        print(f"{'':42s}{'min':>10s}{'avg':>10s}{'max':>10s}")
+        for key, title in TABLE_ROWS:
+            digits = 3 if key.startswith("ratio") else 1
+            cells = "".join(f"{fmt(v, digits):>10s}" for v in summary[mode]["stats"][key].values())
+            print(f"{title:42s}{cells}")
+    ce = reports[0]["copy_engine"]
+    if ce["available"]:
+        peak = summary["copy_engine"]
+        print(
+            f"\nCE all-to-all, avg over ranks: {fmt(peak['alltoall_avg'])} GB/s per GPU; "
+            f"single pair rank 0 -> 1: {fmt(peak['single_pair'])} GB/s"
+        )
+    else:
+        print(f"\nCE peak not measured: {ce['reason']}")
+    threshold = targets["threshold_gbps_deepep_counted"]
+    print(f"\nTargets (EP{targets['num_ranks']}, DeepEP-counted, slowest rank, not asserted):")
+    for mode, result in targets["modes"].items():
+        if threshold is None:
+            print(f"  {mode:14s} no target for this rank count")
+            continue
+        verdict = "PASS" if result["pass_kernel"] else "MISS"
+        e2e_verdict = "PASS" if result["pass_e2e"] else "MISS"
+        print(
+            f"  {mode:14s} {fmt(result['gbps_kernel_min_over_ranks'])} GB/s >= {threshold:.0f}: "
+            f"{verdict}   (e2e {fmt(result['gbps_e2e_min_over_ranks'])} GB/s: {e2e_verdict})"
+        )
+
+
+def environment(device, ep) -> dict:
+    nccl = torch.cuda.nccl.version()
+    return {
+        "hostname": socket.gethostname(),
+        "gpu": torch.cuda.get_device_name(device),
+        "gpu_count": torch.cuda.device_count(),
+        "torch": torch.__version__,
+        "cuda": torch.version.cuda,
+        "nccl": ".".join(map(str, nccl)) if isinstance(nccl, tuple) else str(nccl),
+        "uccl_ep": getattr(ep, "__version__", None),
+        "env": {name: os.environ.get(name) for name in bu.COMM_ENV},
+    }
+
+
+BYTE_DEFINITIONS = {
+    "deepep": "recv_x.size(0) * hidden * 2 (all received tokens incl. self), * (1 + 4/128)/2 "
+    "for FP8; combine counts the BF16 dispatch's recv bytes (what this rank sends back)",
+    "payload": "recv tokens * bytes/token incl. self; FP8 bytes/token = hidden + 4*hidden/128",
+    "nvlink": "(recv tokens - tokens from self) * bytes/token: received from peers (dispatch), "
+    "sent back to peers (combine)",
+    "nvlink_reverse": "(sent tokens - tokens to self) * bytes/token: the other direction",
+    "ce": "outgoing bytes / time, all ranks copying to all peers at once",
+}
+
+
+def publish(args, settings: Settings, num_ranks: int, reports: list[dict], env: dict) -> None:
+    """Print the summary and write the JSON file (rank 0)."""
+    summary = summarize(reports)
+    targets = evaluate_targets(summary, num_ranks)
+    print_summary(summary, targets, reports)
+    doc = {
+        "benchmark": "bench_intranode",
+        "date": datetime.datetime.now(datetime.UTC).isoformat(),
+        "command": sys.argv,
+        "hardware": env,
+        "settings": {
+            **{k: v for k, v in vars(args).items() if k != "json"},
+            "num_ranks": num_ranks,
+            "num_nvl_bytes": NUM_NVL_BYTES,
+            "nvl_recv_tokens": NVL_RECV_TOKENS,
+            "handle_nvl_chunk": HANDLE_CHUNK,
+            "iterations": asdict(settings),
+            "byte_definitions": BYTE_DEFINITIONS,
+        },
+        "best": summary,
+        "targets": targets,
+        "per_rank": reports,
+    }
+    path = args.json or f"bench_intranode_ep{num_ranks}.json"
+    with open(path, "w") as f:
+        json.dump(doc, f, indent=1)
+    print(f"\nwrote {path}")
+
+
+# ---------------------------------------------------------------------------------------------
+# Driver
+
+
+def init_distributed():
+    local_rank = int(os.environ["LOCAL_RANK"])
+    torch.cuda.set_device(local_rank)
+    device = torch.device("cuda", local_rank)
+    dist.init_process_group("nccl", device_id=device, timeout=datetime.timedelta(minutes=10))
+    return dist.get_rank(), dist.get_world_size(), device
+
+
+def import_uccl_ep():
+    """uccl.ep as installed, else from this checkout's python/ folder."""
+    try:
+        return importlib.import_module("uccl.ep")
+    except ImportError:
+        root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+        sys.path.insert(0, os.path.join(root, "python"))
+        return importlib.import_module("uccl.ep")
+
+
+def run(args) -> int:
+    settings = QUICK if args.quick else FULL
+    with bu.phase("import uccl.ep"):
+        ep = import_uccl_ep()
+    with bu.phase("init_process_group"):
+        rank, num_ranks, device = init_distributed()
+    if num_ranks < 2 or args.num_experts % num_ranks:
+        raise ValueError(f"need >= 2 ranks dividing --num-experts; got {num_ranks} ranks")
+    with bu.phase("setup: Buffer, get_dispatch_layout, first dispatch"):
+        bench = IntranodeBench(args, settings, ep, rank, num_ranks, device)
+    sweeps = {mode: bench.sweep(mode) for mode in MODES}
+    with bu.phase("buffer.destroy"):
+        bench.buffer.destroy()
+    traffic = bench.traffic
+    report = {
+        "rank": rank,
+        "device_index": device.index,
+        "traffic": {"recv_from": traffic.recv_from, "send_to": traffic.send_to},
+        "bytes": {mode: traffic.bytes_for(mode, args.hidden) for mode in MODES},
+        "modes": sweeps,
+        "nccl": measure_nccl(traffic, args, settings, device, bench.flush),
+        "copy_engine": measure_copy_engine(rank, num_ranks, device, settings),
+    }
+    with bu.phase("gather results"):
+        reports = [None] * num_ranks
+        dist.all_gather_object(reports, report)
+    if rank == 0:
+        with bu.phase("summary and JSON"):
+            publish(args, settings, num_ranks, reports, environment(device, ep))
+    dist.barrier()
+    dist.destroy_process_group()
+    return 0
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    bu.set_comm_env()
+    if torch is None:
+        print("bench_intranode: torch is not installed; nothing to measure (skipped).")
+        return 0
+    if not torch.cuda.is_available():
+        print("bench_intranode: CUDA is not available; nothing to measure (skipped).")
+        return 0
+    if "LOCAL_RANK" not in os.environ:
+        print("bench_intranode: launch with torchrun --nproc_per_node=N", file=sys.stderr)
+        return 2
+    try:
+        return run(args)
+    except Exception as exc:  # noqa: BLE001 - any failure must end the run with a report
+        rank = os.environ.get("RANK", "?")
+        print(
+            f"bench_intranode: rank {rank} FAILED during '{bu.current_phase()}': "
+            f"{type(exc).__name__}: {exc}",
+            file=sys.stderr,
+        )
+        traceback.print_exc()
+        sys.stdout.flush()
+        sys.stderr.flush()
+        # No cleanup: Buffer.destroy() and NCCL teardown are collective and would hang while a
+        # peer is stuck; torchrun stops the other ranks when this one exits non-zero.
+        os._exit(1)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

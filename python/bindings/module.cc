@@ -1,0 +1,49 @@
+// The extension module uccl.ep._C: error translation and the sub-bindings.
+#include <nanobind/nanobind.h>
+
+#include "tensor_convert.h"
+#include "uccl_ep/error.h"
+
+namespace uccl::ep::bindings {
+void bind_config(nb::module_& m);
+void bind_runtime(nb::module_& m);
+}  // namespace uccl::ep::bindings
+
+NB_MODULE(_C, m) {
+  namespace nb = nanobind;
+  using uccl::ep::Error;
+  using uccl::ep::ErrorKind;
+  m.doc() = "uccl-ep native core (framework-free; tensors cross as DLPack)";
+  nb::register_exception_translator([](const std::exception_ptr& p, void*) {
+    try {
+      std::rethrow_exception(p);
+    } catch (const Error& e) {
+      PyObject* type = PyExc_RuntimeError;
+      switch (e.kind()) {
+        case ErrorKind::kValue:
+          type = PyExc_ValueError;
+          break;
+        case ErrorKind::kType:
+          type = PyExc_TypeError;
+          break;
+        case ErrorKind::kNotImplemented:
+          type = PyExc_NotImplementedError;
+          break;
+        case ErrorKind::kRuntime:
+        case ErrorKind::kTimeout:
+          type = PyExc_RuntimeError;
+          break;
+      }
+      PyErr_SetString(type, e.what());
+    }
+  });
+  uccl::ep::bindings::bind_tensor_desc(m);
+  uccl::ep::bindings::bind_config(m);
+  uccl::ep::bindings::bind_runtime(m);
+#ifdef UCCL_EP_SM90
+  m.attr("sm90_compiled") = true;
+#else
+  m.attr("sm90_compiled") = false;
+#endif
+  m.attr("topk_idx_bits") = 64;
+}

@@ -1,0 +1,133 @@
+// Conversion of Python tensor arguments into borrowed TensorViews.
+#include "tensor_convert.h"
+
+#include <nanobind/stl/optional.h>
+#include <nanobind/stl/string.h>
+#include <nanobind/stl/vector.h>
+
+#include <optional>
+#include <string>
+
+#include "common/error.h"
+
+namespace uccl::ep::bindings {
+namespace {
+
+DType from_dlpack(const nb::dlpack::dtype& d) {
+  using nb::dlpack::dtype_code;
+  if (d.lanes != 1) return DType::kUnknown;
+  switch (static_cast<dtype_code>(d.code)) {
+    case dtype_code::Bool:
+      return d.bits == 8 ? DType::kBool : DType::kUnknown;
+    case dtype_code::UInt:
+      return d.bits == 8 ? DType::kUInt8 : DType::kUnknown;
+    case dtype_code::Int:
+      return d.bits == 32 ? DType::kInt32 : d.bits == 64 ? DType::kInt64 : DType::kUnknown;
+    case dtype_code::Float:
+      return d.bits == 32 ? DType::kFloat32 : DType::kUnknown;
+    case dtype_code::Bfloat:
+      return d.bits == 16 ? DType::kBFloat16 : DType::kUnknown;
+    case dtype_code::Float8_E4M3FN:
+      return d.bits == 8 ? DType::kFloat8E4M3 : DType::kUnknown;
+    default:
+      return DType::kUnknown;
+  }
+}
+
+DeviceKind from_dlpack_device(int device_type) {
+  switch (device_type) {
+    case 1:  // kDLCPU
+    case 3:  // kDLCUDAHost
+      return DeviceKind::kCPU;
+    case 2:  // kDLCUDA
+      return DeviceKind::kCUDA;
+    default:
+      return DeviceKind::kOther;
+  }
+}
+
+TensorDesc make_desc(const std::string& dtype, const std::vector<int64_t>& shape,
+                     std::optional<std::vector<int64_t>> strides, const std::string& device,
+                     uintptr_t data_ptr) {
+  TensorDesc d;
+  TensorView& v = d.view;
+  UCCL_EP_CHECK_VALUE(shape.size() <= kMaxTensorDims, "TensorDesc: at most ", kMaxTensorDims,
+                      " dimensions are supported, got ", shape.size());
+  v.dtype = parse_dtype(dtype);
+  v.ndim = static_cast<int>(shape.size());
+  int64_t running = 1;
+  for (int i = v.ndim - 1; i >= 0; --i) {
+    v.shape[i] = shape[i];
+    v.strides[i] = running;
+    running *= shape[i];
+  }
+  if (strides) {
+    UCCL_EP_CHECK_VALUE(strides->size() == shape.size(), "TensorDesc: strides has ",
+                        strides->size(), " entries for ", shape.size(), " dimensions");
+    for (int i = 0; i < v.ndim; ++i) v.strides[i] = (*strides)[i];
+  }
+  if (device == "cpu") {
+    v.device = DeviceKind::kCPU;
+  } else if (device.rfind("cuda:", 0) == 0) {
+    v.device = DeviceKind::kCUDA;
+    v.device_index = std::stoi(device.substr(5));
+  } else {
+    throw_error(ErrorKind::kValue,
+                str_cat("TensorDesc: device '", device, "' must be 'cpu' or 'cuda:N'"));
+  }
+  v.data = reinterpret_cast<void*>(data_ptr);
+  return d;
+}
+
+}  // namespace
+
+DType parse_dtype(const std::string& raw) {
+  const std::string name = raw.rfind("torch.", 0) == 0 ? raw.substr(6) : raw;
+  for (DType d : {DType::kBool, DType::kUInt8, DType::kInt32, DType::kInt64, DType::kFloat32,
+                  DType::kBFloat16, DType::kFloat8E4M3})
+    if (name == dtype_name(d)) return d;
+  throw_error(ErrorKind::kValue, str_cat("unknown dtype '", raw, "'"));
+}
+
+TensorView Imports::view(nb::handle obj, const char* name) {
+  if (obj.is_none()) return TensorView{};
+  if (nb::isinstance<TensorDesc>(obj)) return nb::cast<const TensorDesc&>(obj).view;
+  nb::ndarray<> array;
+  if (!nb::try_cast(obj, array, false))
+    throw_error(ErrorKind::kType, str_cat(name, " must be a tensor (DLPack) or None, got ",
+                                          nb::type_name(obj.type()).c_str()));
+  TensorView v;
+  v.data = array.data();
+  v.ndim = static_cast<int>(array.ndim());
+  UCCL_EP_CHECK_VALUE(v.ndim <= kMaxTensorDims, name, " has ", v.ndim, " dimensions; at most ",
+                      kMaxTensorDims, " are supported");
+  for (int i = 0; i < v.ndim; ++i) {
+    v.shape[i] = static_cast<int64_t>(array.shape(i));
+    v.strides[i] = array.stride(i);
+  }
+  v.dtype = from_dlpack(array.dtype());
+  if (v.dtype == DType::kUnknown)
+    throw_error(ErrorKind::kType,
+                str_cat(name, " has a dtype uccl-ep does not handle (DLPack code ",
+                        static_cast<int>(array.dtype().code), ", ",
+                        static_cast<int>(array.dtype().bits), " bits)"));
+  v.device = from_dlpack_device(array.device_type());
+  v.device_index = array.device_id();
+  arrays_.push_back(std::move(array));
+  return v;
+}
+
+void bind_tensor_desc(nb::module_& m) {
+  nb::class_<TensorDesc>(m, "TensorDesc",
+                         "A framework-free tensor description: dtype name, shape, strides in "
+                         "elements (default: contiguous), device ('cpu' or 'cuda:N') and address.")
+      .def(nb::new_(&make_desc), nb::arg("dtype"), nb::arg("shape"),
+           nb::arg("strides") = nb::none(), nb::arg("device") = "cuda:0", nb::arg("data_ptr") = 0)
+      .def_prop_ro("dtype",
+                   [](const TensorDesc& d) { return std::string(dtype_name(d.view.dtype)); })
+      .def_prop_ro("shape", [](const TensorDesc& d) {
+        return std::vector<int64_t>(d.view.shape, d.view.shape + d.view.ndim);
+      });
+}
+
+}  // namespace uccl::ep::bindings

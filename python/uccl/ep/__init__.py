@@ -1,0 +1,30 @@
+"""uccl.ep: expert-parallel dispatch/combine with the DeepEP V1 ``Buffer`` API.
+
+``Buffer``, ``EventOverlap`` and ``topk_idx_t`` need PyTorch (any version with DLPack) and are
+imported on first use; ``Config`` and the native core ``uccl.ep._C`` do not need it.
+"""
+
+from typing import Any
+
+from ._C import Config
+
+__all__ = ["Buffer", "Config", "EventHandle", "EventOverlap", "topk_idx_t"]
+__version__ = "0.1.0"
+
+_TORCH_ATTRS = {
+    "Buffer": "buffer",
+    "topk_idx_t": "buffer",
+    "EventHandle": "utils",
+    "EventOverlap": "utils",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _TORCH_ATTRS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'uccl.ep' has no attribute '{name}'")
+    import importlib
+
+    value = getattr(importlib.import_module(f".{module}", __name__), name)
+    globals()[name] = value
+    return value

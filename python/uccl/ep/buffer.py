@@ -1,0 +1,373 @@
+"""The DeepEP V1-compatible ``Buffer`` (intranode normal mode over NVLink)."""
+
+from __future__ import annotations
+
+import os
+import socket
+from typing import Any, List, Optional, Tuple, Union
+
+import torch
+import torch.distributed as dist
+
+from . import _C
+from .utils import EventHandle, EventOverlap, StreamScope, dl
+
+Config = _C.Config
+#: dtype of every ``topk_idx`` argument (DeepEP's ``topk_idx_t``).
+topk_idx_t = torch.int64
+
+_Tensor = torch.Tensor
+_X = Union[_Tensor, Tuple[_Tensor, _Tensor]]
+
+
+def _not_implemented(feature: str) -> NotImplementedError:
+    return NotImplementedError(
+        f"uccl-ep: {feature} is not implemented yet; this release runs the intranode "
+        "(NVLink, 2/4/8 GPUs of one host) normal mode"
+    )
+
+
+class _Bootstrap:
+    """All-gather over a torch.distributed group or an mpi4py communicator."""
+
+    def __init__(self, group: Any, comm: Any) -> None:
+        if group is None and comm is None:
+            raise ValueError(
+                "Buffer: either group (torch.distributed) or comm (mpi4py) is required"
+            )
+        self.group, self.comm = group, comm
+        if group is not None:
+            self.rank, self.size = group.rank(), group.size()
+        else:
+            self.rank, self.size = comm.Get_rank(), comm.Get_size()
+
+    def all_gather(self, obj: Any) -> List[Any]:
+        if self.group is not None:
+            out: List[Any] = [None] * self.size
+            dist.all_gather_object(out, obj, group=self.group)
+            return out
+        return list(self.comm.allgather(obj))
+
+    def barrier(self) -> None:
+        if self.group is not None:
+            dist.barrier(group=self.group)
+        else:
+            self.comm.Barrier()
+
+
+class Buffer:
+    """Communication buffer for expert-parallel dispatch and combine (DeepEP V1 API).
+
+    One process per GPU; every rank of ``group`` constructs it collectively. The normal
+    (high-throughput) kernels run on an internal communication stream over NVLink.
+
+    Args:
+        group: ``torch.distributed`` process group (or None with ``comm``).
+        num_nvl_bytes: NVLink buffer bytes per rank (multiple of 128); size it with
+            ``Config.get_nvl_buffer_size_hint``.
+        num_rdma_bytes: must be 0 (internode and low-latency modes are not implemented yet).
+        low_latency_mode, allow_mnnvl, enable_shrink, use_fabric: must stay False for now.
+        num_qps_per_rank, allow_nvlink_for_low_latency_mode: accepted and stored (they only
+            affect the low-latency and internode modes).
+        explicitly_destroy: if True, ``destroy()`` must be called; otherwise memory is freed
+            when the object is collected.
+        comm: ``mpi4py`` communicator used instead of ``group`` for bootstrap.
+    """
+
+    #: SMs used by the default configs (``set_num_sms`` changes it).
+    num_sms: int = 20
+
+    def __init__(
+        self,
+        group: Optional[dist.ProcessGroup] = None,
+        num_nvl_bytes: int = 0,
+        num_rdma_bytes: int = 0,
+        low_latency_mode: bool = False,
+        num_qps_per_rank: int = 24,
+        allow_nvlink_for_low_latency_mode: bool = True,
+        allow_mnnvl: bool = False,
+        explicitly_destroy: bool = False,
+        enable_shrink: bool = False,
+        comm: Any = None,
+        *,
+        use_fabric: bool = False,
+    ) -> None:
+        self.runtime = None
+        boot = _Bootstrap(group, comm)
+        self.rank, self.group_size = boot.rank, boot.size
+        self.group = group if group is not None else comm
+        self.num_nvl_bytes, self.num_rdma_bytes = int(num_nvl_bytes), int(num_rdma_bytes)
+        self.low_latency_mode = bool(low_latency_mode)
+        self.num_qps_per_rank = int(num_qps_per_rank)
+        self.allow_nvlink_for_low_latency_mode = bool(allow_nvlink_for_low_latency_mode)
+        self.allow_mnnvl = bool(allow_mnnvl)
+        self.explicitly_destroy = bool(explicitly_destroy)
+        self.enable_shrink = bool(enable_shrink)
+        self._check_modes(use_fabric)
+        _C.validate_buffer_args(self.rank, self.group_size, self.num_nvl_bytes)
+
+        self._device = torch.cuda.current_device()
+        runtime = _C.IntranodeBuffer(self.rank, self.group_size, self.num_nvl_bytes, self._device)
+        peers = boot.all_gather((socket.gethostname(), os.getpid(), runtime.ipc_handle()))
+        hosts = sorted({p[0] for p in peers})
+        if len(hosts) != 1:
+            runtime.destroy()
+            raise _not_implemented(f"a group spanning several hosts ({', '.join(hosts)})")
+        runtime.connect([p[2] for p in peers])
+        boot.barrier()
+        self._boot = boot
+        self._comm_stream = torch.cuda.Stream(device=self._device, priority=-1)
+        self.runtime = runtime
+
+    def _check_modes(self, use_fabric: bool) -> None:
+        if self.num_qps_per_rank < 1:
+            raise ValueError(f"num_qps_per_rank={self.num_qps_per_rank} must be >= 1")
+        if self.low_latency_mode:
+            raise _not_implemented("low_latency_mode=True")
+        if self.num_rdma_bytes != 0:
+            if self.group_size <= 8:
+                raise ValueError(
+                    f"num_rdma_bytes={self.num_rdma_bytes} must be 0 for {self.group_size} ranks "
+                    "without low_latency_mode (the RDMA buffer is for internode or LL modes)"
+                )
+            raise _not_implemented(f"internode mode (num_rdma_bytes={self.num_rdma_bytes})")
+        if self.group_size > 8:
+            raise _not_implemented(f"internode mode ({self.group_size} ranks)")
+        for name, value in (
+            ("allow_mnnvl", self.allow_mnnvl),
+            ("enable_shrink", self.enable_shrink),
+            ("use_fabric", use_fabric),
+        ):
+            if value:
+                raise _not_implemented(f"{name}=True")
+
+    # ------------------------------------------------------------------ lifecycle
+    def destroy(self) -> None:
+        """Frees the buffer (collective). Only with ``explicitly_destroy=True``; once."""
+        if not self.explicitly_destroy:
+            raise RuntimeError("destroy() needs Buffer(..., explicitly_destroy=True)")
+        if self.runtime is None:
+            raise RuntimeError("destroy(): the Buffer was already destroyed")
+        torch.cuda.synchronize(self._device)
+        self._boot.barrier()
+        runtime, self.runtime = self.runtime, None
+        runtime.destroy()
+
+    def __del__(self) -> None:
+        runtime = getattr(self, "runtime", None)
+        if runtime is not None and self.explicitly_destroy:
+            print(f"[uccl-ep] rank {self.rank}: Buffer collected without destroy(); freeing it")
+
+    def _live(self, op: str) -> Any:
+        if self.runtime is None:
+            raise RuntimeError(f"{op}: the Buffer was destroyed")
+        self.runtime.check_healthy()
+        return self.runtime
+
+    # ------------------------------------------------------------------ static helpers
+    @staticmethod
+    def is_sm90_compiled() -> bool:
+        """True when the extension was built for SM90+ (FP8 paths)."""
+        return bool(_C.sm90_compiled)
+
+    @classmethod
+    def set_num_sms(cls, new_num_sms: int) -> None:
+        """Sets the SM count of the default configs; must be even (a channel is two SMs)."""
+        if not isinstance(new_num_sms, int) or new_num_sms <= 0 or new_num_sms % 2 != 0:
+            raise ValueError(
+                f"set_num_sms({new_num_sms!r}): the SM count must be a positive even int"
+            )
+        cls.num_sms = new_num_sms
+
+    @staticmethod
+    def capture() -> EventOverlap:
+        """Records an event on the current stream."""
+        return EventOverlap(EventHandle())
+
+    @staticmethod
+    def get_low_latency_rdma_size_hint(
+        num_max_dispatch_tokens_per_rank: int, hidden: int, num_ranks: int, num_experts: int
+    ) -> int:
+        """Bytes DeepEP V1 asks for a low-latency RDMA buffer."""
+        return _C.get_low_latency_rdma_size_hint(
+            num_max_dispatch_tokens_per_rank, hidden, num_ranks, num_experts
+        )
+
+    @staticmethod
+    def get_dispatch_config(num_ranks: int) -> Config:
+        """DeepEP's tuned dispatch config for ``num_ranks`` with ``Buffer.num_sms`` SMs."""
+        return _C.get_dispatch_config(num_ranks, Buffer.num_sms)
+
+    @staticmethod
+    def get_combine_config(num_ranks: int) -> Config:
+        """DeepEP's tuned combine config for ``num_ranks`` with ``Buffer.num_sms`` SMs."""
+        return _C.get_combine_config(num_ranks, Buffer.num_sms)
+
+    def get_comm_stream(self) -> torch.cuda.Stream:
+        """The internal communication stream."""
+        return self._comm_stream
+
+    def get_local_buffer_tensor(
+        self,
+        dtype: torch.dtype,
+        size: Optional[torch.Size] = None,
+        offset: int = 0,
+        use_rdma_buffer: bool = False,
+    ) -> torch.Tensor:
+        """1-D view of this rank's NVLink buffer as ``dtype``, starting ``offset`` bytes in.
+
+        Unlike DeepEP the length is clamped to the buffer: ``(num_nvl_bytes - offset) //
+        itemsize`` elements. With ``size``, the first ``size.numel()`` elements reshaped.
+        """
+        if use_rdma_buffer:
+            raise ValueError("use_rdma_buffer=True: this Buffer has no RDMA buffer")
+        if not 0 <= offset <= self.num_nvl_bytes:
+            raise ValueError(f"offset={offset} must be in [0, num_nvl_bytes={self.num_nvl_bytes}]")
+        raw = torch.from_dlpack(self._live("get_local_buffer_tensor").local_buffer())
+        itemsize = torch.empty((), dtype=dtype).element_size()
+        count = (self.num_nvl_bytes - offset) // itemsize
+        t = raw[offset : offset + count * itemsize].view(dtype)
+        if size is None:
+            return t
+        if size.numel() > t.numel():
+            raise ValueError(f"size {tuple(size)} needs {size.numel()} elements, have {t.numel()}")
+        return t[: size.numel()].view(size)
+
+    # ------------------------------------------------------------------ layout
+    def get_dispatch_layout(
+        self,
+        topk_idx: torch.Tensor,
+        num_experts: int,
+        previous_event: Optional[EventOverlap] = None,
+        async_finish: bool = False,
+        allocate_on_comm_stream: bool = False,
+    ) -> Tuple[torch.Tensor, Optional[torch.Tensor], torch.Tensor, torch.Tensor, EventOverlap]:
+        """Counts tokens per rank and per expert from ``topk_idx`` [num_tokens, num_topk].
+
+        Returns ``(num_tokens_per_rank [R] int32, None, num_tokens_per_expert [E] int32,
+        is_token_in_rank [num_tokens, R] bool, event)``; ``-1`` entries are ignored.
+        """
+        runtime = self._live("get_dispatch_layout")
+        if not isinstance(topk_idx, torch.Tensor):
+            raise TypeError(f"topk_idx must be a torch.Tensor, got {type(topk_idx).__name__}")
+        r = self.group_size
+        with StreamScope(
+            self._comm_stream, previous_event, async_finish, allocate_on_comm_stream
+        ) as scope:
+            dev = topk_idx.device
+            per_rank = torch.empty((r,), dtype=torch.int32, device=dev)
+            per_expert = torch.empty((max(int(num_experts), 0),), dtype=torch.int32, device=dev)
+            in_rank = torch.empty((topk_idx.size(0), r), dtype=torch.bool, device=dev)
+            runtime.get_dispatch_layout(
+                topk_idx=dl(topk_idx),
+                num_experts=int(num_experts),
+                num_tokens_per_rank=dl(per_rank),
+                num_tokens_per_expert=dl(per_expert),
+                is_token_in_rank=dl(in_rank),
+                stream=scope.stream_handle,
+            )
+            event = scope.finish((topk_idx, per_rank, per_expert, in_rank))
+        return per_rank, None, per_expert, in_rank, event
+
+    # ------------------------------------------------------------------ dispatch / combine
+    def dispatch(
+        self,
+        x: _X,
+        handle: Optional[tuple] = None,
+        num_tokens_per_rank: Optional[torch.Tensor] = None,
+        num_tokens_per_rdma_rank: Optional[torch.Tensor] = None,
+        is_token_in_rank: Optional[torch.Tensor] = None,
+        num_tokens_per_expert: Optional[torch.Tensor] = None,
+        topk_idx: Optional[torch.Tensor] = None,
+        topk_weights: Optional[torch.Tensor] = None,
+        expert_alignment: int = 1,
+        num_worst_tokens: int = 0,
+        config: Optional[Config] = None,
+        previous_event: Optional[EventOverlap] = None,
+        async_finish: bool = False,
+        allocate_on_comm_stream: bool = False,
+    ) -> Tuple[
+        _X, Optional[_Tensor], Optional[_Tensor], Optional[List[int]], Optional[tuple], EventOverlap
+    ]:
+        """Sends each token to the ranks holding its experts (see docs/intranode.md).
+
+        ``x``: bf16 [T, H], or ``(float8_e4m3fn [T, H], scales [T, S] float32|int32)``.
+        Returns ``(recv_x, recv_topk_idx, recv_topk_weights, num_recv_tokens_per_expert_list,
+        handle, event)``; received rows are grouped by source rank, then source token index.
+        With ``handle`` (cached mode) returns ``(recv_x, None, None, None, None, event)``.
+        """
+        from .dispatch import cached_dispatch, fresh_dispatch
+
+        runtime = self._live("dispatch")
+        config = config if config is not None else self.get_dispatch_config(self.group_size)
+        if num_tokens_per_rdma_rank is not None:
+            raise ValueError("num_tokens_per_rdma_rank must be None for the intranode mode")
+        with StreamScope(
+            self._comm_stream, previous_event, async_finish, allocate_on_comm_stream
+        ) as scope:
+            if handle is not None:
+                if topk_idx is not None or topk_weights is not None:
+                    raise ValueError(
+                        "cached dispatch (handle given) takes no topk_idx/topk_weights"
+                    )
+                return cached_dispatch(runtime, scope, x, handle, config, num_worst_tokens)
+            return fresh_dispatch(
+                self,
+                runtime,
+                scope,
+                x,
+                num_tokens_per_rank,
+                is_token_in_rank,
+                num_tokens_per_expert,
+                topk_idx,
+                topk_weights,
+                expert_alignment,
+                num_worst_tokens,
+                config,
+            )
+
+    def combine(
+        self,
+        x: torch.Tensor,
+        handle: tuple,
+        topk_weights: Optional[torch.Tensor] = None,
+        bias: Union[None, torch.Tensor, Tuple[torch.Tensor, torch.Tensor]] = None,
+        config: Optional[Config] = None,
+        previous_event: Optional[EventOverlap] = None,
+        async_finish: bool = False,
+        allocate_on_comm_stream: bool = False,
+    ) -> Tuple[torch.Tensor, Optional[torch.Tensor], EventOverlap]:
+        """Returns expert outputs to the tokens' ranks and sums them there.
+
+        ``x``: bf16 [N, H], row i answering dispatch's received row i. ``combined_x[t] =
+        bias0[t] + bias1[t] + sum over ranks r that received t of x_r[row of t]`` (fp32,
+        ascending rank order, one cast). No top-k weights are applied; ``topk_weights``
+        [N, K] float32 are summed the same way into ``combined_topk_weights`` [T, K].
+        """
+        from .dispatch import run_combine
+
+        runtime = self._live("combine")
+        config = config if config is not None else self.get_combine_config(self.group_size)
+        with StreamScope(
+            self._comm_stream, previous_event, async_finish, allocate_on_comm_stream
+        ) as scope:
+            return run_combine(runtime, scope, x, handle, topk_weights, bias, config)
+
+    # ------------------------------------------------------------------ other modes
+    def internode_dispatch(self, *args: Any, **kwargs: Any) -> Any:
+        raise _not_implemented("internode_dispatch")
+
+    def internode_combine(self, *args: Any, **kwargs: Any) -> Any:
+        raise _not_implemented("internode_combine")
+
+    def clean_low_latency_buffer(self, *args: Any, **kwargs: Any) -> None:
+        raise _not_implemented("the low-latency mode (clean_low_latency_buffer)")
+
+    def low_latency_dispatch(self, *args: Any, **kwargs: Any) -> Any:
+        raise _not_implemented("the low-latency mode (low_latency_dispatch)")
+
+    def low_latency_combine(self, *args: Any, **kwargs: Any) -> Any:
+        raise _not_implemented("the low-latency mode (low_latency_combine)")
+
+    def get_next_low_latency_combine_buffer(self, *args: Any, **kwargs: Any) -> Any:
+        raise _not_implemented("the low-latency mode (get_next_low_latency_combine_buffer)")

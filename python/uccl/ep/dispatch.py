@@ -1,0 +1,231 @@
+"""The bodies of Buffer.dispatch / Buffer.combine: output allocation and kernel calls.
+
+Tensor shapes: T tokens of this rank, N received rows, H hidden, S scales, K top-k,
+R ranks, C = config.num_sms // 2 channels, E experts.
+"""
+
+from __future__ import annotations
+
+from typing import Any, List, Optional, Tuple
+
+import torch
+
+from .utils import EventOverlap, StreamScope, dl
+
+_HANDLE_FIELDS = (
+    "rank_prefix_matrix",
+    "channel_prefix_matrix",
+    "recv_channel_prefix_matrix",
+    "recv_src_idx",
+    "is_token_in_rank",
+    "send_head",
+)
+
+
+def _split_x(x: Any) -> Tuple[torch.Tensor, Optional[torch.Tensor]]:
+    if isinstance(x, tuple):
+        if len(x) != 2:
+            raise ValueError(f"x as a tuple must be (data, scales), got {len(x)} items")
+        return x[0], x[1]
+    return x, None
+
+
+def _check_tensor(t: Any, name: str) -> None:
+    if t is not None and not isinstance(t, torch.Tensor):
+        raise TypeError(f"{name} must be a torch.Tensor or None, got {type(t).__name__}")
+
+
+def _unpack_handle(handle: Any) -> tuple:
+    if not isinstance(handle, tuple) or len(handle) != len(_HANDLE_FIELDS):
+        raise ValueError(
+            "handle must be the 6-tuple returned by an intranode dispatch "
+            f"({', '.join(_HANDLE_FIELDS)})"
+        )
+    for t, name in zip(handle, _HANDLE_FIELDS):
+        if not isinstance(t, torch.Tensor):
+            raise TypeError(f"handle field {name} must be a torch.Tensor, got {type(t).__name__}")
+    return handle
+
+
+def _empty(shape: tuple, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
+    return torch.empty(shape, dtype=dtype, device=device)
+
+
+def fresh_dispatch(
+    buffer: Any,
+    runtime: Any,
+    scope: StreamScope,
+    x: Any,
+    num_tokens_per_rank: Optional[torch.Tensor],
+    is_token_in_rank: Optional[torch.Tensor],
+    num_tokens_per_expert: Optional[torch.Tensor],
+    topk_idx: Optional[torch.Tensor],
+    topk_weights: Optional[torch.Tensor],
+    expert_alignment: int,
+    num_worst_tokens: int,
+    config: Any,
+) -> tuple:
+    """Non-cached dispatch: count exchange (notify), allocation, then the dispatch kernel."""
+    data, scales = _split_x(x)
+    for t, name in (
+        (data, "x"),
+        (scales, "x scales"),
+        (num_tokens_per_rank, "num_tokens_per_rank"),
+        (is_token_in_rank, "is_token_in_rank"),
+        (num_tokens_per_expert, "num_tokens_per_expert"),
+        (topk_idx, "topk_idx"),
+        (topk_weights, "topk_weights"),
+    ):
+        _check_tensor(t, name)
+    for t, name in (
+        (num_tokens_per_rank, "num_tokens_per_rank"),
+        (is_token_in_rank, "is_token_in_rank"),
+        (num_tokens_per_expert, "num_tokens_per_expert"),
+    ):
+        if t is None:
+            raise ValueError(f"{name} is required without a handle (from get_dispatch_layout)")
+    if data is None:
+        raise ValueError("x is required")
+    r, c = buffer.group_size, config.num_sms // 2
+    dev = data.device
+    rank_prefix = _empty((r, r), torch.int32, dev)
+    channel_prefix = _empty((r, max(c, 0)), torch.int32, dev)
+    common = dict(
+        x=dl(data),
+        x_scales=dl(scales),
+        topk_idx=dl(topk_idx),
+        topk_weights=dl(topk_weights),
+        is_token_in_rank=dl(is_token_in_rank),
+        rank_prefix_matrix=dl(rank_prefix),
+        channel_prefix_matrix=dl(channel_prefix),
+        num_experts=num_tokens_per_expert.size(0),
+        num_worst_tokens=int(num_worst_tokens),
+        config=config,
+    )
+    num_recv, per_expert = runtime.notify_dispatch(
+        num_tokens_per_rank=dl(num_tokens_per_rank),
+        num_tokens_per_expert=dl(num_tokens_per_expert),
+        expert_alignment=int(expert_alignment),
+        stream=scope.stream_handle,
+        **common,
+    )
+    n = num_recv if num_worst_tokens == 0 else int(num_worst_tokens)
+    num_tokens, hidden = data.shape[0], data.shape[1]
+    recv_x = _empty((n, hidden), data.dtype, dev)
+    recv_scales = _empty((n, scales.shape[1]), scales.dtype, dev) if scales is not None else None
+    recv_topk_idx = recv_topk_weights = None
+    if topk_idx is not None:
+        recv_topk_idx = _empty((n, topk_idx.shape[1]), topk_idx.dtype, dev)
+        recv_topk_weights = _empty((n, topk_idx.shape[1]), torch.float32, dev)
+    recv_src_idx = _empty((n,), torch.int32, dev)
+    recv_channel_prefix = _empty((r, max(c, 0)), torch.int32, dev)
+    send_head = _empty((num_tokens, r), torch.int32, dev)
+    runtime.dispatch(
+        recv_x=dl(recv_x),
+        recv_x_scales=dl(recv_scales),
+        recv_topk_idx=dl(recv_topk_idx),
+        recv_topk_weights=dl(recv_topk_weights),
+        recv_src_idx=dl(recv_src_idx),
+        recv_channel_prefix_matrix=dl(recv_channel_prefix),
+        send_head=dl(send_head),
+        stream=scope.stream_handle,
+        **common,
+    )
+    handle = (
+        rank_prefix,
+        channel_prefix,
+        recv_channel_prefix,
+        recv_src_idx,
+        is_token_in_rank,
+        send_head,
+    )
+    event = scope.finish(
+        (data, scales, topk_idx, topk_weights, num_tokens_per_rank, num_tokens_per_expert)
+        + (recv_x, recv_scales, recv_topk_idx, recv_topk_weights)
+        + handle
+    )
+    recv = (recv_x, recv_scales) if scales is not None else recv_x
+    expert_list: List[int] = list(per_expert) if num_worst_tokens == 0 else []
+    return recv, recv_topk_idx, recv_topk_weights, expert_list, handle, event
+
+
+def cached_dispatch(
+    runtime: Any, scope: StreamScope, x: Any, handle: Any, config: Any, num_worst_tokens: int
+) -> tuple:
+    """Dispatch reusing a handle's layout: no count exchange, no host synchronisation."""
+    if num_worst_tokens:
+        raise ValueError("cached dispatch (handle given) takes no num_worst_tokens")
+    rank_prefix, channel_prefix, _, recv_src_idx, is_token_in_rank, _ = _unpack_handle(handle)
+    data, scales = _split_x(x)
+    _check_tensor(data, "x")
+    _check_tensor(scales, "x scales")
+    if data is None:
+        raise ValueError("x is required")
+    n, dev = recv_src_idx.shape[0], data.device
+    recv_x = _empty((n, data.shape[1]), data.dtype, dev)
+    recv_scales = _empty((n, scales.shape[1]), scales.dtype, dev) if scales is not None else None
+    runtime.dispatch(
+        x=dl(data),
+        x_scales=dl(scales),
+        is_token_in_rank=dl(is_token_in_rank),
+        rank_prefix_matrix=dl(rank_prefix),
+        channel_prefix_matrix=dl(channel_prefix),
+        cached=True,
+        config=config,
+        recv_x=dl(recv_x),
+        recv_x_scales=dl(recv_scales),
+        stream=scope.stream_handle,
+    )
+    event = scope.finish((data, scales, recv_x, recv_scales) + tuple(handle))
+    recv = (recv_x, recv_scales) if scales is not None else recv_x
+    return recv, None, None, None, None, event
+
+
+def run_combine(
+    runtime: Any,
+    scope: StreamScope,
+    x: torch.Tensor,
+    handle: Any,
+    topk_weights: Optional[torch.Tensor],
+    bias: Any,
+    config: Any,
+) -> Tuple[torch.Tensor, Optional[torch.Tensor], EventOverlap]:
+    """Combine with the layout of ``handle``; optional 1 or 2 biases [T, H]."""
+    rank_prefix, _, recv_channel_prefix, recv_src_idx, is_token_in_rank, send_head = _unpack_handle(
+        handle
+    )
+    _check_tensor(x, "x")
+    _check_tensor(topk_weights, "topk_weights")
+    if x is None:
+        raise ValueError("x is required")
+    bias0 = bias1 = None
+    if isinstance(bias, tuple):
+        if len(bias) != 2:
+            raise ValueError(f"bias as a tuple must hold 2 tensors, got {len(bias)}")
+        bias0, bias1 = bias
+    else:
+        bias0 = bias
+    _check_tensor(bias0, "bias")
+    _check_tensor(bias1, "bias[1]")
+    num_tokens, dev = is_token_in_rank.shape[0], x.device
+    combined_x = _empty((num_tokens, x.shape[1] if x.dim() == 2 else 0), x.dtype, dev)
+    combined_w = None
+    if topk_weights is not None:
+        combined_w = _empty((num_tokens, topk_weights.shape[-1]), torch.float32, dev)
+    runtime.combine(
+        x=dl(x),
+        topk_weights=dl(topk_weights),
+        bias0=dl(bias0),
+        bias1=dl(bias1),
+        rank_prefix_matrix=dl(rank_prefix),
+        recv_channel_prefix_matrix=dl(recv_channel_prefix),
+        recv_src_idx=dl(recv_src_idx),
+        is_token_in_rank=dl(is_token_in_rank),
+        send_head=dl(send_head),
+        config=config,
+        combined_x=dl(combined_x),
+        combined_topk_weights=dl(combined_w),
+        stream=scope.stream_handle,
+    )
+    event = scope.finish((x, topk_weights, bias0, bias1, combined_x, combined_w) + tuple(handle))
+    return combined_x, combined_w, event

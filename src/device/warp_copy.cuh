@@ -1,0 +1,51 @@
+// Warp-cooperative copies and the small synchronisation helpers the ring protocols share.
+#pragma once
+
+#include <cstdint>
+
+#include "device/ptx.cuh"
+
+namespace uccl::ep::device {
+
+/// Copies `n` 16-byte words from `src` to `dst` with the whole warp, `kUnroll` words in flight
+/// per lane. `kReadOnlySrc` selects the non-coherent load path: only for data nobody writes
+/// while the kernel runs (user inputs), never for ring slots.
+template <int kUnroll, bool kReadOnlySrc>
+__device__ __forceinline__ void warp_copy_v4(int4* dst, const int4* src, int n, int lane) {
+  int i = lane;
+  for (; i + (kUnroll - 1) * kWarpSize < n; i += kUnroll * kWarpSize) {
+    int4 v[kUnroll];
+#pragma unroll
+    for (int u = 0; u < kUnroll; ++u)
+      v[u] = kReadOnlySrc ? ld_nc_v4(src + i + u * kWarpSize) : ld_v4(src + i + u * kWarpSize);
+#pragma unroll
+    for (int u = 0; u < kUnroll; ++u) st_na_v4(dst + i + u * kWarpSize, v[u]);
+  }
+  for (; i < n; i += kWarpSize)
+    st_na_v4(dst + i, kReadOnlySrc ? ld_nc_v4(src + i) : ld_v4(src + i));
+}
+
+/// Sequentially consistent fence among the threads of a block (orders a shared-memory store
+/// before later shared-memory loads of other warps' entries).
+__device__ __forceinline__ void fence_sc_cta() {
+  asm volatile("fence.sc.cta;" ::: "memory");
+}
+
+/// Raises `*counter` to at least `value` with release semantics at system scope.
+__device__ __forceinline__ void red_max_release_sys(int32_t* counter, int32_t value) {
+  asm volatile("red.release.sys.global.max.s32 [%0], %1;" ::"l"(counter), "r"(value) : "memory");
+}
+
+/// Publishes that this warp finished everything below `value` and returns the minimum over the
+/// `num_warps` entries of `progress` (the position below which every warp is done).
+/// Call from one lane.
+__device__ __forceinline__ int publish_progress(volatile int* progress, int my_index, int value,
+                                                int num_warps) {
+  progress[my_index] = value;
+  fence_sc_cta();
+  int m = value;
+  for (int w = 0; w < num_warps; ++w) m = min(m, progress[w]);
+  return m;
+}
+
+}  // namespace uccl::ep::device

@@ -1,0 +1,204 @@
+// intranode_combine_kernel: sends each received row back to the rank it came from and sums
+// the copies of every token there (fp32, ascending rank order, one cast to bf16), plus biases.
+//
+// Grid: 2 * num_channels blocks, as in dispatch. Channel c of the combine moves exactly the
+// tokens channel c of the dispatch moved, in reverse, so the dispatch's send_head gives the
+// ring slot at which each token's partial result from each rank arrives.
+//
+// Sender block (rank r), group for destination s: rows of s's block that arrived through
+// channel c are pushed, in order, to ring (c, r) on s; slot i is written by warp i % G; the
+// group's minimum progress is published as the tail (red.max).
+// Receiver block (rank s): warp w reduces tokens begin + w, begin + w + kNumWarps, ...; lane r
+// waits for the slot of rank r. The minimum token index over all warps gives, through
+// send_head, how many slots of each ring are consumed: that is published as the ring head.
+#pragma once
+
+#include <cuda_bf16.h>
+
+#include "device/timed_wait.cuh"
+#include "device/warp_copy.cuh"
+#include "kernels/intranode/args.h"
+
+namespace uccl::ep::kernels::intranode {
+
+template <int kNumRanks>
+__device__ __forceinline__ void combine_send(const CombineArgs& a, int channel, int dst, int gwarp,
+                                             int lane, volatile int* progress) {
+  constexpr int G = kNumWarps / kNumRanks;
+  const int block_begin = dst > 0 ? a.rank_prefix_matrix[(dst - 1) * kNumRanks + a.rank] : 0;
+  const int block_size = a.rank_prefix_matrix[dst * kNumRanks + a.rank] - block_begin;
+  const int32_t* prefix = a.recv_channel_prefix_matrix + dst * a.num_channels;
+  const int start = prefix[channel];
+  const int stop = channel + 1 < a.num_channels ? prefix[channel + 1] : block_size;
+  const int num = stop - start;
+  const int64_t row0 = block_begin + start;
+
+  protocol::ControlBlock* remote = a.peers.ctrl[dst];
+  uint8_t* ring = a.peers.rings[dst] + a.rings.ring_offset(channel, a.rank);
+  int32_t* tail = &remote->ring_tail[channel][a.rank];
+  const int32_t* head = &remote->ring_head[channel][a.rank];
+  const int capacity = a.rings.capacity;
+  const int hidden_int4 = static_cast<int>(a.hidden_bytes / 16);
+
+  int cached_head = 0, published = 0;
+  bool ok = true;
+  for (int i0 = 0; i0 < num; i0 += a.max_send_tokens) {
+    const int i1 = min(i0 + a.max_send_tokens, num);
+    const int needed = i1 - capacity;
+    if (ok && cached_head < needed) {
+      if (lane == 0) {
+        ok = device::timed_wait(a.diag, protocol::WaitSite::kCombineHead, dst, channel, needed,
+                                [&](int64_t& observed) {
+                                  cached_head = device::ld_relaxed_sys(head);
+                                  observed = cached_head;
+                                  return cached_head >= needed;
+                                });
+      }
+      ok = __shfl_sync(0xffffffffu, ok, 0);
+      cached_head = __shfl_sync(0xffffffffu, cached_head, 0);
+    }
+    const int first = i0 + ((gwarp - i0 % G) + G) % G;
+    for (int i = first; ok && i < i1; i += G) {
+      uint8_t* slot = ring + (i % capacity) * a.rings.slot_bytes;
+      const int64_t row = row0 + i;
+      device::warp_copy_v4<kCopyUnroll, true>(
+          reinterpret_cast<int4*>(slot), reinterpret_cast<const int4*>(a.x + row * a.hidden_bytes),
+          hidden_int4, lane);
+      if (a.topk_weights != nullptr && lane < a.num_topk)
+        reinterpret_cast<float*>(slot + a.slot.topk_weights_offset)[lane] =
+            __ldg(a.topk_weights + row * a.num_topk + lane);
+    }
+    __threadfence_system();
+    __syncwarp();
+    if (lane == 0) {
+      const int ready = device::publish_progress(progress, gwarp, i1, G);
+      if (ready > published) {
+        device::red_max_release_sys(tail, ready);
+        published = ready;
+      }
+    }
+  }
+}
+
+/// Adds 8 bf16 values packed in `v` to `acc`.
+__device__ __forceinline__ void accumulate_bf16x8(float (&acc)[8], const int4& v) {
+  const auto* h = reinterpret_cast<const __nv_bfloat162*>(&v);
+#pragma unroll
+  for (int j = 0; j < 4; ++j) {
+    const float2 f = __bfloat1622float2(h[j]);
+    acc[2 * j] += f.x;
+    acc[2 * j + 1] += f.y;
+  }
+}
+
+__device__ __forceinline__ int4 pack_bf16x8(const float (&acc)[8]) {
+  int4 out;
+  auto* h = reinterpret_cast<__nv_bfloat162*>(&out);
+#pragma unroll
+  for (int j = 0; j < 4; ++j) h[j] = __floats2bfloat162_rn(acc[2 * j], acc[2 * j + 1]);
+  return out;
+}
+
+template <int kNumRanks>
+__device__ __forceinline__ void combine_reduce_token(const CombineArgs& a, int64_t token,
+                                                     uint32_t mask,
+                                                     const uint8_t* (&slots)[kNumRanks], int lane) {
+  const int hidden_int4 = static_cast<int>(a.hidden_bytes / 16);
+  const auto* bias0 = reinterpret_cast<const int4*>(a.bias0 + token * a.hidden_bytes);
+  const auto* bias1 = reinterpret_cast<const int4*>(a.bias1 + token * a.hidden_bytes);
+  auto* out = reinterpret_cast<int4*>(a.combined_x + token * a.hidden_bytes);
+  for (int i = lane; i < hidden_int4; i += 32) {
+    float acc[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+    if (a.bias0 != nullptr) accumulate_bf16x8(acc, device::ld_nc_v4(bias0 + i));
+    if (a.bias1 != nullptr) accumulate_bf16x8(acc, device::ld_nc_v4(bias1 + i));
+    int4 v[kNumRanks];
+#pragma unroll
+    for (int r = 0; r < kNumRanks; ++r)
+      if (mask >> r & 1u) v[r] = device::ld_v4(reinterpret_cast<const int4*>(slots[r]) + i);
+#pragma unroll
+    for (int r = 0; r < kNumRanks; ++r)
+      if (mask >> r & 1u) accumulate_bf16x8(acc, v[r]);
+    device::st_na_v4(out + i, pack_bf16x8(acc));
+  }
+  if (a.combined_topk_weights != nullptr && lane < a.num_topk) {
+    float w = 0.0f;
+#pragma unroll
+    for (int r = 0; r < kNumRanks; ++r)
+      if (mask >> r & 1u)
+        w += reinterpret_cast<const float*>(slots[r] + a.slot.topk_weights_offset)[lane];
+    a.combined_topk_weights[token * a.num_topk + lane] = w;
+  }
+}
+
+template <int kNumRanks>
+__device__ __forceinline__ void combine_recv(const CombineArgs& a, int channel, int warp, int lane,
+                                             volatile int* progress) {
+  const auto range = protocol::channel_token_range(a.num_tokens, a.num_channels, channel);
+  protocol::ControlBlock* local = a.peers.ctrl[a.rank];
+  const uint8_t* rings = a.peers.rings[a.rank];
+  int cached_tail = 0;  // lane r < kNumRanks: last seen tail of ring (channel, r)
+  int published = range.begin;
+  bool ok = true;
+  for (int64_t t = range.begin + warp; t < range.end; t += kNumWarps) {
+    const int slot = lane < kNumRanks ? a.send_head[t * kNumRanks + lane] : -1;
+    if (ok && slot >= 0 && cached_tail <= slot) {
+      ok = device::timed_wait(a.diag, protocol::WaitSite::kCombineTail, lane, channel, slot + 1,
+                              [&](int64_t& observed) {
+                                cached_tail =
+                                    device::ld_acquire_sys(&local->ring_tail[channel][lane]);
+                                observed = cached_tail;
+                                return cached_tail > slot;
+                              });
+    }
+    if (!__all_sync(0xffffffffu, ok)) return;
+    const uint32_t mask = __ballot_sync(0xffffffffu, slot >= 0);
+    const uint8_t* slots[kNumRanks];
+#pragma unroll
+    for (int r = 0; r < kNumRanks; ++r) {
+      const int s = __shfl_sync(0xffffffffu, slot, r);
+      slots[r] = rings + a.rings.slot_offset(channel, r, s < 0 ? 0 : s);
+    }
+    combine_reduce_token<kNumRanks>(a, t, mask, slots, lane);
+    __syncwarp();
+    int done = 0;
+    if (lane == 0)
+      done = device::publish_progress(progress, warp, static_cast<int>(t) + kNumWarps, kNumWarps);
+    done = __shfl_sync(0xffffffffu, done, 0);
+    if (done > published && done < range.end) {
+      if (lane < kNumRanks) {
+        __threadfence();
+        atomicMax(
+            &local->ring_head[channel][lane],
+            protocol::slots_before(a.send_head[static_cast<int64_t>(done) * kNumRanks + lane]));
+      }
+      published = done;
+    }
+  }
+}
+
+template <int kNumRanks>
+__global__ void __launch_bounds__(kNumThreads, 1) intranode_combine_kernel(const CombineArgs a) {
+  static_assert(kNumWarps % kNumRanks == 0, "warps must split evenly over the ranks");
+  constexpr int G = kNumWarps / kNumRanks;
+  __shared__ int s_progress[kNumWarps];
+  const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
+  const int channel = blockIdx.x / 2;
+  const bool is_sender = blockIdx.x % 2 == 0;
+  if (lane == 0) {
+    if (is_sender) {
+      s_progress[warp] = 0;
+    } else {
+      const auto range = protocol::channel_token_range(a.num_tokens, a.num_channels, channel);
+      s_progress[warp] = min(range.begin + warp, range.end);
+    }
+  }
+  __syncthreads();
+  if (device::aborted(a.diag)) return;
+  if (is_sender) {
+    combine_send<kNumRanks>(a, channel, warp / G, warp % G, lane, s_progress + (warp / G) * G);
+  } else {
+    combine_recv<kNumRanks>(a, channel, warp, lane, s_progress);
+  }
+}
+
+}  // namespace uccl::ep::kernels::intranode

@@ -1,0 +1,212 @@
+// intranode_dispatch_kernel: moves each token to every rank that holds one of its experts.
+//
+// Grid: 2 * num_channels blocks. Block 2c sends channel c, block 2c+1 receives channel c.
+// Channel c owns the token range channel_token_range(num_tokens, num_channels, c).
+// In both blocks the warps are split into one group per peer (kNumWarps / kNumRanks warps).
+//
+// Sender group for destination d: publishes [start, end) (where its tokens land inside this
+// rank's block on d), then walks its tokens in windows of max_send_tokens. A token going to d
+// takes the next slot of ring (c, rank) on d; slot i is written by warp i % G of the group.
+// After a window each warp fences, records its progress in shared memory, and the minimum over
+// the group is published as the ring tail on d (red.max, so late publishers never regress it).
+// send_head[t][d] records the slot (or the encoded next slot when t does not go to d).
+//
+// Receiver group for source s: waits for the range, then repeatedly waits for the tail and
+// copies slots i % G == its index to recv row base + i; the minimum progress of the group is
+// published as the ring head, which the sender reads over NVLink when the ring looks full.
+#pragma once
+
+#include "device/timed_wait.cuh"
+#include "device/warp_copy.cuh"
+#include "kernels/intranode/args.h"
+
+namespace uccl::ep::kernels::intranode {
+
+__device__ __forceinline__ void dispatch_copy_token_to_slot(const DispatchArgs& a, int token,
+                                                            int dst, uint8_t* slot, int lane) {
+  const int64_t t = token;
+  device::warp_copy_v4<kCopyUnroll, true>(reinterpret_cast<int4*>(slot),
+                                          reinterpret_cast<const int4*>(a.x + t * a.hidden_bytes),
+                                          static_cast<int>(a.hidden_bytes / 16), lane);
+  if (a.x_scales != nullptr) {
+    auto* out = reinterpret_cast<int32_t*>(slot + a.slot.scales_offset);
+    for (int i = lane; i < a.num_scales; i += 32)
+      out[i] = __ldg(a.x_scales + t * a.scale_token_stride + i * a.scale_hidden_stride);
+  }
+  if (a.topk_idx != nullptr && lane < a.num_topk) {
+    const int64_t expert = __ldg(a.topk_idx + t * a.num_topk + lane);
+    const int64_t first = static_cast<int64_t>(dst) * a.num_local_experts;
+    const bool local = expert >= first && expert < first + a.num_local_experts;
+    reinterpret_cast<int32_t*>(slot + a.slot.topk_idx_offset)[lane] =
+        local ? static_cast<int32_t>(expert - first) : -1;
+    reinterpret_cast<float*>(slot + a.slot.topk_weights_offset)[lane] =
+        local ? __ldg(a.topk_weights + t * a.num_topk + lane) : 0.0f;
+  }
+  if (lane == 0) *reinterpret_cast<int32_t*>(slot + a.slot.src_idx_offset) = token;
+}
+
+template <int kNumRanks>
+__device__ __forceinline__ void dispatch_send(const DispatchArgs& a, int channel, int dst,
+                                              int gwarp, int lane, volatile int* progress) {
+  constexpr int G = kNumWarps / kNumRanks;
+  const auto range = protocol::channel_token_range(a.num_tokens, a.num_channels, channel);
+  protocol::ControlBlock* remote = a.peers.ctrl[dst];
+  uint8_t* ring = a.peers.rings[dst] + a.rings.ring_offset(channel, a.rank);
+  int32_t* tail = &remote->ring_tail[channel][a.rank];
+  const int32_t* head = &remote->ring_head[channel][a.rank];
+  const int capacity = a.rings.capacity;
+
+  if (gwarp == 0 && lane == 0) {
+    const int32_t* prefix = a.channel_prefix_matrix + dst * a.num_channels;
+    const int start = channel > 0 ? prefix[channel - 1] : 0;
+    device::st_release_sys(&remote->ring_meta[channel][a.rank],
+                           protocol::encode_range(start, prefix[channel]));
+  }
+
+  int sent = 0, cached_head = 0, published = 0;
+  bool ok = true;
+  for (int t0 = range.begin; t0 < range.end; t0 += a.max_send_tokens) {
+    const int t1 = min(t0 + a.max_send_tokens, range.end);
+    const int needed = sent + (t1 - t0) - capacity;  // head must reach this for room
+    if (ok && cached_head < needed) {
+      if (lane == 0) {
+        ok = device::timed_wait(a.diag, protocol::WaitSite::kDispatchHead, dst, channel, needed,
+                                [&](int64_t& observed) {
+                                  cached_head = device::ld_relaxed_sys(head);
+                                  observed = cached_head;
+                                  return cached_head >= needed;
+                                });
+      }
+      ok = __shfl_sync(0xffffffffu, ok, 0);
+      cached_head = __shfl_sync(0xffffffffu, cached_head, 0);
+    }
+    for (int t = t0; t < t1; ++t) {
+      const bool to_dst = a.is_token_in_rank[static_cast<int64_t>(t) * kNumRanks + dst];
+      int32_t* send_head =
+          a.send_head ? a.send_head + static_cast<int64_t>(t) * kNumRanks + dst : nullptr;
+      if (!to_dst) {
+        if (send_head && gwarp == 0 && lane == 0) *send_head = protocol::encode_unsent(sent);
+        continue;
+      }
+      const int slot = sent++;
+      if (slot % G != gwarp) continue;
+      if (send_head && lane == 0) *send_head = slot;
+      if (ok)
+        dispatch_copy_token_to_slot(a, t, dst, ring + (slot % capacity) * a.rings.slot_bytes, lane);
+    }
+    __threadfence_system();
+    __syncwarp();
+    if (lane == 0) {
+      const int ready = device::publish_progress(progress, gwarp, sent, G);
+      if (ready > published) {
+        device::red_max_release_sys(tail, ready);
+        published = ready;
+      }
+    }
+  }
+}
+
+__device__ __forceinline__ void dispatch_copy_slot_to_output(const DispatchArgs& a,
+                                                             const uint8_t* slot, int64_t row,
+                                                             int lane) {
+  device::warp_copy_v4<kCopyUnroll, false>(reinterpret_cast<int4*>(a.recv_x + row * a.hidden_bytes),
+                                           reinterpret_cast<const int4*>(slot),
+                                           static_cast<int>(a.hidden_bytes / 16), lane);
+  if (a.recv_x_scales != nullptr) {
+    const auto* in = reinterpret_cast<const int32_t*>(slot + a.slot.scales_offset);
+    for (int i = lane; i < a.num_scales; i += 32) a.recv_x_scales[row * a.num_scales + i] = in[i];
+  }
+  if (a.recv_topk_idx != nullptr && lane < a.num_topk) {
+    a.recv_topk_idx[row * a.num_topk + lane] =
+        reinterpret_cast<const int32_t*>(slot + a.slot.topk_idx_offset)[lane];
+    a.recv_topk_weights[row * a.num_topk + lane] =
+        reinterpret_cast<const float*>(slot + a.slot.topk_weights_offset)[lane];
+  }
+  if (a.recv_src_idx != nullptr && lane == 0)
+    a.recv_src_idx[row] = *reinterpret_cast<const int32_t*>(slot + a.slot.src_idx_offset);
+}
+
+template <int kNumRanks>
+__device__ __forceinline__ void dispatch_recv(const DispatchArgs& a, int channel, int src,
+                                              int gwarp, int lane, volatile int* progress) {
+  constexpr int G = kNumWarps / kNumRanks;
+  protocol::ControlBlock* local = a.peers.ctrl[a.rank];
+  const uint8_t* ring = a.peers.rings[a.rank] + a.rings.ring_offset(channel, src);
+  int32_t* head = &local->ring_head[channel][src];
+  const int32_t* tail = &local->ring_tail[channel][src];
+  const int capacity = a.rings.capacity;
+
+  int64_t range = 0;
+  bool ok = true;
+  if (lane == 0) {
+    ok = device::timed_wait(a.diag, protocol::WaitSite::kDispatchRange, src, channel, 1,
+                            [&](int64_t& observed) {
+                              range = device::ld_acquire_sys(&local->ring_meta[channel][src]);
+                              observed = range;
+                              return range != 0;
+                            });
+  }
+  if (!__shfl_sync(0xffffffffu, ok, 0)) return;
+  range = __shfl_sync(0xffffffffu, range, 0);
+  const int start = protocol::decode_range_start(range);
+  const int num = protocol::decode_range_end(range) - start;
+  if (a.recv_channel_prefix_matrix != nullptr && gwarp == 0 && lane == 0)
+    a.recv_channel_prefix_matrix[src * a.num_channels + channel] = start;
+  const int64_t base = (src > 0 ? a.rank_prefix_matrix[(src - 1) * kNumRanks + a.rank] : 0) + start;
+
+  int consumed = 0, cached_tail = 0, published = 0;
+  while (consumed < num) {
+    if (cached_tail <= consumed) {
+      if (lane == 0) {
+        ok = device::timed_wait(a.diag, protocol::WaitSite::kDispatchTail, src, channel,
+                                consumed + 1, [&](int64_t& observed) {
+                                  cached_tail = device::ld_acquire_sys(tail);
+                                  observed = cached_tail;
+                                  return cached_tail > consumed;
+                                });
+      }
+      if (!__shfl_sync(0xffffffffu, ok, 0)) return;
+      cached_tail = __shfl_sync(0xffffffffu, cached_tail, 0);
+    }
+    const int first = consumed + ((gwarp - consumed % G) + G) % G;
+    for (int i = first; i < cached_tail; i += G) {
+      if (base + i >= a.num_recv_rows) {  // fewer rows than tokens: report, never write past
+        if (lane == 0)
+          device::report_timeout(a.diag, protocol::WaitSite::kRecvOverflow, src, channel,
+                                 a.num_recv_rows, base + i + 1, 0);
+        continue;
+      }
+      dispatch_copy_slot_to_output(a, ring + (i % capacity) * a.rings.slot_bytes, base + i, lane);
+    }
+    consumed = cached_tail;
+    __syncwarp();
+    if (lane == 0) {
+      const int done = device::publish_progress(progress, gwarp, consumed, G);
+      if (done > published) {
+        __threadfence();
+        atomicMax(head, done);
+        published = done;
+      }
+    }
+  }
+}
+
+template <int kNumRanks>
+__global__ void __launch_bounds__(kNumThreads, 1) intranode_dispatch_kernel(const DispatchArgs a) {
+  static_assert(kNumWarps % kNumRanks == 0, "warps must split evenly over the ranks");
+  constexpr int G = kNumWarps / kNumRanks;
+  __shared__ int s_progress[kNumRanks][G];
+  const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
+  const int peer = warp / G, gwarp = warp % G;
+  if (lane == 0) s_progress[peer][gwarp] = 0;
+  __syncthreads();
+  if (device::aborted(a.diag)) return;
+  const int channel = blockIdx.x / 2;
+  if (blockIdx.x % 2 == 0) {
+    dispatch_send<kNumRanks>(a, channel, peer, gwarp, lane, s_progress[peer]);
+  } else {
+    dispatch_recv<kNumRanks>(a, channel, peer, gwarp, lane, s_progress[peer]);
+  }
+}
+
+}  // namespace uccl::ep::kernels::intranode

@@ -1,0 +1,26 @@
+// Host launchers of the intranode kernels. Each derives its grid from the args struct.
+#pragma once
+
+#include <cuda_runtime_api.h>
+
+#include "kernels/intranode/args.h"
+
+namespace uccl::ep::kernels::intranode {
+
+/// Rank counts the intranode kernels are instantiated for.
+constexpr int kSupportedRanks[] = {2, 4, 8};
+
+/// Throws Error(kValue) listing the supported counts when `num_ranks` is not one of them.
+void check_supported_ranks(int num_ranks);
+
+/// One-block barrier of all ranks; with clear_rings, zeroes this rank's ring counters between
+/// two barriers (needed before a combine or a cached dispatch).
+void launch_barrier(const BarrierArgs& args, cudaStream_t stream);
+/// Count exchange before a non-cached dispatch (1 + num_ranks blocks).
+void launch_notify(const NotifyArgs& args, cudaStream_t stream);
+/// Dispatch main kernel (2 * num_channels blocks).
+void launch_dispatch(const DispatchArgs& args, cudaStream_t stream);
+/// Combine main kernel (2 * num_channels blocks).
+void launch_combine(const CombineArgs& args, cudaStream_t stream);
+
+}  // namespace uccl::ep::kernels::intranode

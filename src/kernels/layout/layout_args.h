@@ -1,0 +1,18 @@
+// Arguments of the dispatch-layout kernel.
+#pragma once
+
+#include <cstdint>
+
+namespace uccl::ep::kernels::layout {
+
+struct LayoutArgs {
+  const int64_t* topk_idx;  // [num_tokens, num_topk]
+  int num_tokens, num_topk, num_ranks, num_experts;
+  int ranks_per_node;              // ranks per node for num_tokens_per_node (8 in DeepEP)
+  int32_t* num_tokens_per_rank;    // [num_ranks], zeroed
+  int32_t* num_tokens_per_node;    // [num_ranks / ranks_per_node] or null, zeroed
+  int32_t* num_tokens_per_expert;  // [num_experts], zeroed
+  bool* is_token_in_rank;          // [num_tokens, num_ranks], zeroed
+};
+
+}  // namespace uccl::ep::kernels::layout

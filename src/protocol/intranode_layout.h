@@ -1,0 +1,158 @@
+// Memory layout of the intranode (NVLink) buffer, shared by host and device code.
+//
+// Every rank allocates `num_nvl_bytes` of ring storage followed by one ControlBlock, in one
+// device allocation shared with same-node peers through CUDA IPC. All ranks use the same
+// layout, so a peer's address is its base plus the same offset.
+//
+// Rings: ring (channel c, source s) on rank d holds the tokens that rank s sends to rank d in
+// channel c. The sender writes slots and then `ring_tail[c][s]` in the receiver's ControlBlock;
+// the receiver copies slots out and then writes `ring_head[c][s]` in its own ControlBlock, which
+// the sender reads over NVLink when the ring looks full. Counters count slots since the start
+// of the operation; the receiver resets them to zero when it is done with the operation.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+
+#include "common/hd.h"
+
+namespace uccl::ep::protocol {
+
+constexpr int kMaxNvlPeers = 8;         // ranks of one NVLink domain served by one Buffer
+constexpr int kMaxChannels = 64;        // num_sms / 2
+constexpr int kMaxLocalExperts = 1024;  // experts per rank
+constexpr int kMaxTopK = 32;            // top-k entries per token in normal mode
+constexpr int kMaxScales = 1024;        // FP8 scale entries per token in normal mode
+
+/// Control words of one rank. Barrier and ring counters are written by peers over NVLink.
+struct alignas(128) ControlBlock {
+  alignas(128) uint32_t barrier_arrive[kMaxNvlPeers];  // [peer]: epoch of that peer's arrival
+  alignas(128) uint32_t barrier_epoch;                 // epochs this rank has completed
+  uint32_t abort_flag;                                 // non-zero once any wait timed out
+  alignas(128) int32_t rank_counts[kMaxNvlPeers][kMaxNvlPeers];        // [src][dst] tokens src->dst
+  alignas(128) int32_t expert_counts[kMaxNvlPeers][kMaxLocalExperts];  // [src][local expert]
+  alignas(128) int32_t ring_tail[kMaxChannels][kMaxNvlPeers];          // [channel][src]
+  alignas(128) int32_t ring_head[kMaxChannels][kMaxNvlPeers];          // [channel][src]
+  alignas(128) int64_t ring_meta[kMaxChannels][kMaxNvlPeers];          // dispatch range
+};
+static_assert(sizeof(ControlBlock) % 128 == 0);
+static_assert(offsetof(ControlBlock, ring_meta) % 8 == 0);
+
+/// Bytes of one rank's allocation: ring storage rounded to 128 B, then the ControlBlock.
+UCCL_HD int64_t control_offset(int64_t num_nvl_bytes) {
+  return (num_nvl_bytes + 127) / 128 * 128;
+}
+UCCL_HD int64_t allocation_bytes(int64_t num_nvl_bytes) {
+  return control_offset(num_nvl_bytes) + static_cast<int64_t>(sizeof(ControlBlock));
+}
+
+/// Token range [begin, end) of `channel` when `num_tokens` are split over `num_channels`.
+struct TokenRange {
+  int begin, end;
+};
+UCCL_HD TokenRange channel_token_range(int num_tokens, int num_channels, int channel) {
+  const int per_channel = (num_tokens + num_channels - 1) / num_channels;
+  const int begin = per_channel * channel < num_tokens ? per_channel * channel : num_tokens;
+  const int end = begin + per_channel < num_tokens ? begin + per_channel : num_tokens;
+  return {begin, end};
+}
+
+/// The dispatch range record a sender publishes: [start, end) within its block for the receiver,
+/// stored so that zero means "not yet written".
+UCCL_HD int64_t encode_range(int start, int end) {
+  return (static_cast<int64_t>(end + 1) << 32) | static_cast<uint32_t>(start + 1);
+}
+UCCL_HD int decode_range_start(int64_t v) {
+  return static_cast<int>(v & 0xffffffff) - 1;
+}
+UCCL_HD int decode_range_end(int64_t v) {
+  return static_cast<int>(v >> 32) - 1;
+}
+
+/// send_head[token][rank]: the ring slot a token took, or -(next slot)-1 when it was not sent to
+/// that rank. Either way, slots_before() is how many slots of that ring precede the token.
+UCCL_HD int encode_unsent(int next_slot) {
+  return -next_slot - 1;
+}
+UCCL_HD int slots_before(int send_head_value) {
+  return send_head_value >= 0 ? send_head_value : -send_head_value - 1;
+}
+
+UCCL_HD int64_t align16(int64_t x) {
+  return (x + 15) / 16 * 16;
+}
+
+/// Byte offsets inside one dispatch slot: x | scales | top-k ids (int32 local) | weights | src.
+struct DispatchSlot {
+  int64_t x_bytes, scales_offset, topk_idx_offset, topk_weights_offset, src_idx_offset, bytes;
+  UCCL_HD static DispatchSlot make(int64_t hidden_bytes, int num_scales, int num_topk) {
+    DispatchSlot s{};
+    s.x_bytes = hidden_bytes;
+    s.scales_offset = hidden_bytes;
+    s.topk_idx_offset = s.scales_offset + 4ll * num_scales;
+    s.topk_weights_offset = s.topk_idx_offset + 4ll * num_topk;
+    s.src_idx_offset = s.topk_weights_offset + 4ll * num_topk;
+    s.bytes = align16(s.src_idx_offset + 4);
+    return s;
+  }
+};
+
+/// Byte offsets inside one combine slot: x (bf16) | weights.
+struct CombineSlot {
+  int64_t x_bytes, topk_weights_offset, bytes;
+  UCCL_HD static CombineSlot make(int64_t hidden_bytes, int num_topk) {
+    CombineSlot s{};
+    s.x_bytes = hidden_bytes;
+    s.topk_weights_offset = hidden_bytes;
+    s.bytes = align16(hidden_bytes + 4ll * num_topk);
+    return s;
+  }
+};
+
+/// Placement of the rings of one operation in the ring storage of a rank.
+struct RingGeometry {
+  int num_channels, num_ranks, capacity;
+  int64_t slot_bytes;
+  UCCL_HD int64_t ring_bytes() const { return static_cast<int64_t>(capacity) * slot_bytes; }
+  UCCL_HD int64_t ring_offset(int channel, int src) const {
+    return (static_cast<int64_t>(channel) * num_ranks + src) * ring_bytes();
+  }
+  UCCL_HD int64_t slot_offset(int channel, int src, int slot) const {
+    return ring_offset(channel, src) + static_cast<int64_t>(slot % capacity) * slot_bytes;
+  }
+  UCCL_HD int64_t total_bytes() const {
+    return static_cast<int64_t>(num_channels) * num_ranks * ring_bytes();
+  }
+};
+
+/// Kinds of waits, reported in the error record.
+enum class WaitSite : int32_t {
+  kNone = 0,
+  kBarrier = 1,
+  kDispatchRange = 2,
+  kDispatchTail = 3,
+  kDispatchHead = 4,
+  kCombineTail = 5,
+  kCombineHead = 6,
+  kRecvOverflow = 7,  // not a wait: more rows arrived than the outputs have (num_worst_tokens)
+};
+
+/// Filled (once) by the first wait that times out; lives in host-mapped pinned memory.
+/// `flag` is written last, after a system-scope fence.
+struct HostErrorRecord {
+  int32_t flag;
+  int32_t site;
+  int32_t rank, peer, channel, pad;
+  int64_t expected, observed;
+  uint64_t waited_ns;
+};
+
+/// Results of the notify kernel for the host; `seq` is written last so a stale value from an
+/// earlier call is never mistaken for this one.
+struct HostNotifyResult {
+  int32_t seq;
+  int32_t num_recv_tokens;
+  int32_t num_recv_tokens_per_expert[kMaxLocalExperts];
+};
+
+}  // namespace uccl::ep::protocol

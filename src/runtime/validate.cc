@@ -1,0 +1,471 @@
+// Argument validation of every public intranode call.
+#include "runtime/validate.h"
+
+#include <initializer_list>
+#include <string>
+
+#include "common/error.h"
+#include "kernels/intranode/args.h"
+#include "protocol/intranode_layout.h"
+
+namespace uccl::ep::runtime {
+namespace {
+
+using protocol::kMaxChannels;
+using protocol::kMaxLocalExperts;
+using protocol::kMaxScales;
+using protocol::kMaxTopK;
+constexpr int64_t kAny = -1;
+
+std::string device_str(const TensorView& t) {
+  switch (t.device) {
+    case DeviceKind::kCPU:
+      return "cpu";
+    case DeviceKind::kCUDA:
+      return str_cat("cuda:", t.device_index);
+    case DeviceKind::kOther:
+      return "a non-CUDA device";
+  }
+  return "?";
+}
+
+/// Fluent checks on one tensor argument; each names the argument in its message.
+class Arg {
+ public:
+  Arg(const TensorView& t, const char* name) : t_(t), name_(name) {}
+
+  Arg& required() {
+    UCCL_EP_CHECK_VALUE(t_.defined(), name_, " is required");
+    return *this;
+  }
+  Arg& dtype(std::initializer_list<DType> allowed) {
+    for (DType d : allowed)
+      if (t_.dtype == d) return *this;
+    std::string list;
+    for (DType d : allowed) list += std::string(list.empty() ? "" : " or ") + dtype_name(d);
+    throw_error(ErrorKind::kType,
+                str_cat(name_, " must have dtype ", list, ", got ", dtype_name(t_.dtype)));
+  }
+  /// `dims` entries of kAny accept any size; `meaning` describes them, e.g. "(num_tokens, R)".
+  Arg& shape(std::initializer_list<int64_t> dims, const char* meaning) {
+    bool ok = t_.ndim == static_cast<int>(dims.size());
+    int i = 0;
+    for (int64_t d : dims) {
+      if (ok && d != kAny && t_.shape[i] != d) ok = false;
+      ++i;
+    }
+    if (!ok) {
+      std::string want = "[";
+      i = 0;
+      for (int64_t d : dims)
+        want += (i++ ? ", " : "") + (d == kAny ? std::string("*") : std::to_string(d));
+      throw_error(ErrorKind::kValue, str_cat(name_, " has shape ", t_.shape_str(), ", expected ",
+                                             want, "] ", meaning));
+    }
+    return *this;
+  }
+  Arg& contiguous() {
+    UCCL_EP_CHECK_VALUE(t_.is_contiguous(), name_, " must be contiguous, got shape ",
+                        t_.shape_str(), " with strides ", strides_str());
+    return *this;
+  }
+  Arg& on(const BufferInfo& info) {
+    UCCL_EP_CHECK_VALUE(t_.device == DeviceKind::kCUDA && t_.device_index == info.device_index,
+                        name_, " must be on cuda:", info.device_index,
+                        " (the Buffer's device), got ", device_str(t_));
+    return *this;
+  }
+
+ private:
+  std::string strides_str() const {
+    std::string s = "[";
+    for (int i = 0; i < t_.ndim; ++i) s += (i ? ", " : "") + std::to_string(t_.strides[i]);
+    return s + "]";
+  }
+  const TensorView& t_;
+  const char* name_;
+};
+
+void check_absent(const TensorView& t, const char* name, const char* why) {
+  UCCL_EP_CHECK_VALUE(!t.defined(), name, " must not be given ", why);
+}
+
+void check_config(const BufferInfo& info, const Config& c, const char* op) {
+  UCCL_EP_CHECK_VALUE(c.num_sms() > 0 && c.num_sms() % 2 == 0, op, ": config.num_sms=", c.num_sms(),
+                      " must be a positive even number (one channel is two blocks)");
+  UCCL_EP_CHECK_VALUE(c.num_channels() <= kMaxChannels, op, ": config.num_sms=", c.num_sms(),
+                      " must be at most ", 2 * kMaxChannels);
+}
+
+void check_num_channels(const TensorView& prefix, const Config& c, const char* name) {
+  UCCL_EP_CHECK_VALUE(prefix.size(1) == c.num_channels(), "config.num_sms=", c.num_sms(), " gives ",
+                      c.num_channels(), " channels but the handle's ", name, " was made with ",
+                      prefix.size(1), " channels (num_sms=", 2 * prefix.size(1),
+                      "): use the num_sms of the dispatch that created the handle");
+}
+
+void check_fits(const BufferInfo& info, int64_t needed, const char* op, const Config& c,
+                int64_t hidden_bytes) {
+  UCCL_EP_CHECK_VALUE(needed <= info.num_nvl_bytes, op, " needs ", needed,
+                      " bytes of NVLink buffer (num_sms=", c.num_sms(),
+                      ", nvl chunk recv=", c.num_max_nvl_chunked_recv_tokens(),
+                      ", hidden bytes=", hidden_bytes,
+                      ") but the Buffer has num_nvl_bytes=", info.num_nvl_bytes,
+                      "; size it with Config.get_nvl_buffer_size_hint");
+}
+
+void check_topk(const BufferInfo& info, const TensorView& idx, const TensorView& w,
+                int64_t num_tokens) {
+  UCCL_EP_CHECK_VALUE(idx.defined() == w.defined(),
+                      "topk_idx and topk_weights must be given together (got ",
+                      idx.defined() ? "topk_idx only" : "topk_weights only", ")");
+  if (!idx.defined()) return;
+  Arg(idx, "topk_idx").dtype({DType::kInt64}).shape({num_tokens, kAny}, "(num_tokens, num_topk)");
+  const int64_t k = idx.size(1);
+  UCCL_EP_CHECK_VALUE(k >= 1 && k <= kMaxTopK, "topk_idx.shape[1]=", k,
+                      " (num_topk) must be in [1, ", kMaxTopK, "]");
+  Arg(idx, "topk_idx").contiguous().on(info);
+  Arg(w, "topk_weights").dtype({DType::kFloat32}).shape({num_tokens, k}, "(num_tokens, num_topk)");
+  Arg(w, "topk_weights").contiguous().on(info);
+}
+
+void check_experts(int num_experts, int num_ranks, const char* name) {
+  UCCL_EP_CHECK_VALUE(num_experts > 0 && num_experts % num_ranks == 0, name, "=", num_experts,
+                      " must be a positive multiple of the number of ranks (", num_ranks, ")");
+  UCCL_EP_CHECK_VALUE(num_experts / num_ranks <= kMaxLocalExperts, name, "=", num_experts,
+                      " gives ", num_experts / num_ranks, " experts per rank; at most ",
+                      kMaxLocalExperts, " are supported");
+}
+
+}  // namespace
+
+void validate_buffer_args(int rank, int num_ranks, int64_t num_nvl_bytes) {
+  UCCL_EP_CHECK_VALUE(num_ranks == 2 || num_ranks == 4 || num_ranks == 8, "group size ", num_ranks,
+                      " is not supported by the intranode mode: supported are 2, 4 and 8 ranks");
+  UCCL_EP_CHECK_VALUE(rank >= 0 && rank < num_ranks, "rank=", rank, " must be in [0, ", num_ranks,
+                      ")");
+  UCCL_EP_CHECK_VALUE(num_nvl_bytes >= 0 && num_nvl_bytes % 128 == 0,
+                      "num_nvl_bytes=", num_nvl_bytes, " must be a non-negative multiple of 128");
+  UCCL_EP_CHECK_VALUE(num_nvl_bytes / 16 < INT32_MAX, "num_nvl_bytes=", num_nvl_bytes,
+                      " is too large: num_nvl_bytes / 16 must be < 2^31 - 1");
+}
+
+int64_t dispatch_ring_bytes(const Config& c, int num_ranks, int64_t hidden_bytes, int num_scales,
+                            int num_topk) {
+  const auto slot = protocol::DispatchSlot::make(hidden_bytes, num_scales, num_topk);
+  return protocol::RingGeometry{c.num_channels(), num_ranks, c.num_max_nvl_chunked_recv_tokens(),
+                                slot.bytes}
+      .total_bytes();
+}
+
+int64_t combine_ring_bytes(const Config& c, int num_ranks, int64_t hidden_bytes, int num_topk) {
+  const auto slot = protocol::CombineSlot::make(hidden_bytes, num_topk);
+  return protocol::RingGeometry{c.num_channels(), num_ranks, c.num_max_nvl_chunked_recv_tokens(),
+                                slot.bytes}
+      .total_bytes();
+}
+
+void validate_layout(const BufferInfo& info, const LayoutTensors& t) {
+  const int r = info.num_ranks;
+  Arg(t.topk_idx, "topk_idx")
+      .required()
+      .dtype({DType::kInt64})
+      .shape({kAny, kAny}, "(num_tokens, num_topk)");
+  const int64_t num_tokens = t.topk_idx.size(0), k = t.topk_idx.size(1);
+  UCCL_EP_CHECK_VALUE(k >= 1 && k <= kMaxTopK, "topk_idx.shape[1]=", k,
+                      " (num_topk) must be in [1, ", kMaxTopK, "]");
+  Arg(t.topk_idx, "topk_idx").contiguous().on(info);
+  check_experts(t.num_experts, r, "num_experts");
+  Arg(t.num_tokens_per_rank, "num_tokens_per_rank")
+      .required()
+      .dtype({DType::kInt32})
+      .shape({r}, "(num_ranks)")
+      .contiguous()
+      .on(info);
+  if (r > 8)
+    Arg(t.num_tokens_per_rdma_rank, "num_tokens_per_rdma_rank")
+        .required()
+        .dtype({DType::kInt32})
+        .shape({r / 8}, "(num_ranks / 8)")
+        .contiguous()
+        .on(info);
+  else
+    check_absent(t.num_tokens_per_rdma_rank, "num_tokens_per_rdma_rank", "when num_ranks <= 8");
+  Arg(t.num_tokens_per_expert, "num_tokens_per_expert")
+      .required()
+      .dtype({DType::kInt32})
+      .shape({t.num_experts}, "(num_experts)")
+      .contiguous()
+      .on(info);
+  Arg(t.is_token_in_rank, "is_token_in_rank")
+      .required()
+      .dtype({DType::kBool})
+      .shape({num_tokens, r}, "(num_tokens, num_ranks)")
+      .contiguous()
+      .on(info);
+}
+
+namespace {
+
+/// Checks of the dispatch inputs (everything a non-cached dispatch needs before its notify).
+/// Returns hidden bytes, number of scales and top-k through the out-parameters.
+void validate_dispatch_inputs(const BufferInfo& info, const DispatchTensors& t,
+                              int64_t& hidden_bytes, int& num_scales, int& num_topk) {
+  const int r = info.num_ranks;
+  check_config(info, t.config, "dispatch");
+  Arg(t.x, "x")
+      .required()
+      .dtype({DType::kBFloat16, DType::kFloat8E4M3})
+      .shape({kAny, kAny}, "(num_tokens, hidden)")
+      .contiguous()
+      .on(info);
+  const int64_t num_tokens = t.x.size(0);
+  hidden_bytes = t.x.size(1) * dtype_size(t.x.dtype);
+  UCCL_EP_CHECK_VALUE(hidden_bytes > 0 && hidden_bytes % 16 == 0,
+                      "x.shape[1] * element size = ", hidden_bytes,
+                      " bytes must be a positive multiple of 16");
+  num_scales = 0;
+  if (t.x.dtype == DType::kFloat8E4M3) {
+    UCCL_EP_CHECK_VALUE(t.x_scales.defined(), "x is float8_e4m3fn: pass x as (data, scales)");
+    Arg(t.x_scales, "x_scales")
+        .dtype({DType::kFloat32, DType::kInt32})
+        .shape({num_tokens, kAny}, "(num_tokens, num_scales)")
+        .on(info);
+    num_scales = static_cast<int>(t.x_scales.size(1));
+    UCCL_EP_CHECK_VALUE(num_scales >= 1 && num_scales <= kMaxScales,
+                        "x_scales.shape[1]=", num_scales, " (num_scales) must be in [1, ",
+                        kMaxScales, "]");
+    UCCL_EP_CHECK_VALUE(t.x_scales.stride(0) >= 0 && t.x_scales.stride(1) >= 0,
+                        "x_scales strides must be non-negative");
+  } else {
+    check_absent(t.x_scales, "x_scales", "with bfloat16 x");
+  }
+  check_topk(info, t.topk_idx, t.topk_weights, num_tokens);
+  num_topk = t.topk_idx.defined() ? static_cast<int>(t.topk_idx.size(1)) : 0;
+  if (t.cached) {
+    UCCL_EP_CHECK_VALUE(!t.topk_idx.defined(),
+                        "cached dispatch (handle given) takes no topk_idx/topk_weights");
+    UCCL_EP_CHECK_VALUE(t.num_worst_tokens == 0, "cached dispatch takes no num_worst_tokens");
+  } else {
+    check_experts(t.num_experts, r, "num_experts");
+  }
+  UCCL_EP_CHECK_VALUE(t.num_worst_tokens >= 0, "num_worst_tokens=", t.num_worst_tokens,
+                      " must be >= 0");
+  UCCL_EP_CHECK_VALUE(t.num_worst_tokens == 0 || num_topk > 0,
+                      "num_worst_tokens > 0 needs topk_idx and topk_weights");
+  Arg(t.is_token_in_rank, "is_token_in_rank")
+      .required()
+      .dtype({DType::kBool})
+      .shape({num_tokens, r}, "(num_tokens, num_ranks)")
+      .contiguous()
+      .on(info);
+  Arg(t.rank_prefix_matrix, "rank_prefix_matrix")
+      .required()
+      .dtype({DType::kInt32})
+      .shape({r, r}, "(num_ranks, num_ranks)")
+      .contiguous()
+      .on(info);
+  Arg(t.channel_prefix_matrix, "channel_prefix_matrix")
+      .required()
+      .dtype({DType::kInt32})
+      .shape({r, kAny}, "(num_ranks, num_channels)")
+      .contiguous()
+      .on(info);
+  check_num_channels(t.channel_prefix_matrix, t.config, "channel_prefix_matrix");
+  check_fits(info, dispatch_ring_bytes(t.config, r, hidden_bytes, num_scales, num_topk), "dispatch",
+             t.config, hidden_bytes);
+}
+
+}  // namespace
+
+void validate_notify(const BufferInfo& info, const NotifyTensors& t) {
+  const int r = info.num_ranks;
+  UCCL_EP_CHECK_VALUE(!t.dispatch.cached, "notify_dispatch is only for non-cached dispatch");
+  int64_t hidden_bytes = 0;
+  int num_scales = 0, num_topk = 0;
+  validate_dispatch_inputs(info, t.dispatch, hidden_bytes, num_scales, num_topk);
+  Arg(t.num_tokens_per_rank, "num_tokens_per_rank")
+      .required()
+      .dtype({DType::kInt32})
+      .shape({r}, "(num_ranks)")
+      .contiguous()
+      .on(info);
+  Arg(t.num_tokens_per_expert, "num_tokens_per_expert")
+      .required()
+      .dtype({DType::kInt32})
+      .shape({kAny}, "(num_experts)");
+  check_experts(static_cast<int>(t.num_tokens_per_expert.size(0)), r,
+                "num_tokens_per_expert.shape[0] (num_experts)");
+  UCCL_EP_CHECK_VALUE(t.num_tokens_per_expert.size(0) == t.dispatch.num_experts,
+                      "num_tokens_per_expert.shape[0]=", t.num_tokens_per_expert.size(0),
+                      " must equal num_experts=", t.dispatch.num_experts);
+  Arg(t.num_tokens_per_expert, "num_tokens_per_expert").contiguous().on(info);
+  UCCL_EP_CHECK_VALUE(t.expert_alignment >= 1, "expert_alignment=", t.expert_alignment,
+                      " must be >= 1");
+  UCCL_EP_CHECK_VALUE(t.wait_for_counts == (t.dispatch.num_worst_tokens == 0),
+                      "notify_dispatch waits for counts exactly when num_worst_tokens == 0");
+}
+
+void validate_dispatch(const BufferInfo& info, const DispatchTensors& t) {
+  const int r = info.num_ranks;
+  int64_t hidden_bytes = 0;
+  int num_scales = 0, num_topk = 0;
+  validate_dispatch_inputs(info, t, hidden_bytes, num_scales, num_topk);
+  const int64_t num_tokens = t.x.size(0);
+  const bool fp8 = t.x.dtype == DType::kFloat8E4M3;
+  Arg(t.recv_x, "recv_x")
+      .required()
+      .dtype({t.x.dtype})
+      .shape({kAny, t.x.size(1)}, "(num_recv_tokens, hidden)")
+      .contiguous()
+      .on(info);
+  const int64_t n = t.recv_x.size(0);
+  if (t.num_worst_tokens > 0)
+    UCCL_EP_CHECK_VALUE(n == t.num_worst_tokens, "recv_x.shape[0]=", n,
+                        " must equal num_worst_tokens=", t.num_worst_tokens);
+  if (fp8)
+    Arg(t.recv_x_scales, "recv_x_scales")
+        .required()
+        .dtype({t.x_scales.dtype})
+        .shape({n, num_scales}, "(num_recv_tokens, num_scales)")
+        .contiguous()
+        .on(info);
+  else
+    check_absent(t.recv_x_scales, "recv_x_scales", "with bfloat16 x");
+  if (num_topk > 0) {
+    Arg(t.recv_topk_idx, "recv_topk_idx")
+        .required()
+        .dtype({DType::kInt64})
+        .shape({n, num_topk}, "(num_recv_tokens, num_topk)")
+        .contiguous()
+        .on(info);
+    Arg(t.recv_topk_weights, "recv_topk_weights")
+        .required()
+        .dtype({DType::kFloat32})
+        .shape({n, num_topk}, "(num_recv_tokens, num_topk)")
+        .contiguous()
+        .on(info);
+  } else {
+    check_absent(t.recv_topk_idx, "recv_topk_idx", "without topk_idx");
+    check_absent(t.recv_topk_weights, "recv_topk_weights", "without topk_idx");
+  }
+  if (t.cached) {
+    check_absent(t.recv_src_idx, "recv_src_idx", "in cached mode");
+    check_absent(t.recv_channel_prefix_matrix, "recv_channel_prefix_matrix", "in cached mode");
+    check_absent(t.send_head, "send_head", "in cached mode");
+  } else {
+    Arg(t.recv_src_idx, "recv_src_idx")
+        .required()
+        .dtype({DType::kInt32})
+        .shape({n}, "(num_recv_tokens)")
+        .contiguous()
+        .on(info);
+    Arg(t.recv_channel_prefix_matrix, "recv_channel_prefix_matrix")
+        .required()
+        .dtype({DType::kInt32})
+        .shape({r, t.config.num_channels()}, "(num_ranks, num_channels)")
+        .contiguous()
+        .on(info);
+    Arg(t.send_head, "send_head")
+        .required()
+        .dtype({DType::kInt32})
+        .shape({num_tokens, r}, "(num_tokens, num_ranks)")
+        .contiguous()
+        .on(info);
+  }
+}
+
+void validate_combine(const BufferInfo& info, const CombineTensors& t) {
+  const int r = info.num_ranks;
+  check_config(info, t.config, "combine");
+  Arg(t.x, "x")
+      .required()
+      .dtype({DType::kBFloat16})
+      .shape({kAny, kAny}, "(num_recv_tokens, hidden)")
+      .contiguous()
+      .on(info);
+  const int64_t n = t.x.size(0), hidden = t.x.size(1), hidden_bytes = hidden * 2;
+  UCCL_EP_CHECK_VALUE(hidden_bytes > 0 && hidden_bytes % 16 == 0, "x.shape[1]=", hidden,
+                      " must be a positive multiple of 8 (rows are moved in 16-byte words)");
+  Arg(t.recv_src_idx, "handle recv_src_idx")
+      .required()
+      .dtype({DType::kInt32})
+      .shape({kAny}, "(num_recv_tokens)");
+  UCCL_EP_CHECK_VALUE(t.recv_src_idx.size(0) == n, "x.shape[0]=", n,
+                      " must equal the number of rows the dispatch received (",
+                      t.recv_src_idx.size(0), ")");
+  Arg(t.is_token_in_rank, "handle is_token_in_rank")
+      .required()
+      .dtype({DType::kBool})
+      .shape({kAny, r}, "(num_tokens, num_ranks)")
+      .contiguous()
+      .on(info);
+  const int64_t num_tokens = t.is_token_in_rank.size(0);
+  Arg(t.rank_prefix_matrix, "handle rank_prefix_matrix")
+      .required()
+      .dtype({DType::kInt32})
+      .shape({r, r}, "(num_ranks, num_ranks)")
+      .contiguous()
+      .on(info);
+  Arg(t.recv_channel_prefix_matrix, "handle recv_channel_prefix_matrix")
+      .required()
+      .dtype({DType::kInt32})
+      .shape({r, kAny}, "(num_ranks, num_channels)")
+      .contiguous()
+      .on(info);
+  check_num_channels(t.recv_channel_prefix_matrix, t.config, "recv_channel_prefix_matrix");
+  Arg(t.send_head, "handle send_head")
+      .required()
+      .dtype({DType::kInt32})
+      .shape({num_tokens, r}, "(num_tokens, num_ranks)")
+      .contiguous()
+      .on(info);
+  int num_topk = 0;
+  if (t.topk_weights.defined()) {
+    Arg(t.topk_weights, "topk_weights")
+        .dtype({DType::kFloat32})
+        .shape({n, kAny}, "(num_recv_tokens, num_topk)")
+        .contiguous()
+        .on(info);
+    num_topk = static_cast<int>(t.topk_weights.size(1));
+    UCCL_EP_CHECK_VALUE(num_topk >= 1 && num_topk <= kMaxTopK, "topk_weights.shape[1]=", num_topk,
+                        " (num_topk) must be in [1, ", kMaxTopK, "]");
+  }
+  if (t.bias0.defined())
+    Arg(t.bias0, "bias[0]")
+        .dtype({DType::kBFloat16})
+        .shape({num_tokens, hidden}, "(num_tokens, hidden)")
+        .contiguous()
+        .on(info);
+  if (t.bias1.defined())
+    Arg(t.bias1, "bias[1]")
+        .dtype({DType::kBFloat16})
+        .shape({num_tokens, hidden}, "(num_tokens, hidden)")
+        .contiguous()
+        .on(info);
+  const int min_recv = t.config.num_max_nvl_chunked_send_tokens() + kernels::intranode::kNumWarps;
+  UCCL_EP_CHECK_VALUE(t.config.num_max_nvl_chunked_recv_tokens() >= min_recv,
+                      "combine: config.num_max_nvl_chunked_recv_tokens=",
+                      t.config.num_max_nvl_chunked_recv_tokens(),
+                      " must be >= num_max_nvl_chunked_send_tokens + ",
+                      kernels::intranode::kNumWarps, " = ", min_recv);
+  check_fits(info, combine_ring_bytes(t.config, r, hidden_bytes, num_topk), "combine", t.config,
+             hidden_bytes);
+  Arg(t.combined_x, "combined_x")
+      .required()
+      .dtype({DType::kBFloat16})
+      .shape({num_tokens, hidden}, "(num_tokens, hidden)")
+      .contiguous()
+      .on(info);
+  if (num_topk > 0)
+    Arg(t.combined_topk_weights, "combined_topk_weights")
+        .required()
+        .dtype({DType::kFloat32})
+        .shape({num_tokens, num_topk}, "(num_tokens, num_topk)")
+        .contiguous()
+        .on(info);
+  else
+    check_absent(t.combined_topk_weights, "combined_topk_weights", "without topk_weights");
+}
+
+}  // namespace uccl::ep::runtime

@@ -1,0 +1,176 @@
+"""Argument validation through the binding, without a GPU: every broken argument raises the
+right exception type with a message naming it (TensorDesc stands in for CUDA tensors)."""
+
+import numpy as np
+import pytest
+
+from uccl.ep import _C
+
+R, T, H, K, E = 4, 64, 256, 8, 32
+
+
+def desc(dtype, shape, strides=None, device="cuda:0"):
+    return _C.TensorDesc(dtype, list(shape), strides, device, 0x1000)
+
+
+def dispatch_kwargs(n=100):
+    return dict(
+        x=desc("bfloat16", (T, H)),
+        topk_idx=desc("int64", (T, K)),
+        topk_weights=desc("float32", (T, K)),
+        is_token_in_rank=desc("bool", (T, R)),
+        rank_prefix_matrix=desc("int32", (R, R)),
+        channel_prefix_matrix=desc("int32", (R, 12)),
+        num_experts=E,
+        config=_C.Config(24, 8, 256),
+        recv_x=desc("bfloat16", (n, H)),
+        recv_topk_idx=desc("int64", (n, K)),
+        recv_topk_weights=desc("float32", (n, K)),
+        recv_src_idx=desc("int32", (n,)),
+        recv_channel_prefix_matrix=desc("int32", (R, 12)),
+        send_head=desc("int32", (T, R)),
+    )
+
+
+def combine_kwargs(n=100):
+    return dict(
+        x=desc("bfloat16", (n, H)),
+        topk_weights=desc("float32", (n, K)),
+        rank_prefix_matrix=desc("int32", (R, R)),
+        recv_channel_prefix_matrix=desc("int32", (R, 12)),
+        recv_src_idx=desc("int32", (n,)),
+        is_token_in_rank=desc("bool", (T, R)),
+        send_head=desc("int32", (T, R)),
+        config=_C.Config(24, 8, 256),
+        combined_x=desc("bfloat16", (T, H)),
+        combined_topk_weights=desc("float32", (T, K)),
+    )
+
+
+INFO = _C.BufferInfo(1, R, 1 << 30, 0)
+
+
+def test_valid_calls_pass():
+    INFO.check_dispatch(**dispatch_kwargs())
+    INFO.check_combine(**combine_kwargs())
+
+
+def test_fp8_with_column_major_scales_passes():
+    kw = dispatch_kwargs()
+    kw.update(
+        x=desc("float8_e4m3fn", (T, H)),
+        x_scales=desc("float32", (T, 2), strides=[1, T]),
+        recv_x=desc("float8_e4m3fn", (100, H)),
+        recv_x_scales=desc("float32", (100, 2)),
+    )
+    INFO.check_dispatch(**kw)
+    kw.update(x_scales=desc("int32", (T, 2)), recv_x_scales=desc("int32", (100, 2)))
+    INFO.check_dispatch(**kw)
+
+
+@pytest.mark.parametrize(
+    "change, exc, words",
+    [
+        (dict(x=desc("float32", (T, H))), TypeError, "x must have dtype bfloat16 or float8_e4m3fn"),
+        (dict(x=desc("bfloat16", (T, H), device="cpu")), ValueError, "x must be on cuda:0"),
+        (dict(x=desc("bfloat16", (T, H), device="cuda:1")), ValueError, "got cuda:1"),
+        (dict(x=desc("bfloat16", (T, H), strides=[1, T])), ValueError, "x must be contiguous"),
+        (dict(x=desc("bfloat16", (T, 4))), ValueError, "multiple of 16"),
+        (dict(topk_idx=desc("int32", (T, K))), TypeError, "topk_idx must have dtype int64"),
+        (dict(topk_weights=None), ValueError, "must be given together"),
+        (dict(topk_weights=desc("float32", (T, K + 1))), ValueError, "topk_weights has shape"),
+        (dict(num_experts=30), ValueError, "num_experts=30 must be a positive multiple"),
+        (dict(config=_C.Config(20, 8, 256)), ValueError, "made with 12 channels"),
+        (dict(cached=True), ValueError, "takes no topk_idx"),
+        (dict(num_worst_tokens=3), ValueError, "must equal num_worst_tokens=3"),
+        (
+            dict(is_token_in_rank=desc("int32", (T, R))),
+            TypeError,
+            "is_token_in_rank must have dtype bool",
+        ),
+        (dict(send_head=None), ValueError, "send_head is required"),
+        (dict(x=np.zeros((T, H), dtype=np.float32)), TypeError, "got float32"),
+        (dict(x="not a tensor"), TypeError, "x must be a tensor"),
+        (dict(bogus=1), TypeError, "unexpected keyword argument 'bogus'"),
+    ],
+)
+def test_dispatch_rejects(change, exc, words):
+    kw = dispatch_kwargs()
+    kw.update(change)
+    with pytest.raises(exc, match=words):
+        INFO.check_dispatch(**kw)
+
+
+def test_dispatch_rejects_a_small_buffer():
+    small = _C.BufferInfo(0, R, 1 << 20, 0)
+    with pytest.raises(ValueError, match="num_nvl_bytes=1048576"):
+        small.check_dispatch(**dispatch_kwargs())
+
+
+def test_notify_checks_dispatch_inputs_before_any_work():
+    kw = {k: v for k, v in dispatch_kwargs().items() if not k.startswith(("recv", "send"))}
+    kw.update(num_tokens_per_rank=desc("int32", (R,)), num_tokens_per_expert=desc("int32", (E,)))
+    INFO.check_notify(**kw)
+    with pytest.raises(TypeError, match="x must have dtype"):
+        INFO.check_notify(**{**kw, "x": desc("float32", (T, H))})
+    with pytest.raises(ValueError, match="expert_alignment=0"):
+        INFO.check_notify(**kw, expert_alignment=0)
+    with pytest.raises(ValueError, match="must equal num_experts"):
+        INFO.check_notify(**{**kw, "num_tokens_per_expert": desc("int32", (E + R,))})
+
+
+@pytest.mark.parametrize(
+    "change, exc, words",
+    [
+        (dict(x=desc("float32", (100, H))), TypeError, "x must have dtype bfloat16, got float32"),
+        (dict(x=desc("bfloat16", (99, H))), ValueError, r"x.shape\[0\]=99 must equal"),
+        (dict(config=_C.Config(20, 8, 256)), ValueError, "use the num_sms of the dispatch"),
+        (dict(bias0=desc("bfloat16", (T + 1, H))), ValueError, r"bias\[0\] has shape"),
+        (dict(bias1=desc("float32", (T, H))), TypeError, r"bias\[1\] must have dtype bfloat16"),
+        (dict(combined_topk_weights=None), ValueError, "combined_topk_weights is required"),
+        (dict(config=_C.Config(24, 16, 30)), ValueError, r"send_tokens \+ 24"),
+    ],
+)
+def test_combine_rejects(change, exc, words):
+    kw = combine_kwargs()
+    kw.update(change)
+    with pytest.raises(exc, match=words):
+        INFO.check_combine(**kw)
+
+
+def test_layout():
+    kw = dict(
+        topk_idx=desc("int64", (T, K)),
+        num_experts=E,
+        num_tokens_per_rank=desc("int32", (R,)),
+        num_tokens_per_expert=desc("int32", (E,)),
+        is_token_in_rank=desc("bool", (T, R)),
+    )
+    INFO.check_layout(**kw)
+    with pytest.raises(ValueError, match="num_experts=6"):
+        INFO.check_layout(**{**kw, "num_experts": 6})
+    with pytest.raises(TypeError, match="topk_idx must have dtype int64, got int32"):
+        INFO.check_layout(**{**kw, "topk_idx": np.zeros((T, K), dtype=np.int32)})
+    with pytest.raises(ValueError, match="topk_idx must be on cuda:0.*got cpu"):
+        INFO.check_layout(**{**kw, "topk_idx": np.zeros((T, K), dtype=np.int64)})
+
+
+@pytest.mark.parametrize(
+    "args, words",
+    [
+        ((0, 3, 1 << 20), "group size 3 is not supported"),
+        ((0, 16, 1 << 20), "supported are 2, 4 and 8"),
+        ((0, 2, 100), "num_nvl_bytes=100"),
+        ((2, 2, 128), r"rank=2 must be in \[0, 2\)"),
+    ],
+)
+def test_buffer_args(args, words):
+    with pytest.raises(ValueError, match=words):
+        _C.validate_buffer_args(*args)
+
+
+def test_tensor_desc_rejects_unknown_dtype_and_device():
+    with pytest.raises(ValueError, match="unknown dtype 'float16'"):
+        desc("float16", (1,))
+    with pytest.raises(ValueError, match="must be 'cpu' or 'cuda:N'"):
+        desc("int32", (1,), device="mps")

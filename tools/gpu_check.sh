@@ -1,0 +1,49 @@
+#!/usr/bin/env bash
+# Builds uccl-ep on a GPU machine, runs the CPU and GPU test suites and the intranode
+# benchmark on the local GPUs. Logs and JSON go to $OUT (default ./out).
+#
+#   tools/gpu_check.sh [all|test|bench]     (default: all)
+#
+# Environment: UCCL_EP_TEST_RANKS (e.g. "2,4") limits the GPU suites; BENCH_ARGS adds flags
+# to bench/bench_intranode.py (e.g. "--quick"); BENCH_RANKS (e.g. "4 2") picks the EP sizes
+# benchmarked (default: all local GPUs, then 2 when there are more).
+set -uo pipefail
+cd "$(dirname "$0")/.."
+export NCCL_NVLS_ENABLE=0 TORCH_SYMM_MEM_DISABLE_MULTICAST=1 NVSHMEM_DISABLE_NVLS=1
+export PYTHONUNBUFFERED=1
+OUT=${OUT:-$PWD/out}
+mkdir -p "$OUT"
+mode=${1:-all}
+ngpu=$(python3 -c 'import torch; print(torch.cuda.device_count())' 2>/dev/null || echo 0)
+status=0
+
+echo "== build ($(cmake --version | head -1), $(nproc) cores, $ngpu GPUs)"
+export CMAKE_BUILD_PARALLEL_LEVEL=$(nproc)
+if ! python3 -m pip install --no-build-isolation --no-deps -v . >"$OUT/build.log" 2>&1; then
+  tail -60 "$OUT/build.log"
+  echo "BUILD FAILED"
+  exit 1
+fi
+grep -E "warning|error" "$OUT/build.log" | grep -v "^WARNING: Running pip" | head -20
+
+if [[ $mode == all || $mode == test ]]; then
+  echo "== tests"
+  timeout 900 python3 -m pytest tests -v -p no:cacheprovider 2>&1 | tee "$OUT/tests.log" | \
+    grep -E "PASS|FAIL|ERROR|SKIP|passed|failed|error" | tail -60
+  [[ ${PIPESTATUS[0]} -eq 0 ]] || status=1
+fi
+
+if [[ $mode == all || $mode == bench ]] && [[ $ngpu -ge 2 ]]; then
+  ranks=${BENCH_RANKS:-$ngpu}
+  [[ -z ${BENCH_RANKS:-} && $ngpu -gt 2 ]] && ranks="$ngpu 2"
+  for r in $ranks; do
+    echo "== bench EP$r"
+    devices=$(seq -s, 0 $((r - 1)))
+    CUDA_VISIBLE_DEVICES=$devices timeout 900 torchrun --standalone --nproc_per_node="$r" \
+      bench/bench_intranode.py --json "$OUT/bench_ep$r.json" ${BENCH_ARGS:-} \
+      >"$OUT/bench_ep$r.log" 2>&1 || status=1
+    tail -40 "$OUT/bench_ep$r.log"
+  done
+fi
+echo "== gpu_check done: status $status"
+exit $status
