@@ -1,8 +1,6 @@
 // Error construction and the TensorView helpers shared by every layer.
 #include "common/error.h"
 
-#include <sstream>
-
 #include "uccl_ep/tensor.h"
 
 namespace uccl::ep {
@@ -68,11 +66,9 @@ bool TensorView::is_contiguous() const {
 }
 
 std::string TensorView::shape_str() const {
-  std::ostringstream os;
-  os << "[";
-  for (int i = 0; i < ndim; ++i) os << (i ? ", " : "") << shape[i];
-  os << "]";
-  return os.str();
+  std::string out = "[";
+  for (int i = 0; i < ndim; ++i) out += (i ? ", " : "") + std::to_string(shape[i]);
+  return out + "]";
 }
 
 }  // namespace uccl::ep

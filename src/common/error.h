@@ -1,20 +1,54 @@
 // Helpers to build uccl::ep::Error with context (argument name, value, rule).
 #pragma once
 
-#include <sstream>
+#include <cstdio>
 #include <string>
+#include <string_view>
+#include <type_traits>
 #include <utility>
 
 #include "uccl_ep/error.h"
 
 namespace uccl::ep {
 
-/// Concatenates its arguments with operator<< into a string.
+namespace detail {
+// Appends one value. Deliberately avoids iostreams: a process may load another libstdc++
+// first (seen with PyTorch/JAX plugins), and locale facets then crash inside std::ostream.
+inline void append(std::string& out, std::string_view v) {
+  out.append(v.data(), v.size());
+}
+inline void append(std::string& out, const char* v) {
+  out.append(v ? v : "(null)");
+}
+inline void append(std::string& out, const std::string& v) {
+  out.append(v);
+}
+inline void append(std::string& out, char v) {
+  out.push_back(v);
+}
+inline void append(std::string& out, bool v) {
+  out.append(v ? "true" : "false");
+}
+template <typename T>
+  requires std::is_integral_v<T>
+void append(std::string& out, T v) {
+  out.append(std::to_string(v));
+}
+template <typename T>
+  requires std::is_floating_point_v<T>
+void append(std::string& out, T v) {
+  char buf[32];
+  std::snprintf(buf, sizeof(buf), "%g", static_cast<double>(v));
+  out.append(buf);
+}
+}  // namespace detail
+
+/// Concatenates strings and numbers into one string (no iostreams).
 template <typename... Args>
 std::string str_cat(Args&&... args) {
-  std::ostringstream os;
-  (os << ... << std::forward<Args>(args));
-  return os.str();
+  std::string out;
+  (detail::append(out, std::forward<Args>(args)), ...);
+  return out;
 }
 
 [[noreturn]] void throw_error(ErrorKind kind, const std::string& message);

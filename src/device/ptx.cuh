@@ -61,13 +61,25 @@ __device__ __forceinline__ int4 ld_nc_v4(const int4* p) {
                : "l"(p));
   return v;
 }
-/// 16-byte load that may observe data written by other GPUs (no non-coherent cache).
+/// 16-byte load of data other GPUs write while the kernel runs (ring slots): cached in L2
+/// only, so a slot reused after the ring wraps is never served from a stale L1 line.
 __device__ __forceinline__ int4 ld_v4(const int4* p) {
   int4 v;
-  asm volatile("ld.global.L1::no_allocate.v4.s32 {%0, %1, %2, %3}, [%4];"
+  asm volatile("ld.global.cg.v4.s32 {%0, %1, %2, %3}, [%4];"
                : "=r"(v.x), "=r"(v.y), "=r"(v.z), "=r"(v.w)
                : "l"(p)
                : "memory");
+  return v;
+}
+/// 4-byte load cached in L2 only (ring-slot metadata, counts written by peers).
+__device__ __forceinline__ int32_t ld_cg(const int32_t* p) {
+  int32_t v;
+  asm volatile("ld.global.cg.s32 %0, [%1];" : "=r"(v) : "l"(p) : "memory");
+  return v;
+}
+__device__ __forceinline__ float ld_cg(const float* p) {
+  float v;
+  asm volatile("ld.global.cg.f32 %0, [%1];" : "=f"(v) : "l"(p) : "memory");
   return v;
 }
 /// 16-byte store that does not allocate in L1 (local or peer memory).

@@ -90,24 +90,28 @@ def fresh_dispatch(
     dev = data.device
     rank_prefix = _empty((r, r), torch.int32, dev)
     channel_prefix = _empty((r, max(c, 0)), torch.int32, dev)
-    common = dict(
-        x=dl(data),
-        x_scales=dl(scales),
-        topk_idx=dl(topk_idx),
-        topk_weights=dl(topk_weights),
-        is_token_in_rank=dl(is_token_in_rank),
-        rank_prefix_matrix=dl(rank_prefix),
-        channel_prefix_matrix=dl(channel_prefix),
-        num_experts=num_tokens_per_expert.size(0),
-        num_worst_tokens=int(num_worst_tokens),
-        config=config,
-    )
+
+    # DLPack capsules are consumed by the call that imports them: make fresh ones per call.
+    def common() -> dict:
+        return dict(
+            x=dl(data),
+            x_scales=dl(scales),
+            topk_idx=dl(topk_idx),
+            topk_weights=dl(topk_weights),
+            is_token_in_rank=dl(is_token_in_rank),
+            rank_prefix_matrix=dl(rank_prefix),
+            channel_prefix_matrix=dl(channel_prefix),
+            num_experts=num_tokens_per_expert.size(0),
+            num_worst_tokens=int(num_worst_tokens),
+            config=config,
+        )
+
     num_recv, per_expert = runtime.notify_dispatch(
         num_tokens_per_rank=dl(num_tokens_per_rank),
         num_tokens_per_expert=dl(num_tokens_per_expert),
         expert_alignment=int(expert_alignment),
         stream=scope.stream_handle,
-        **common,
+        **common(),
     )
     n = num_recv if num_worst_tokens == 0 else int(num_worst_tokens)
     num_tokens, hidden = data.shape[0], data.shape[1]
@@ -129,7 +133,7 @@ def fresh_dispatch(
         recv_channel_prefix_matrix=dl(recv_channel_prefix),
         send_head=dl(send_head),
         stream=scope.stream_handle,
-        **common,
+        **common(),
     )
     handle = (
         rank_prefix,

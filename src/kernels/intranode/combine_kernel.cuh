@@ -125,7 +125,8 @@ __device__ __forceinline__ void combine_reduce_token(const CombineArgs& a, int64
 #pragma unroll
     for (int r = 0; r < kNumRanks; ++r)
       if (mask >> r & 1u)
-        w += reinterpret_cast<const float*>(slots[r] + a.slot.topk_weights_offset)[lane];
+        w += device::ld_cg(reinterpret_cast<const float*>(slots[r] + a.slot.topk_weights_offset) +
+                           lane);
     a.combined_topk_weights[token * a.num_topk + lane] = w;
   }
 }

@@ -114,16 +114,18 @@ __device__ __forceinline__ void dispatch_copy_slot_to_output(const DispatchArgs&
                                            static_cast<int>(a.hidden_bytes / 16), lane);
   if (a.recv_x_scales != nullptr) {
     const auto* in = reinterpret_cast<const int32_t*>(slot + a.slot.scales_offset);
-    for (int i = lane; i < a.num_scales; i += 32) a.recv_x_scales[row * a.num_scales + i] = in[i];
+    for (int i = lane; i < a.num_scales; i += 32)
+      a.recv_x_scales[row * a.num_scales + i] = device::ld_cg(in + i);
   }
   if (a.recv_topk_idx != nullptr && lane < a.num_topk) {
     a.recv_topk_idx[row * a.num_topk + lane] =
-        reinterpret_cast<const int32_t*>(slot + a.slot.topk_idx_offset)[lane];
+        device::ld_cg(reinterpret_cast<const int32_t*>(slot + a.slot.topk_idx_offset) + lane);
     a.recv_topk_weights[row * a.num_topk + lane] =
-        reinterpret_cast<const float*>(slot + a.slot.topk_weights_offset)[lane];
+        device::ld_cg(reinterpret_cast<const float*>(slot + a.slot.topk_weights_offset) + lane);
   }
   if (a.recv_src_idx != nullptr && lane == 0)
-    a.recv_src_idx[row] = *reinterpret_cast<const int32_t*>(slot + a.slot.src_idx_offset);
+    a.recv_src_idx[row] =
+        device::ld_cg(reinterpret_cast<const int32_t*>(slot + a.slot.src_idx_offset));
 }
 
 template <int kNumRanks>

@@ -37,7 +37,7 @@ __device__ __forceinline__ void notify_exchange(const NotifyArgs& a) {
     const int dst = threadIdx.x;
     int32_t running = 0;
     for (int src = 0; src < a.num_ranks; ++src) {
-      running += local->rank_counts[src][dst];
+      running += device::ld_cg(&local->rank_counts[src][dst]);
       a.rank_prefix_matrix[src * a.num_ranks + dst] = running;
     }
     if (dst == a.rank) s_num_recv = running;
@@ -46,7 +46,8 @@ __device__ __forceinline__ void notify_exchange(const NotifyArgs& a) {
   volatile protocol::HostNotifyResult* out = a.host_result;
   for (int e = threadIdx.x; e < num_local_experts; e += blockDim.x) {
     int32_t total = 0;
-    for (int src = 0; src < a.num_ranks; ++src) total += local->expert_counts[src][e];
+    for (int src = 0; src < a.num_ranks; ++src)
+      total += device::ld_cg(&local->expert_counts[src][e]);
     out->num_recv_tokens_per_expert[e] =
         (total + a.expert_alignment - 1) / a.expert_alignment * a.expert_alignment;
   }

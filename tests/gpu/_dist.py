@@ -1,0 +1,308 @@
+"""Launcher for the multi-GPU tests: one spawned NCCL worker per GPU, a hard deadline, and
+named check results streamed back to the parent as they are made.
+
+A suite body has the signature ``body(rank, num_ranks, rec)`` where ``rec`` is a `Recorder`.
+It runs after ``torch.cuda.set_device(rank)`` and ``init_process_group("nccl")``.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import queue as queue_lib
+import socket
+import sys
+import time
+import traceback
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import torch
+import torch.distributed as dist
+import torch.multiprocessing as mp
+
+DEADLINE_ENV = "UCCL_EP_TEST_DEADLINE_SECS"
+DEFAULT_DEADLINE_SECS = 600.0
+# After every rank reported "done", how long its process may take to exit.
+EXIT_GRACE_SECS = 60.0
+# Each queue message stays below PIPE_BUF (4096 B) so that it is written atomically and a
+# worker killed mid-write cannot leave a partial message that blocks the parent's reader.
+MAX_DETAIL_CHARS = 1500
+MAX_TRACEBACK_CHARS = 3000
+# NVLink multicast (NVLS) must stay off on the shared test machines. Never remove these.
+SAFE_ENV = {
+    "NCCL_NVLS_ENABLE": "0",
+    "TORCH_SYMM_MEM_DISABLE_MULTICAST": "1",
+    "NVSHMEM_DISABLE_NVLS": "1",
+}
+
+
+@dataclass(frozen=True)
+class Check:
+    """One named check made by one rank."""
+
+    rank: int
+    name: str
+    ok: bool
+    detail: str = ""
+
+
+class Recorder:
+    """Records the named checks of one rank; each check goes to `sink` as soon as it is made,
+    so results made before a hang or a crash still reach the parent."""
+
+    def __init__(self, rank: int, sink: Callable[[Check], None]):
+        self.rank = rank
+        self.sink = sink
+        self.num_checks = 0
+        self.num_failed = 0
+
+    def check(self, name: str, ok: object, detail: str = "") -> bool:
+        """Records `name` as passed when `ok` is truthy; `detail` explains a failure."""
+        ok = bool(ok)
+        self.num_checks += 1
+        self.num_failed += 0 if ok else 1
+        self.sink(Check(self.rank, name, ok, "" if ok else detail))
+        return ok
+
+
+def deadline_secs() -> float:
+    """The join deadline for one launch: env `UCCL_EP_TEST_DEADLINE_SECS`, default 600 s."""
+    raw = os.environ.get(DEADLINE_ENV, "").strip()
+    return float(raw) if raw else DEFAULT_DEADLINE_SECS
+
+
+def _free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _worker_entry(rank: int, num_ranks: int, port: int, body: Callable, results) -> None:
+    """Runs in a spawned process: sets up CUDA + NCCL, runs `body`, reports through `results`."""
+
+    def sink(c: Check) -> None:
+        results.put(("check", c.rank, c.name[:200], c.ok, c.detail[:MAX_DETAIL_CHARS]))
+
+    failed = False
+    try:
+        torch.cuda.set_device(rank)
+        dist.init_process_group(
+            "nccl",
+            init_method=f"tcp://127.0.0.1:{port}",
+            rank=rank,
+            world_size=num_ranks,
+            device_id=torch.device("cuda", rank),
+        )
+        body(rank, num_ranks, Recorder(rank, sink))
+    except BaseException:  # noqa: BLE001 - everything is reported to the parent
+        failed = True
+        results.put(("error", rank, traceback.format_exc()[-MAX_TRACEBACK_CHARS:]))
+    results.put(("done", rank))
+    results.close()
+    results.join_thread()
+    if failed:
+        # Tearing down NCCL after a failure can block on peers; the parent has the report.
+        os._exit(1)
+    dist.destroy_process_group()
+
+
+@dataclass
+class LaunchResult:
+    """What a launch produced: every check, worker errors, and ranks that did not finish."""
+
+    num_ranks: int
+    deadline_secs: float
+    elapsed_secs: float = 0.0
+    checks: list[Check] = field(default_factory=list)
+    errors: dict[int, str] = field(default_factory=dict)
+    unfinished: list[int] = field(default_factory=list)  # no "done" before the deadline
+    bad_exits: dict[int, str] = field(default_factory=dict)  # crashed or stuck in teardown
+
+    @property
+    def num_checks(self) -> int:
+        return len(self.checks)
+
+    @property
+    def failed_checks(self) -> list[Check]:
+        return [c for c in self.checks if not c.ok]
+
+    @property
+    def ok(self) -> bool:
+        return not (self.failed_checks or self.errors or self.unfinished or self.bad_exits)
+
+    def table(self, suite: str) -> str:
+        """One line per check name: PASS/FAIL, runs over all ranks, first failure details."""
+        groups: dict[str, list[Check]] = {}
+        for c in self.checks:
+            groups.setdefault(c.name, []).append(c)
+        width = max([len(n) for n in groups] + [10])
+        summary = (
+            f"suite '{suite}' on {self.num_ranks} ranks: {len(groups)} checks, "
+            f"{self.num_checks} results, {len(self.failed_checks)} failed, "
+            f"{self.elapsed_secs:.1f} s"
+        )
+        lines = [summary]
+        for name, runs in groups.items():
+            bad = [c for c in runs if not c.ok]
+            ranks = sorted({c.rank for c in runs})
+            status = "FAIL" if bad else "PASS"
+            line = f"  {status}  {name:<{width}}  runs {len(runs):>4} on ranks {ranks}"
+            if bad:
+                line += f", {len(bad)} failed"
+                for c in bad[:3]:
+                    line += f"\n          rank {c.rank}: {c.detail}"
+            lines.append(line)
+        return "\n".join(lines)
+
+    def failure_report(self, suite: str) -> str:
+        """Everything that went wrong, for an assertion message."""
+        parts = [f"suite '{suite}' on {self.num_ranks} ranks failed"]
+        if self.unfinished:
+            parts.append(
+                f"deadline of {self.deadline_secs:.0f} s expired; ranks {self.unfinished} "
+                "did not finish (all workers were killed)"
+            )
+        for rank, why in sorted(self.bad_exits.items()):
+            parts.append(f"rank {rank}: {why}")
+        for rank, tb in sorted(self.errors.items()):
+            parts.append(f"rank {rank} raised:\n{tb}")
+        for c in self.failed_checks[:50]:
+            parts.append(f"FAIL {c.name} (rank {c.rank}): {c.detail}")
+        if len(self.failed_checks) > 50:
+            parts.append(f"... and {len(self.failed_checks) - 50} more failed checks")
+        return "\n".join(parts)
+
+
+def _handle_message(msg: tuple, result: LaunchResult, done: set[int]) -> None:
+    kind, rank = msg[0], msg[1]
+    if kind == "check":
+        result.checks.append(Check(rank, msg[2], msg[3], msg[4]))
+    elif kind == "error":
+        result.errors[rank] = msg[2]
+    elif kind == "done":
+        done.add(rank)
+
+
+def _drain(results, result: LaunchResult, done: set[int], wait_secs: float) -> int:
+    """Reads the messages that arrive within `wait_secs` (reading for at most about a second
+    longer, so that the caller sees its deadlines); returns how many were read."""
+    count = 0
+    stop_at = time.monotonic() + wait_secs + 1.0  # return regularly so deadlines are seen
+    while time.monotonic() < stop_at:
+        try:
+            msg = results.get(timeout=wait_secs if count == 0 else 0.05)
+        except queue_lib.Empty:
+            return count
+        _handle_message(msg, result, done)
+        count += 1
+    return count
+
+
+def _kill(procs: list) -> None:
+    for p in procs:
+        if p.is_alive():
+            p.kill()
+    for p in procs:
+        p.join(timeout=10)
+
+
+def _make_importable(fn: Callable) -> None:
+    """Spawned workers import `fn` by its module name: put that module's root on sys.path
+    (spawn copies it), whatever import mode pytest used to load the module."""
+    path = getattr(sys.modules.get(fn.__module__), "__file__", None)
+    if not path or fn.__module__ == "__main__":
+        return
+    root = os.path.dirname(os.path.abspath(path))
+    for _ in range(fn.__module__.count(".")):
+        root = os.path.dirname(root)
+    if root not in sys.path:
+        sys.path.append(root)
+
+
+def launch(body: Callable, num_ranks: int, deadline: float | None = None) -> LaunchResult:
+    """Runs `body(rank, num_ranks, rec)` in `num_ranks` spawned processes (one GPU each) and
+    collects its checks. Never blocks longer than `deadline` seconds (plus exit grace)."""
+    os.environ.update(SAFE_ENV)
+    _make_importable(body)
+    _make_importable(_worker_entry)
+    deadline = deadline_secs() if deadline is None else deadline
+    result = LaunchResult(num_ranks=num_ranks, deadline_secs=deadline)
+    ctx = mp.get_context("spawn")
+    results = ctx.Queue()
+    port = _free_port()
+    procs = [
+        ctx.Process(target=_worker_entry, args=(rank, num_ranks, port, body, results), daemon=True)
+        for rank in range(num_ranks)
+    ]
+    start = time.monotonic()
+    for p in procs:
+        p.start()
+    done: set[int] = set()
+    all_done_at = None
+    while True:
+        _drain(results, result, done, wait_secs=0.2)
+        now = time.monotonic()
+        if not any(p.is_alive() for p in procs):
+            break
+        if len(done) == num_ranks:
+            all_done_at = all_done_at or now
+            if now - all_done_at > EXIT_GRACE_SECS:
+                for rank, p in enumerate(procs):
+                    if p.is_alive():
+                        result.bad_exits[rank] = f"still running {EXIT_GRACE_SECS:.0f} s after done"
+                break
+        if now - start > deadline:
+            result.unfinished = [r for r in range(num_ranks) if r not in done]
+            break
+    _kill(procs)
+    while _drain(results, result, done, wait_secs=0.5):
+        pass
+    result.elapsed_secs = time.monotonic() - start
+    for rank, p in enumerate(procs):
+        if rank in result.unfinished or rank in result.bad_exits or rank in result.errors:
+            continue
+        if rank not in done:
+            result.bad_exits[rank] = f"exited with code {p.exitcode} before finishing"
+        elif p.exitcode not in (0, None):
+            result.bad_exits[rank] = f"exited with code {p.exitcode} after finishing"
+    return result
+
+
+def all_gather_rows(t: torch.Tensor, num_ranks: int) -> list[torch.Tensor]:
+    """Every rank's `t` ([n_r, ...]; n_r may differ by rank, the rest may not), by rank.
+    Moved as raw bytes, so any dtype works."""
+    count = torch.tensor([t.size(0)], dtype=torch.int64, device=t.device)
+    counts = [torch.empty_like(count) for _ in range(num_ranks)]
+    dist.all_gather(counts, count)
+    sizes = [int(c.item()) for c in counts]
+    row_shape = tuple(t.shape[1:])
+    # Flatten first: an empty or expanded tensor can carry a zero stride that view() rejects.
+    row_bytes = math.prod(row_shape) * t.element_size()
+    flat = t.contiguous().reshape(-1).view(torch.uint8)
+    as_bytes = flat.reshape(t.size(0), row_bytes)
+    padded = torch.zeros(max(sizes + [1]), as_bytes.size(1), dtype=torch.uint8, device=t.device)
+    padded[: t.size(0)] = as_bytes
+    parts = [torch.empty_like(padded) for _ in range(num_ranks)]
+    dist.all_gather(parts, padded)
+    return [p[:n].view(t.dtype).reshape(n, *row_shape) for p, n in zip(parts, sizes)]
+
+
+def run_under_torchrun(body: Callable) -> int:
+    """Runs `body` in a process started by torchrun; prints failures; returns an exit code."""
+    os.environ.update(SAFE_ENV)
+    rank = int(os.environ["RANK"])
+    num_ranks = int(os.environ["WORLD_SIZE"])
+    local_rank = int(os.environ.get("LOCAL_RANK", rank))
+    torch.cuda.set_device(local_rank)
+    dist.init_process_group("nccl", device_id=torch.device("cuda", local_rank))
+
+    def sink(c: Check) -> None:
+        if not c.ok:
+            print(f"FAIL {c.name} (rank {c.rank}): {c.detail}", file=sys.stderr, flush=True)
+
+    rec = Recorder(rank, sink)
+    body(rank, num_ranks, rec)
+    print(f"rank {rank}: {rec.num_checks} checks, {rec.num_failed} failed", flush=True)
+    dist.destroy_process_group()
+    return 1 if rec.num_failed else 0

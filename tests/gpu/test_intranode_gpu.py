@@ -1,0 +1,54 @@
+"""Pytest entry points of the multi-GPU suites: one launch (one spawned process per GPU) per
+suite and rank count, failing unless every recorded check passed. Skips without torch or
+without enough GPUs. Rank counts: env UCCL_EP_TEST_RANKS (comma separated), default 2,4."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+torch = pytest.importorskip("torch")
+
+RANKS_ENV = "UCCL_EP_TEST_RANKS"
+DEFAULT_RANKS = (2, 4)
+STALL_RANKS = 2
+STALL_DEADLINE_SECS = 300.0
+
+
+def rank_counts() -> list[int]:
+    raw = os.environ.get(RANKS_ENV, "").strip()
+    return [int(v) for v in raw.split(",") if v.strip()] if raw else list(DEFAULT_RANKS)
+
+
+def require_gpus(num_ranks: int) -> None:
+    found = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    if found < num_ranks:
+        pytest.skip(f"needs {num_ranks} GPUs, found {found}")
+
+
+def run_and_assert(body, suite: str, num_ranks: int, deadline: float | None = None) -> None:
+    from . import _dist
+
+    result = _dist.launch(body, num_ranks, deadline)
+    table = result.table(suite)
+    print(table)
+    report = result.failure_report(suite)
+    assert result.num_checks > 0, f"suite '{suite}' recorded no checks\n{report}"
+    assert result.ok, f"{report}\n\n{table}"
+
+
+@pytest.mark.parametrize("num_ranks", rank_counts())
+def test_intranode_suite(num_ranks: int) -> None:
+    require_gpus(num_ranks)
+    from . import intranode_suite
+
+    run_and_assert(intranode_suite.run_suite, "intranode", num_ranks)
+
+
+def test_stall_suite() -> None:
+    require_gpus(STALL_RANKS)
+    from . import _dist, stall_suite
+
+    deadline = min(_dist.deadline_secs(), STALL_DEADLINE_SECS)
+    run_and_assert(stall_suite.run_suite, "stall", STALL_RANKS, deadline)
