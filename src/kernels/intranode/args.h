@@ -93,6 +93,6 @@ struct CombineArgs {
 constexpr int kNumThreads = 768;
 constexpr int kNumWarps = kNumThreads / 32;
 /// 16-byte words each lane keeps in flight when copying a token.
-constexpr int kCopyUnroll = 4;
+constexpr int kCopyUnroll = 8;
 
 }  // namespace uccl::ep::kernels::intranode

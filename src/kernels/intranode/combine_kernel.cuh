@@ -107,18 +107,32 @@ __device__ __forceinline__ void combine_reduce_token(const CombineArgs& a, int64
   const auto* bias0 = reinterpret_cast<const int4*>(a.bias0 + token * a.hidden_bytes);
   const auto* bias1 = reinterpret_cast<const int4*>(a.bias1 + token * a.hidden_bytes);
   auto* out = reinterpret_cast<int4*>(a.combined_x + token * a.hidden_bytes);
-  for (int i = lane; i < hidden_int4; i += 32) {
-    float acc[8] = {0, 0, 0, 0, 0, 0, 0, 0};
-    if (a.bias0 != nullptr) accumulate_bf16x8(acc, device::ld_nc_v4(bias0 + i));
-    if (a.bias1 != nullptr) accumulate_bf16x8(acc, device::ld_nc_v4(bias1 + i));
-    int4 v[kNumRanks];
+  // kUnroll consecutive 16-byte words per lane and rank in flight: 8 loads per lane in total.
+  constexpr int kUnroll = kNumRanks >= 8 ? 1 : 8 / kNumRanks;
+  for (int i0 = lane; i0 < hidden_int4; i0 += 32 * kUnroll) {
+    float acc[kUnroll][8];
+    int4 v[kUnroll][kNumRanks];
 #pragma unroll
-    for (int r = 0; r < kNumRanks; ++r)
-      if (mask >> r & 1u) v[r] = device::ld_v4(reinterpret_cast<const int4*>(slots[r]) + i);
+    for (int u = 0; u < kUnroll; ++u) {
+      const int i = i0 + 32 * u;
 #pragma unroll
-    for (int r = 0; r < kNumRanks; ++r)
-      if (mask >> r & 1u) accumulate_bf16x8(acc, v[r]);
-    device::st_na_v4(out + i, pack_bf16x8(acc));
+      for (int j = 0; j < 8; ++j) acc[u][j] = 0.0f;
+      if (i >= hidden_int4) continue;
+#pragma unroll
+      for (int r = 0; r < kNumRanks; ++r)
+        if (mask >> r & 1u) v[u][r] = device::ld_v4(reinterpret_cast<const int4*>(slots[r]) + i);
+    }
+#pragma unroll
+    for (int u = 0; u < kUnroll; ++u) {
+      const int i = i0 + 32 * u;
+      if (i >= hidden_int4) continue;
+      if (a.bias0 != nullptr) accumulate_bf16x8(acc[u], device::ld_nc_v4(bias0 + i));
+      if (a.bias1 != nullptr) accumulate_bf16x8(acc[u], device::ld_nc_v4(bias1 + i));
+#pragma unroll
+      for (int r = 0; r < kNumRanks; ++r)
+        if (mask >> r & 1u) accumulate_bf16x8(acc[u], v[u][r]);
+      device::st_na_v4(out + i, pack_bf16x8(acc[u]));
+    }
   }
   if (a.combined_topk_weights != nullptr && lane < a.num_topk) {
     float w = 0.0f;

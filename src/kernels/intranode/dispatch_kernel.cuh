@@ -25,22 +25,41 @@ namespace uccl::ep::kernels::intranode {
 __device__ __forceinline__ void dispatch_copy_token_to_slot(const DispatchArgs& a, int token,
                                                             int dst, uint8_t* slot, int lane) {
   const int64_t t = token;
-  device::warp_copy_v4<kCopyUnroll, true>(reinterpret_cast<int4*>(slot),
-                                          reinterpret_cast<const int4*>(a.x + t * a.hidden_bytes),
-                                          static_cast<int>(a.hidden_bytes / 16), lane);
-  if (a.x_scales != nullptr) {
-    auto* out = reinterpret_cast<int32_t*>(slot + a.slot.scales_offset);
-    for (int i = lane; i < a.num_scales; i += 32)
-      out[i] = __ldg(a.x_scales + t * a.scale_token_stride + i * a.scale_hidden_stride);
+  // Issue the small loads first so their latency hides behind the row copy (the first 64 scales,
+  // hidden <= 8192 with 128-channel scales; more are copied after the row).
+  constexpr int kMaxScalesPerLane = 2;
+  int32_t scales[kMaxScalesPerLane];
+  const int num_scale_loads = a.x_scales != nullptr ? (a.num_scales + 31) / 32 : 0;
+#pragma unroll
+  for (int j = 0; j < kMaxScalesPerLane; ++j) {
+    const int i = lane + 32 * j;
+    if (j < num_scale_loads && i < a.num_scales)
+      scales[j] = __ldg(a.x_scales + t * a.scale_token_stride + i * a.scale_hidden_stride);
   }
+  int32_t local_expert = -1;
+  float weight = 0.0f;
   if (a.topk_idx != nullptr && lane < a.num_topk) {
     const int64_t expert = __ldg(a.topk_idx + t * a.num_topk + lane);
     const int64_t first = static_cast<int64_t>(dst) * a.num_local_experts;
-    const bool local = expert >= first && expert < first + a.num_local_experts;
-    reinterpret_cast<int32_t*>(slot + a.slot.topk_idx_offset)[lane] =
-        local ? static_cast<int32_t>(expert - first) : -1;
-    reinterpret_cast<float*>(slot + a.slot.topk_weights_offset)[lane] =
-        local ? __ldg(a.topk_weights + t * a.num_topk + lane) : 0.0f;
+    if (expert >= first && expert < first + a.num_local_experts) {
+      local_expert = static_cast<int32_t>(expert - first);
+      weight = __ldg(a.topk_weights + t * a.num_topk + lane);
+    }
+  }
+  device::warp_copy_v4<kCopyUnroll, true>(reinterpret_cast<int4*>(slot),
+                                          reinterpret_cast<const int4*>(a.x + t * a.hidden_bytes),
+                                          static_cast<int>(a.hidden_bytes / 16), lane);
+  auto* out_scales = reinterpret_cast<int32_t*>(slot + a.slot.scales_offset);
+#pragma unroll
+  for (int j = 0; j < kMaxScalesPerLane; ++j) {
+    const int i = lane + 32 * j;
+    if (j < num_scale_loads && i < a.num_scales) out_scales[i] = scales[j];
+  }
+  for (int i = lane + 32 * kMaxScalesPerLane; i < a.num_scales; i += 32)
+    out_scales[i] = __ldg(a.x_scales + t * a.scale_token_stride + i * a.scale_hidden_stride);
+  if (a.topk_idx != nullptr && lane < a.num_topk) {
+    reinterpret_cast<int32_t*>(slot + a.slot.topk_idx_offset)[lane] = local_expert;
+    reinterpret_cast<float*>(slot + a.slot.topk_weights_offset)[lane] = weight;
   }
   if (lane == 0) *reinterpret_cast<int32_t*>(slot + a.slot.src_idx_offset) = token;
 }
@@ -80,19 +99,27 @@ __device__ __forceinline__ void dispatch_send(const DispatchArgs& a, int channel
       ok = __shfl_sync(0xffffffffu, ok, 0);
       cached_head = __shfl_sync(0xffffffffu, cached_head, 0);
     }
-    for (int t = t0; t < t1; ++t) {
-      const bool to_dst = a.is_token_in_rank[static_cast<int64_t>(t) * kNumRanks + dst];
-      int32_t* send_head =
-          a.send_head ? a.send_head + static_cast<int64_t>(t) * kNumRanks + dst : nullptr;
-      if (!to_dst) {
-        if (send_head && gwarp == 0 && lane == 0) *send_head = protocol::encode_unsent(sent);
-        continue;
+    // 32 tokens at a time: each lane loads one routing flag, the ballot gives every slot.
+    for (int base = t0; base < t1; base += 32) {
+      const int t = base + lane;
+      const bool to_dst = t < t1 && a.is_token_in_rank[static_cast<int64_t>(t) * kNumRanks + dst];
+      const uint32_t mask = __ballot_sync(0xffffffffu, to_dst);
+      const int slot_before = sent + __popc(mask & ((1u << lane) - 1u));
+      if (a.send_head != nullptr && gwarp == 0 && t < t1)
+        a.send_head[static_cast<int64_t>(t) * kNumRanks + dst] =
+            to_dst ? slot_before : protocol::encode_unsent(slot_before);
+      // This warp's slots are sent + k for k = first_k, first_k + G, ...
+      uint32_t rest = mask;
+      for (int k = 0, first_k = ((gwarp - sent % G) % G + G) % G; rest != 0; ++k) {
+        const int bit = __ffs(rest) - 1;
+        rest &= rest - 1u;
+        if (k < first_k || (k - first_k) % G != 0) continue;
+        const int slot = sent + k;
+        if (ok)
+          dispatch_copy_token_to_slot(a, base + bit, dst,
+                                      ring + (slot % capacity) * a.rings.slot_bytes, lane);
       }
-      const int slot = sent++;
-      if (slot % G != gwarp) continue;
-      if (send_head && lane == 0) *send_head = slot;
-      if (ok)
-        dispatch_copy_token_to_slot(a, t, dst, ring + (slot % capacity) * a.rings.slot_bytes, lane);
+      sent += __popc(mask);
     }
     __threadfence_system();
     __syncwarp();
