@@ -13,9 +13,13 @@ PY=${PYTHON:-python3}
 
 if [[ -z ${SKIP_DEPS:-} ]]; then
   echo "== dependencies"
-  if ! dpkg -s libgtest-dev >/dev/null 2>&1 || ! command -v ninja >/dev/null; then
+  need=()
+  for pkg in libgtest-dev ninja-build libfabric-dev; do
+    dpkg -s "$pkg" >/dev/null 2>&1 || need+=("$pkg")
+  done
+  if [[ ${#need[@]} -gt 0 ]]; then
     SUDO=$(command -v sudo || true)
-    $SUDO apt-get update -qq && $SUDO apt-get install -y -qq libgtest-dev ninja-build >/dev/null
+    $SUDO apt-get update -qq && $SUDO apt-get install -y -qq "${need[@]}" >/dev/null
   fi
   $PY -m pip install -q --disable-pip-version-check \
     "nanobind==3.1.0" "scikit-build-core==1.1.0" "cmake==3.31.6" \
@@ -36,6 +40,14 @@ $PY -m pip install --no-build-isolation --no-deps -q --disable-pip-version-check
 
 echo "== C++ unit tests"
 ctest --test-dir "$BUILD_DIR" --output-on-failure --no-tests=error -j 2
+
+echo "== C++ unit tests under ThreadSanitizer (queue, proxy)"
+TSAN_DIR=${TSAN_DIR:-build/tsan}
+cmake -S . -B "$TSAN_DIR" -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DUCCL_EP_TSAN=ON \
+  -DUCCL_EP_BUILD_PYTHON=OFF -DUCCL_EP_BUILD_TESTS=ON >/dev/null
+cmake --build "$TSAN_DIR" --target uccl_ep_tsan_tests
+TSAN_OPTIONS="halt_on_error=1 second_deadlock_stack=1" \
+  ctest --test-dir "$TSAN_DIR" -L tsan --output-on-failure --no-tests=ignore -j 2
 
 echo "== Python tests"
 (cd "$(mktemp -d)" && $PY -m pytest "$OLDPWD/tests" -p no:cacheprovider -q)
