@@ -1,0 +1,303 @@
+// Per-SM copy throughput of the strategies the intranode kernels can use, on one process with
+// two GPUs (peer access): warp-wide 16-byte copies with various unrolls and fence cadences,
+// and bulk asynchronous copies (TMA, cp.async.bulk) staged through shared memory.
+//
+//   copy_microbench [--sms 24] [--mib 256] [--src 0] [--dst 1] [--json PATH]
+//
+// Each variant copies the same bytes in 14336-byte rows (a BF16 token of hidden 7168) from
+// GPU src to GPU dst (and to local memory when dst == src), timed with CUDA events (median of
+// 5 after a warm-up), and checks the destination against the source.
+#include <cuda_runtime.h>
+
+#include <algorithm>
+#include <cstdint>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <string>
+#include <vector>
+
+namespace {
+
+constexpr int kRowBytes = 14336;
+
+#define CHECK_CUDA(expr)                                                              \
+  do {                                                                                \
+    cudaError_t e_ = (expr);                                                          \
+    if (e_ != cudaSuccess) {                                                          \
+      std::fprintf(stderr, "CUDA error %s at %s:%d: %s\n", #expr, __FILE__, __LINE__, \
+                   cudaGetErrorString(e_));                                           \
+      std::exit(1);                                                                   \
+    }                                                                                 \
+  } while (0)
+
+__device__ __forceinline__ int4 ld_nc(const int4* p) {
+  int4 v;
+  asm volatile("ld.global.nc.L1::no_allocate.v4.s32 {%0,%1,%2,%3}, [%4];"
+               : "=r"(v.x), "=r"(v.y), "=r"(v.z), "=r"(v.w)
+               : "l"(p));
+  return v;
+}
+__device__ __forceinline__ void st_na(int4* p, int4 v) {
+  asm volatile("st.global.L1::no_allocate.v4.s32 [%0], {%1,%2,%3,%4};" ::"l"(p), "r"(v.x), "r"(v.y),
+               "r"(v.z), "r"(v.w)
+               : "memory");
+}
+
+/// Warp-wide copy of rows: warp w copies rows w, w + num_warps, ...; kUnroll words in flight per
+/// lane; a system fence every `fence_rows` rows of a warp (0: never).
+template <int kUnroll>
+__global__ void __launch_bounds__(768, 1)
+    warp_copy_kernel(const uint8_t* src, uint8_t* dst, int num_rows, int fence_rows) {
+  const int lane = threadIdx.x % 32;
+  const int warp = blockIdx.x * (blockDim.x / 32) + threadIdx.x / 32;
+  const int num_warps = gridDim.x * (blockDim.x / 32);
+  constexpr int kWords = kRowBytes / 16;
+  int done = 0;
+  for (int row = warp; row < num_rows; row += num_warps) {
+    const int4* s = reinterpret_cast<const int4*>(src + static_cast<int64_t>(row) * kRowBytes);
+    int4* d = reinterpret_cast<int4*>(dst + static_cast<int64_t>(row) * kRowBytes);
+    for (int i = lane; i < kWords; i += 32 * kUnroll) {
+      int4 v[kUnroll];
+#pragma unroll
+      for (int u = 0; u < kUnroll; ++u)
+        if (i + 32 * u < kWords) v[u] = ld_nc(s + i + 32 * u);
+#pragma unroll
+      for (int u = 0; u < kUnroll; ++u)
+        if (i + 32 * u < kWords) st_na(d + i + 32 * u, v[u]);
+    }
+    if (fence_rows > 0 && ++done % fence_rows == 0) __threadfence_system();
+  }
+}
+
+// ---- bulk asynchronous copies (sm_90) ----
+__device__ __forceinline__ uint32_t smem_addr(const void* p) {
+  return static_cast<uint32_t>(__cvta_generic_to_shared(p));
+}
+__device__ __forceinline__ void mbar_init(uint64_t* bar, int count) {
+  asm volatile("mbarrier.init.shared::cta.b64 [%0], %1;" ::"r"(smem_addr(bar)), "r"(count));
+}
+__device__ __forceinline__ void mbar_expect_tx(uint64_t* bar, uint32_t bytes) {
+  asm volatile("mbarrier.arrive.expect_tx.shared::cta.b64 _, [%0], %1;" ::"r"(smem_addr(bar)),
+               "r"(bytes)
+               : "memory");
+}
+__device__ __forceinline__ void mbar_wait(uint64_t* bar, uint32_t phase) {
+  asm volatile(
+      "{\n"
+      ".reg .pred p;\n"
+      "WAIT_%=:\n"
+      "mbarrier.try_wait.parity.shared::cta.b64 p, [%0], %1;\n"
+      "@!p bra WAIT_%=;\n"
+      "}\n" ::"r"(smem_addr(bar)),
+      "r"(phase)
+      : "memory");
+}
+__device__ __forceinline__ void tma_load(void* smem, const void* gmem, uint32_t bytes,
+                                         uint64_t* bar) {
+  asm volatile(
+      "cp.async.bulk.shared::cluster.global.mbarrier::complete_tx::bytes [%0], [%1], %2, [%3];" ::
+          "r"(smem_addr(smem)),
+      "l"(gmem), "r"(bytes), "r"(smem_addr(bar))
+      : "memory");
+}
+__device__ __forceinline__ void tma_store(void* gmem, const void* smem, uint32_t bytes) {
+  asm volatile("cp.async.bulk.global.shared::cta.bulk_group [%0], [%1], %2;" ::"l"(gmem),
+               "r"(smem_addr(smem)), "r"(bytes)
+               : "memory");
+  asm volatile("cp.async.bulk.commit_group;" ::: "memory");
+}
+template <int N>
+__device__ __forceinline__ void tma_store_wait_read() {
+  asm volatile("cp.async.bulk.wait_group.read %0;" ::"n"(N) : "memory");
+}
+__device__ __forceinline__ void tma_store_wait_all() {
+  asm volatile("cp.async.bulk.wait_group 0;" ::: "memory");
+}
+
+/// Each warp's lane 0 streams its rows in `chunk`-byte pieces through `stages` shared-memory
+/// buffers: up to `stages` loads in flight, each followed by a bulk store.
+__global__ void __launch_bounds__(256, 1)
+    tma_copy_kernel(const uint8_t* src, uint8_t* dst, int num_rows, int chunk, int stages,
+                    int fence_rows) {
+  extern __shared__ __align__(128) uint8_t smem[];
+  const int lane = threadIdx.x % 32, warp_in_block = threadIdx.x / 32;
+  const int warps_per_block = blockDim.x / 32;
+  const int warp = blockIdx.x * warps_per_block + warp_in_block;
+  const int num_warps = gridDim.x * warps_per_block;
+  auto* bars = reinterpret_cast<uint64_t*>(smem) + warp_in_block * stages;
+  uint8_t* buf = smem + 128 * 8 + static_cast<int64_t>(warp_in_block) * stages * chunk;
+  if (lane == 0)
+    for (int s = 0; s < stages; ++s) mbar_init(&bars[s], 1);
+  asm volatile("fence.mbarrier_init.release.cluster;" ::: "memory");
+  __syncwarp();
+  if (lane != 0) return;
+  const int chunks_per_row = (kRowBytes + chunk - 1) / chunk;
+  // The pieces of this warp, in order: (row, piece).
+  const int my_rows = warp < num_rows ? (num_rows - warp + num_warps - 1) / num_warps : 0;
+  const int64_t total = static_cast<int64_t>(my_rows) * chunks_per_row;
+  auto piece_ptrs = [&](int64_t k, const uint8_t*& s, uint8_t*& d, uint32_t& bytes) {
+    const int row = warp + static_cast<int>(k / chunks_per_row) * num_warps;
+    const int off = static_cast<int>(k % chunks_per_row) * chunk;
+    bytes = static_cast<uint32_t>(min(chunk, kRowBytes - off));
+    s = src + static_cast<int64_t>(row) * kRowBytes + off;
+    d = dst + static_cast<int64_t>(row) * kRowBytes + off;
+  };
+  uint32_t phase_bits = 0;
+  for (int64_t k = 0; k < total && k < stages; ++k) {
+    const uint8_t* s;
+    uint8_t* d;
+    uint32_t bytes;
+    piece_ptrs(k, s, d, bytes);
+    mbar_expect_tx(&bars[k], bytes);
+    tma_load(buf + k * chunk, s, bytes, &bars[k]);
+  }
+  for (int64_t k = 0; k < total; ++k) {
+    const int st = static_cast<int>(k % stages);
+    const uint8_t* s;
+    uint8_t* d;
+    uint32_t bytes;
+    piece_ptrs(k, s, d, bytes);
+    mbar_wait(&bars[st], (phase_bits >> st) & 1u);
+    phase_bits ^= 1u << st;
+    tma_store(d, buf + st * chunk, bytes);
+    if (fence_rows > 0 && (k + 1) % (static_cast<int64_t>(fence_rows) * chunks_per_row) == 0) {
+      tma_store_wait_all();
+      __threadfence_system();
+    }
+    const int64_t next = k + stages;
+    if (next < total) {
+      tma_store_wait_read<0>();  // stage `st` has been read by its store
+      const uint8_t* s2;
+      uint8_t* d2;
+      uint32_t b2;
+      piece_ptrs(next, s2, d2, b2);
+      mbar_expect_tx(&bars[st], b2);
+      tma_load(buf + st * chunk, s2, b2, &bars[st]);
+    }
+  }
+  tma_store_wait_all();
+}
+
+struct Args {
+  int sms = 24, src = 0, dst = 1;
+  int64_t mib = 256;
+  std::string json;
+};
+
+Args parse(int argc, char** argv) {
+  Args a;
+  for (int i = 1; i + 1 < argc; i += 2) {
+    const std::string k = argv[i];
+    if (k == "--sms")
+      a.sms = std::atoi(argv[i + 1]);
+    else if (k == "--mib")
+      a.mib = std::atoll(argv[i + 1]);
+    else if (k == "--src")
+      a.src = std::atoi(argv[i + 1]);
+    else if (k == "--dst")
+      a.dst = std::atoi(argv[i + 1]);
+    else if (k == "--json")
+      a.json = argv[i + 1];
+    else {
+      std::fprintf(stderr, "unknown flag %s\n", k.c_str());
+      std::exit(2);
+    }
+  }
+  return a;
+}
+
+template <typename Launch>
+float time_median(Launch&& launch) {
+  cudaEvent_t a, b;
+  CHECK_CUDA(cudaEventCreate(&a));
+  CHECK_CUDA(cudaEventCreate(&b));
+  launch();
+  CHECK_CUDA(cudaGetLastError());
+  CHECK_CUDA(cudaDeviceSynchronize());
+  std::vector<float> ms;
+  for (int i = 0; i < 5; ++i) {
+    CHECK_CUDA(cudaEventRecord(a));
+    launch();
+    CHECK_CUDA(cudaEventRecord(b));
+    CHECK_CUDA(cudaEventSynchronize(b));
+    float t = 0;
+    CHECK_CUDA(cudaEventElapsedTime(&t, a, b));
+    ms.push_back(t);
+  }
+  std::sort(ms.begin(), ms.end());
+  return ms[ms.size() / 2];
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  const Args args = parse(argc, argv);
+  int count = 0;
+  CHECK_CUDA(cudaGetDeviceCount(&count));
+  if (count <= std::max(args.src, args.dst)) {
+    std::fprintf(stderr, "needs GPUs %d and %d, found %d\n", args.src, args.dst, count);
+    return 1;
+  }
+  const int num_rows = static_cast<int>(args.mib * (1 << 20) / kRowBytes);
+  const size_t bytes = static_cast<size_t>(num_rows) * kRowBytes;
+  uint8_t *src = nullptr, *dst = nullptr;
+  CHECK_CUDA(cudaSetDevice(args.dst));
+  CHECK_CUDA(cudaMalloc(&dst, bytes));
+  CHECK_CUDA(cudaSetDevice(args.src));
+  if (args.src != args.dst) CHECK_CUDA(cudaDeviceEnablePeerAccess(args.dst, 0));
+  CHECK_CUDA(cudaMalloc(&src, bytes));
+  std::vector<uint8_t> host(bytes);
+  for (size_t i = 0; i < bytes; ++i) host[i] = static_cast<uint8_t>(i * 2654435761u >> 13);
+  CHECK_CUDA(cudaMemcpy(src, host.data(), bytes, cudaMemcpyHostToDevice));
+
+  std::FILE* json = args.json.empty() ? nullptr : std::fopen(args.json.c_str(), "w");
+  if (json) std::fprintf(json, "{\"sms\": %d, \"bytes\": %zu, \"results\": [\n", args.sms, bytes);
+  bool first = true, all_ok = true;
+  auto report = [&](const std::string& name, float ms) {
+    std::vector<uint8_t> back(bytes);
+    CHECK_CUDA(cudaMemcpy(back.data(), dst, bytes, cudaMemcpyDeviceToHost));
+    const bool ok = std::memcmp(back.data(), host.data(), bytes) == 0;
+    all_ok &= ok;
+    const double gbps = bytes / (ms * 1e-3) / 1e9;
+    std::printf("%-34s %8.1f us  %7.1f GB/s  %6.2f GB/s per SM  %s\n", name.c_str(), ms * 1e3, gbps,
+                gbps / args.sms, ok ? "ok" : "MISMATCH");
+    if (json)
+      std::fprintf(json, "%s{\"variant\": \"%s\", \"us\": %.2f, \"gbps\": %.2f, \"ok\": %s}",
+                   first ? "" : ",\n", name.c_str(), ms * 1e3, gbps, ok ? "true" : "false");
+    first = false;
+    CHECK_CUDA(cudaMemset(dst, 0, bytes));
+  };
+  CHECK_CUDA(cudaMemset(dst, 0, bytes));
+  for (int fence : {0, 2, 1}) {
+    const std::string f = fence ? ",fence/" + std::to_string(fence) : "";
+    report("warp unroll4" + f,
+           time_median([&] { warp_copy_kernel<4><<<args.sms, 768>>>(src, dst, num_rows, fence); }));
+    report("warp unroll8" + f,
+           time_median([&] { warp_copy_kernel<8><<<args.sms, 768>>>(src, dst, num_rows, fence); }));
+    report("warp unroll16" + f, time_median([&] {
+             warp_copy_kernel<16><<<args.sms, 768>>>(src, dst, num_rows, fence);
+           }));
+  }
+  for (int chunk : {4096, 7168, 14336}) {
+    for (int stages : {2, 4}) {
+      for (int warps : {2, 4, 8}) {
+        const size_t smem = 128 * 8 + static_cast<size_t>(warps) * stages * chunk;
+        if (smem > 227 * 1024) continue;
+        CHECK_CUDA(cudaFuncSetAttribute(
+            tma_copy_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(smem)));
+        const std::string name = "tma chunk " + std::to_string(chunk) + " stages " +
+                                 std::to_string(stages) + " warps " + std::to_string(warps);
+        report(name, time_median([&] {
+                 tma_copy_kernel<<<args.sms, 32 * warps, smem>>>(src, dst, num_rows, chunk, stages,
+                                                                 0);
+               }));
+      }
+    }
+  }
+  if (json) {
+    std::fprintf(json, "\n]}\n");
+    std::fclose(json);
+  }
+  return all_ok ? 0 : 1;
+}
