@@ -2,7 +2,7 @@
 # Builds uccl-ep on a GPU machine, runs the CPU and GPU test suites and the intranode
 # benchmark on the local GPUs. Logs and JSON go to $OUT (default ./out).
 #
-#   tools/gpu_check.sh [all|test|bench]     (default: all)
+#   tools/gpu_check.sh [all|test|bench|micro]     (default: all; micro: copy micro-benchmark)
 #
 # Environment: UCCL_EP_TEST_RANKS (e.g. "2,4") limits the GPU suites; BENCH_ARGS adds flags
 # to bench/bench_intranode.py (e.g. "--quick"); BENCH_RANKS (e.g. "4 2") picks the EP sizes
@@ -19,7 +19,9 @@ status=0
 
 echo "== build ($(cmake --version | head -1), $(nproc) cores, $ngpu GPUs)"
 export CMAKE_BUILD_PARALLEL_LEVEL=$(nproc)
-if ! python3 -m pip install --no-build-isolation --no-deps -v . >"$OUT/build.log" 2>&1; then
+BUILD_DIR=build/gpu
+if ! python3 -m pip install --no-build-isolation --no-deps -v -Cbuild-dir=$BUILD_DIR \
+  -Ccmake.define.UCCL_EP_BUILD_BENCH=ON . >"$OUT/build.log" 2>&1; then
   tail -60 "$OUT/build.log"
   echo "BUILD FAILED"
   exit 1
@@ -31,6 +33,12 @@ if [[ $mode == all || $mode == test ]]; then
   timeout 900 python3 -m pytest tests -v -p no:cacheprovider 2>&1 | tee "$OUT/tests.log" | \
     grep -E "PASS|FAIL|ERROR|SKIP|passed|failed|error" | tail -60
   [[ ${PIPESTATUS[0]} -eq 0 ]] || status=1
+fi
+
+if [[ $mode == micro ]] && [[ $ngpu -ge 2 ]]; then
+  echo "== copy micro-benchmark (GPU 0 -> 1 and GPU 0 -> 0, 24 SMs)"
+  $BUILD_DIR/uccl_ep_copy_microbench --sms 24 --dst 1 --json "$OUT/copy_peer.json" || status=1
+  $BUILD_DIR/uccl_ep_copy_microbench --sms 24 --dst 0 --json "$OUT/copy_local.json" || status=1
 fi
 
 if [[ $mode == all || $mode == bench ]] && [[ $ngpu -ge 2 ]]; then

@@ -36,6 +36,7 @@ echo "== build (CUDA architectures: ${UCCL_EP_CUDA_ARCHS:-default})"
 export CMAKE_BUILD_PARALLEL_LEVEL=${CMAKE_BUILD_PARALLEL_LEVEL:-$(nproc)}
 $PY -m pip install --no-build-isolation --no-deps -q --disable-pip-version-check \
   -Cbuild-dir="$BUILD_DIR" -Ccmake.define.UCCL_EP_BUILD_TESTS=ON \
+  -Ccmake.define.UCCL_EP_BUILD_BENCH=ON \
   ${UCCL_EP_CUDA_ARCHS:+-Ccmake.define.UCCL_EP_CUDA_ARCHS="$UCCL_EP_CUDA_ARCHS"} .
 
 echo "== C++ unit tests"
