@@ -3,6 +3,7 @@
 
 #include <functional>
 #include <string>
+#include <vector>
 
 #include "runtime/validate.h"
 #include "uccl_ep/error.h"
@@ -243,6 +244,39 @@ TEST(Validate, Layout) {
   t.num_tokens_per_rdma_rank = TensorView{};
   t.num_experts = 6;
   expect_error([&] { validate_layout(kInfo, t); }, ErrorKind::kValue, "num_experts=6");
+}
+
+}  // namespace
+}  // namespace uccl::ep::runtime
+
+namespace uccl::ep::runtime {
+namespace {
+
+// Users size num_nvl_bytes with DeepEP's hint: every supported rank count (EP 8 included) and
+// every tuned or swept config must then fit, for BF16 and FP8 (56 scales) with top-8.
+TEST(Validate, DeepEPHintAlwaysFits) {
+  for (int r : {2, 4, 8}) {
+    for (int sms : {20, 24, 48}) {
+      std::vector<Config> configs = {get_dispatch_config(r, sms), get_combine_config(r, sms)};
+      for (int chunk = 1; chunk <= 32; ++chunk) configs.emplace_back(sms, chunk, 256);
+      for (const Config& c : configs) {
+        const int64_t hint = c.get_nvl_buffer_size_hint(7168 * 2, r);
+        EXPECT_LE(dispatch_ring_bytes(c, r, 7168 * 2, 0, 8), hint) << "bf16 r=" << r;
+        EXPECT_LE(dispatch_ring_bytes(c, r, 7168, 56, 8), hint) << "fp8 r=" << r;
+        EXPECT_LE(combine_ring_bytes(c, r, 7168 * 2, 8), hint) << "combine r=" << r;
+        const BufferInfo info{r - 1, r, hint, 0};
+        DispatchTensors t = valid_dispatch();
+        t.config = c;
+        t.is_token_in_rank = view(DType::kBool, {kT, r});
+        t.rank_prefix_matrix = view(DType::kInt32, {r, r});
+        t.channel_prefix_matrix = view(DType::kInt32, {r, c.num_channels()});
+        t.recv_channel_prefix_matrix = view(DType::kInt32, {r, c.num_channels()});
+        t.send_head = view(DType::kInt32, {kT, r});
+        t.num_experts = 8 * r;
+        EXPECT_NO_THROW(validate_dispatch(info, t)) << "r=" << r << " sms=" << sms;
+      }
+    }
+  }
 }
 
 }  // namespace
