@@ -592,8 +592,8 @@ def scenarios(num_ranks: int) -> dict[str, Scenario]:
 
 
 def run_section(ctx: Ctx, name: str, fn) -> bool:
-    """Runs one section; returns False on every rank if it raised on any rank (the buffer
-    state is then unknown and the rest of the suite is skipped)."""
+    """Runs one section and records `<name>.completed`; returns False on every rank if it
+    raised on any rank (collective, so that all ranks take the same path afterwards)."""
     start, failed = time.monotonic(), False
     try:
         fn()
