@@ -20,10 +20,12 @@ import torch
 import torch.distributed as dist
 
 try:
+    from . import graph_section
     from . import reference as ref
     from ._dist import Recorder, all_gather_rows, run_under_torchrun
     from .reference import Scenario, ScenarioRef
 except ImportError:  # run as a script: the siblings are importable from sys.path[0]
+    import graph_section
     import reference as ref
     from _dist import Recorder, all_gather_rows, run_under_torchrun
     from reference import Scenario, ScenarioRef
@@ -657,6 +659,7 @@ def run_suite(rank: int, num_ranks: int, rec: Recorder) -> None:
         ("stream_alloc_on_comm", lambda: stream_alloc_on_comm(ctx, w["small"])),
         ("stream_alloc_on_comm_rejected", lambda: stream_alloc_on_comm_rejected(ctx, w["small"])),
         ("random", lambda: section_random(ctx)),
+        ("graphs", lambda: graph_section.section_graphs(ctx, w["small"])),
         ("bad_input", lambda: section_bad_inputs(ctx, w["small"])),
         ("destroy", lambda: section_destroy(ctx)),
     ]
