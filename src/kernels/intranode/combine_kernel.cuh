@@ -9,7 +9,8 @@
 // channel c are pushed, in order, to ring (c, r) on s; slot i is written by warp i % G; the
 // group's minimum progress is published as the tail (red.max).
 // Receiver block (rank s): warp w reduces tokens begin + w, begin + w + kNumWarps, ...; lane r
-// waits for the slot of rank r. The minimum token index over all warps gives, through
+// waits for the slot of rank r. Its own partial results are read straight from x (this rank's
+// sender pushes nothing to itself). The minimum token index over all warps gives, through
 // send_head, how many slots of each ring are consumed: that is published as the ring head.
 #pragma once
 
@@ -25,6 +26,7 @@ template <int kNumRanks>
 __device__ __forceinline__ void combine_send(const CombineArgs& a, int channel, int dst, int gwarp,
                                              int lane, volatile int* progress) {
   constexpr int G = kNumWarps / kNumRanks;
+  if (dst == a.rank) return;  // the receiver reads this rank's own rows directly from x
   const int block_begin = dst > 0 ? a.rank_prefix_matrix[(dst - 1) * kNumRanks + a.rank] : 0;
   const int block_size = a.rank_prefix_matrix[dst * kNumRanks + a.rank] - block_begin;
   const int32_t* prefix = a.recv_channel_prefix_matrix + dst * a.num_channels;
@@ -99,10 +101,14 @@ __device__ __forceinline__ int4 pack_bf16x8(const float (&acc)[8]) {
   return out;
 }
 
+/// Sums token `token` from `slots[r]` (bf16 rows) of every rank r in `mask`, in ascending rank
+/// order, plus biases. Weights come from the ring slots, and for this rank from row `self_row`
+/// of the input weights.
 template <int kNumRanks>
 __device__ __forceinline__ void combine_reduce_token(const CombineArgs& a, int64_t token,
                                                      uint32_t mask,
-                                                     const uint8_t* (&slots)[kNumRanks], int lane) {
+                                                     const uint8_t* (&slots)[kNumRanks],
+                                                     int64_t self_row, int lane) {
   const int hidden_int4 = static_cast<int>(a.hidden_bytes / 16);
   const auto* bias0 = reinterpret_cast<const int4*>(a.bias0 + token * a.hidden_bytes);
   const auto* bias1 = reinterpret_cast<const int4*>(a.bias1 + token * a.hidden_bytes);
@@ -139,8 +145,10 @@ __device__ __forceinline__ void combine_reduce_token(const CombineArgs& a, int64
 #pragma unroll
     for (int r = 0; r < kNumRanks; ++r)
       if (mask >> r & 1u)
-        w += device::ld_cg(reinterpret_cast<const float*>(slots[r] + a.slot.topk_weights_offset) +
-                           lane);
+        w += device::ld_cg(
+            r == a.rank
+                ? a.topk_weights + self_row * a.num_topk + lane
+                : reinterpret_cast<const float*>(slots[r] + a.slot.topk_weights_offset) + lane);
     a.combined_topk_weights[token * a.num_topk + lane] = w;
   }
 }
@@ -154,9 +162,13 @@ __device__ __forceinline__ void combine_recv(const CombineArgs& a, int channel, 
   int cached_tail = 0;  // lane r < kNumRanks: last seen tail of ring (channel, r)
   int published = range.begin;
   bool ok = true;
+  // This rank's own rows are read straight from x: row self_base + slot.
+  const int64_t self_base =
+      (a.rank > 0 ? a.rank_prefix_matrix[(a.rank - 1) * kNumRanks + a.rank] : 0) +
+      a.recv_channel_prefix_matrix[a.rank * a.num_channels + channel];
   for (int64_t t = range.begin + warp; t < range.end; t += kNumWarps) {
     const int slot = lane < kNumRanks ? a.send_head[t * kNumRanks + lane] : -1;
-    if (ok && slot >= 0 && cached_tail <= slot) {
+    if (ok && slot >= 0 && lane != a.rank && cached_tail <= slot) {
       ok = device::timed_wait(a.diag, protocol::WaitSite::kCombineTail, lane, channel, slot + 1,
                               [&](int64_t& observed) {
                                 cached_tail =
@@ -168,19 +180,21 @@ __device__ __forceinline__ void combine_recv(const CombineArgs& a, int channel, 
     if (!__all_sync(0xffffffffu, ok)) return;
     const uint32_t mask = __ballot_sync(0xffffffffu, slot >= 0);
     const uint8_t* slots[kNumRanks];
+    const int64_t self_row = self_base + max(__shfl_sync(0xffffffffu, slot, a.rank), 0);
 #pragma unroll
     for (int r = 0; r < kNumRanks; ++r) {
-      const int s = __shfl_sync(0xffffffffu, slot, r);
-      slots[r] = rings + a.rings.slot_offset(channel, r, s < 0 ? 0 : s);
+      const int s = max(__shfl_sync(0xffffffffu, slot, r), 0);
+      slots[r] = r == a.rank ? a.x + self_row * a.hidden_bytes
+                             : rings + a.rings.slot_offset(channel, r, s);
     }
-    combine_reduce_token<kNumRanks>(a, t, mask, slots, lane);
+    combine_reduce_token<kNumRanks>(a, t, mask, slots, self_row, lane);
     __syncwarp();
     int done = 0;
     if (lane == 0)
       done = device::publish_progress(progress, warp, static_cast<int>(t) + kNumWarps, kNumWarps);
     done = __shfl_sync(0xffffffffu, done, 0);
     if (done > published && done < range.end) {
-      if (lane < kNumRanks) {
+      if (lane < kNumRanks && lane != a.rank) {
         __threadfence();
         atomicMax(
             &local->ring_head[channel][lane],

@@ -10,6 +10,8 @@
 // After a window each warp fences, records its progress in shared memory, and the minimum over
 // the group is published as the ring tail on d (red.max, so late publishers never regress it).
 // send_head[t][d] records the slot (or the encoded next slot when t does not go to d).
+// Tokens a rank sends to itself skip the ring: its sender group writes them straight into the
+// output rows, and the receiver group of its own ring does nothing.
 //
 // Receiver group for source s: waits for the range, then repeatedly waits for the tail and
 // copies slots i % G == its index to recv row base + i; the minimum progress of the group is
@@ -22,8 +24,38 @@
 
 namespace uccl::ep::kernels::intranode {
 
-__device__ __forceinline__ void dispatch_copy_token_to_slot(const DispatchArgs& a, int token,
-                                                            int dst, uint8_t* slot, int lane) {
+/// Where one token's fields go: a packed ring slot on a peer, or this rank's output row.
+struct TokenDst {
+  uint8_t* x;
+  int32_t* scales;   // null: no scales
+  int32_t* topk32;   // ring slot: local expert ids as int32 (or null)
+  int64_t* topk64;   // output row: local expert ids as int64 (or null)
+  float* weights;    // null with no top-k
+  int32_t* src_idx;  // null: not recorded (cached dispatch into outputs)
+};
+
+__device__ __forceinline__ TokenDst slot_dst(const DispatchArgs& a, uint8_t* slot) {
+  return {slot,
+          reinterpret_cast<int32_t*>(slot + a.slot.scales_offset),
+          reinterpret_cast<int32_t*>(slot + a.slot.topk_idx_offset),
+          nullptr,
+          reinterpret_cast<float*>(slot + a.slot.topk_weights_offset),
+          reinterpret_cast<int32_t*>(slot + a.slot.src_idx_offset)};
+}
+
+__device__ __forceinline__ TokenDst output_dst(const DispatchArgs& a, int64_t row) {
+  return {a.recv_x + row * a.hidden_bytes,
+          a.recv_x_scales ? a.recv_x_scales + row * a.num_scales : nullptr,
+          nullptr,
+          a.recv_topk_idx ? a.recv_topk_idx + row * a.num_topk : nullptr,
+          a.recv_topk_weights ? a.recv_topk_weights + row * a.num_topk : nullptr,
+          a.recv_src_idx ? a.recv_src_idx + row : nullptr};
+}
+
+/// Copies token `token` of this rank, with its scales and its top-k entries converted to
+/// `dst_rank`'s local expert ids (-1 / weight 0 elsewhere), to `d`. Whole warp.
+__device__ __forceinline__ void dispatch_copy_token(const DispatchArgs& a, int token, int dst_rank,
+                                                    const TokenDst& d, int lane) {
   const int64_t t = token;
   // Issue the small loads first so their latency hides behind the row copy (the first 64 scales,
   // hidden <= 8192 with 128-channel scales; more are copied after the row).
@@ -40,28 +72,71 @@ __device__ __forceinline__ void dispatch_copy_token_to_slot(const DispatchArgs& 
   float weight = 0.0f;
   if (a.topk_idx != nullptr && lane < a.num_topk) {
     const int64_t expert = __ldg(a.topk_idx + t * a.num_topk + lane);
-    const int64_t first = static_cast<int64_t>(dst) * a.num_local_experts;
+    const int64_t first = static_cast<int64_t>(dst_rank) * a.num_local_experts;
     if (expert >= first && expert < first + a.num_local_experts) {
       local_expert = static_cast<int32_t>(expert - first);
       weight = __ldg(a.topk_weights + t * a.num_topk + lane);
     }
   }
-  device::warp_copy_v4<kCopyUnroll, true>(reinterpret_cast<int4*>(slot),
+  device::warp_copy_v4<kCopyUnroll, true>(reinterpret_cast<int4*>(d.x),
                                           reinterpret_cast<const int4*>(a.x + t * a.hidden_bytes),
                                           static_cast<int>(a.hidden_bytes / 16), lane);
-  auto* out_scales = reinterpret_cast<int32_t*>(slot + a.slot.scales_offset);
+  if (d.scales != nullptr && a.x_scales != nullptr) {
 #pragma unroll
-  for (int j = 0; j < kMaxScalesPerLane; ++j) {
-    const int i = lane + 32 * j;
-    if (j < num_scale_loads && i < a.num_scales) out_scales[i] = scales[j];
+    for (int j = 0; j < kMaxScalesPerLane; ++j) {
+      const int i = lane + 32 * j;
+      if (j < num_scale_loads && i < a.num_scales) d.scales[i] = scales[j];
+    }
+    for (int i = lane + 32 * kMaxScalesPerLane; i < a.num_scales; i += 32)
+      d.scales[i] = __ldg(a.x_scales + t * a.scale_token_stride + i * a.scale_hidden_stride);
   }
-  for (int i = lane + 32 * kMaxScalesPerLane; i < a.num_scales; i += 32)
-    out_scales[i] = __ldg(a.x_scales + t * a.scale_token_stride + i * a.scale_hidden_stride);
   if (a.topk_idx != nullptr && lane < a.num_topk) {
-    reinterpret_cast<int32_t*>(slot + a.slot.topk_idx_offset)[lane] = local_expert;
-    reinterpret_cast<float*>(slot + a.slot.topk_weights_offset)[lane] = weight;
+    if (d.topk32 != nullptr) d.topk32[lane] = local_expert;
+    if (d.topk64 != nullptr) d.topk64[lane] = local_expert;
+    if (d.weights != nullptr) d.weights[lane] = weight;
   }
-  if (lane == 0) *reinterpret_cast<int32_t*>(slot + a.slot.src_idx_offset) = token;
+  if (d.src_idx != nullptr && lane == 0) *d.src_idx = token;
+}
+
+/// The tokens this rank sends to itself skip the ring: the sender group writes them straight
+/// into the output rows (the receiver group of this rank's own ring has nothing to do).
+template <int kNumRanks>
+__device__ __forceinline__ void dispatch_send_self(const DispatchArgs& a, int channel, int gwarp,
+                                                   int lane) {
+  constexpr int G = kNumWarps / kNumRanks;
+  const auto range = protocol::channel_token_range(a.num_tokens, a.num_channels, channel);
+  const int32_t* prefix = a.channel_prefix_matrix + a.rank * a.num_channels;
+  const int start = channel > 0 ? prefix[channel - 1] : 0;
+  if (a.recv_channel_prefix_matrix != nullptr && gwarp == 0 && lane == 0)
+    a.recv_channel_prefix_matrix[a.rank * a.num_channels + channel] = start;
+  const int64_t base =
+      (a.rank > 0 ? a.rank_prefix_matrix[(a.rank - 1) * kNumRanks + a.rank] : 0) + start;
+  int sent = 0;
+  for (int t0 = range.begin; t0 < range.end; t0 += 32) {
+    const int t = t0 + lane;
+    const bool mine =
+        t < range.end && a.is_token_in_rank[static_cast<int64_t>(t) * kNumRanks + a.rank];
+    const uint32_t mask = __ballot_sync(0xffffffffu, mine);
+    const int slot_before = sent + __popc(mask & ((1u << lane) - 1u));
+    if (a.send_head != nullptr && gwarp == 0 && t < range.end)
+      a.send_head[static_cast<int64_t>(t) * kNumRanks + a.rank] =
+          mine ? slot_before : protocol::encode_unsent(slot_before);
+    uint32_t rest = mask;
+    for (int k = 0; rest != 0; ++k) {
+      const int bit = __ffs(rest) - 1;
+      rest &= rest - 1u;
+      if ((sent + k) % G != gwarp) continue;
+      const int64_t row = base + sent + k;
+      if (row >= a.num_recv_rows) {  // fewer rows than tokens: report, never write past
+        if (lane == 0)
+          device::report_timeout(a.diag, protocol::WaitSite::kRecvOverflow, a.rank, channel,
+                                 a.num_recv_rows, row + 1, 0);
+        continue;
+      }
+      dispatch_copy_token(a, t0 + bit, a.rank, output_dst(a, row), lane);
+    }
+    sent += __popc(mask);
+  }
 }
 
 template <int kNumRanks>
@@ -116,8 +191,8 @@ __device__ __forceinline__ void dispatch_send(const DispatchArgs& a, int channel
         if (k < first_k || (k - first_k) % G != 0) continue;
         const int slot = sent + k;
         if (ok)
-          dispatch_copy_token_to_slot(a, base + bit, dst,
-                                      ring + (slot % capacity) * a.rings.slot_bytes, lane);
+          dispatch_copy_token(a, base + bit, dst,
+                              slot_dst(a, ring + (slot % capacity) * a.rings.slot_bytes), lane);
       }
       sent += __popc(mask);
     }
@@ -159,6 +234,7 @@ template <int kNumRanks>
 __device__ __forceinline__ void dispatch_recv(const DispatchArgs& a, int channel, int src,
                                               int gwarp, int lane, volatile int* progress) {
   constexpr int G = kNumWarps / kNumRanks;
+  if (src == a.rank) return;  // this rank's own tokens were written by its sender block
   protocol::ControlBlock* local = a.peers.ctrl[a.rank];
   const uint8_t* ring = a.peers.rings[a.rank] + a.rings.ring_offset(channel, src);
   int32_t* head = &local->ring_head[channel][src];
@@ -232,7 +308,10 @@ __global__ void __launch_bounds__(kNumThreads, 1) intranode_dispatch_kernel(cons
   if (device::aborted(a.diag)) return;
   const int channel = blockIdx.x / 2;
   if (blockIdx.x % 2 == 0) {
-    dispatch_send<kNumRanks>(a, channel, peer, gwarp, lane, s_progress[peer]);
+    if (peer == a.rank)
+      dispatch_send_self<kNumRanks>(a, channel, gwarp, lane);
+    else
+      dispatch_send<kNumRanks>(a, channel, peer, gwarp, lane, s_progress[peer]);
   } else {
     dispatch_recv<kNumRanks>(a, channel, peer, gwarp, lane, s_progress[peer]);
   }
