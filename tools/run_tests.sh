@@ -48,7 +48,7 @@ cmake -S . -B "$TSAN_DIR" -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DUCCL_EP_T
   -DUCCL_EP_BUILD_PYTHON=OFF -DUCCL_EP_BUILD_TESTS=ON >/dev/null
 cmake --build "$TSAN_DIR" --target uccl_ep_tsan_tests
 TSAN_OPTIONS="halt_on_error=1 second_deadlock_stack=1" \
-  ctest --test-dir "$TSAN_DIR" -L tsan --output-on-failure --no-tests=ignore -j 2
+  ctest --test-dir "$TSAN_DIR" -L tsan --output-on-failure --no-tests=error -j 2
 
 echo "== Python tests"
 (cd "$(mktemp -d)" && $PY -m pytest "$OLDPWD/tests" -p no:cacheprovider -q)

@@ -21,6 +21,13 @@ inline constexpr EnvVarInfo kEnvVars[] = {
      "and counters, and the Buffer refuses further work."},
     {"UCCL_EP_LOG_LEVEL", "error|warn|info|debug", "warn",
      "Verbosity of messages printed to stderr."},
+    {"UCCL_EP_TRANSPORT", "auto|libfabric|ipc|fake", "auto",
+     "Transport of the GPU->CPU->network command path. auto: libfabric when one of its "
+     "providers works, else an error listing what was tried; ipc: same-host GPUs through CUDA "
+     "IPC and the copy engine (emulated nodes); fake: in-memory, for tests."},
+    {"UCCL_EP_FI_PROVIDER", "auto or a libfabric provider name", "auto",
+     "libfabric provider of the RDM endpoint, e.g. efa, verbs;ofi_rxm, cxi, tcp;ofi_rxm, shm. "
+     "auto tries those in that order and logs the choice (info level)."},
 };
 
 enum class LogLevel { kError = 0, kWarn = 1, kInfo = 2, kDebug = 3 };
@@ -29,6 +36,8 @@ enum class LogLevel { kError = 0, kWarn = 1, kInfo = 2, kDebug = 3 };
 struct EnvSettings {
   double timeout_secs = 100.0;
   LogLevel log_level = LogLevel::kWarn;
+  std::string transport = "auto";    // UCCL_EP_TRANSPORT
+  std::string fi_provider = "auto";  // UCCL_EP_FI_PROVIDER
 };
 
 /// Reads and validates every variable now. Throws Error(kValue) naming the variable, its value
@@ -38,5 +47,10 @@ EnvSettings read_env_settings();
 /// Parses one value of `name` (exposed for tests). Throws like read_env_settings.
 double parse_timeout_secs(const std::string& value);
 LogLevel parse_log_level(const std::string& value);
+/// UCCL_EP_TRANSPORT: one of auto, libfabric, ipc, fake (returned as given).
+std::string parse_transport_name(const std::string& value);
+/// UCCL_EP_FI_PROVIDER: "auto" or a provider name made of letters, digits, '_', '-' and ';'
+/// (at most 64 characters). Whether it exists is checked when the transport starts.
+std::string parse_fi_provider(const std::string& value);
 
 }  // namespace uccl::ep

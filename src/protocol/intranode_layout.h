@@ -135,6 +135,10 @@ enum class WaitSite : int32_t {
   kCombineTail = 5,
   kCombineHead = 6,
   kRecvOverflow = 7,  // not a wait: more rows arrived than the outputs have (num_worst_tokens)
+  // GPU->CPU command queues (src/queue): `channel` is the queue index, `peer` is -1.
+  kQueueFull = 8,      // push: expected = tail needed (ticket + n - capacity), observed = tail
+  kQueueFence = 9,     // wait_fence: expected = FENCE sequence, observed = fence_done
+  kQueueBarrier = 10,  // wait_barrier: expected = BARRIER sequence, observed = barrier_done
 };
 
 /// Filled (once) by the first wait that times out; lives in host-mapped pinned memory.

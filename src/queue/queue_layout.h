@@ -8,14 +8,18 @@
 //  1. A producer reserves slots with one atomic add on `ProducerState::ticket`, so any warp (any
 //     number of warps) may push; tickets give the order of commands in a queue.
 //  2. It waits while `ticket + n > cached_tail + capacity`, re-reading `QueueControl::tail`
-//     (acquire) only then, with a deadline; a full queue never overwrites.
+//     (acquire, system scope) only then, with a deadline; a full queue never overwrites. The
+//     tail it saw goes into `cached_tail` with an atomic max (release; readers acquire), so a
+//     push that trusts the cache is still ordered after the consumer's clears (rule 4).
 //  3. It writes `word1` of every reserved slot, fences at system scope once, then writes every
 //     `word0` (non-zero opcode): a batch costs one fence, and `word0 != 0` proves the slot's
 //     `word1` is visible.
-//  4. The consumer reads slots in ticket order, stops at the first `word0 == 0`, clears `word0`
-//     of the slots it took, then publishes `tail` (release) after a batch.
+//  4. The consumer reads slots in ticket order (acquire load of `word0`), stops at the first
+//     `word0 == 0`, clears `word0` of the slots it took, then publishes `tail` (release) once
+//     per batch.
 //  5. Completion flows back through `fence_done` / `barrier_done` (release by the proxy,
 //     acquire by the GPU) and `error`, which makes every GPU wait on this queue stop.
+// producer.cuh (device), host_producer.cc and consumer.cc implement these rules.
 #pragma once
 
 #include <cstdint>

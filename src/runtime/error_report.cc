@@ -24,6 +24,15 @@ const char* wait_site_name(protocol::WaitSite site) {
       return "combine sender: ring head (tokens the peer has consumed)";
     case WaitSite::kRecvOverflow:
       return "dispatch receiver: output rows";
+    case WaitSite::kQueueFull:
+      return "a full GPU->CPU command queue (the channel is the queue index): the tail of slots "
+             "its CPU proxy released";
+    case WaitSite::kQueueFence:
+      return "a FENCE of a GPU->CPU command queue (the channel is the queue index): the proxy's "
+             "fence_done";
+    case WaitSite::kQueueBarrier:
+      return "a BARRIER of a GPU->CPU command queue (the channel is the queue index): the "
+             "proxy's barrier_done";
     case WaitSite::kNone:
       break;
   }

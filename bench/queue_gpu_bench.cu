@@ -1,0 +1,803 @@
+// GPU test and benchmark of the command queue on one GPU: kernels push from many warps into Q
+// queues while 1-8 CPU threads consume them (null execution: count, checksum, order); reports
+// commands/s and push->consume latency, and checks back-pressure, deadline and proxy errors.
+//
+//   uccl_ep_queue_gpu_bench [--device D] [--queues Q] [--capacity N] [--cpu-threads "1,2,4,8"]
+//                           [--timeout-secs S] [--quick] [--json PATH]
+//
+// Exit status: 0 when every check passed, 1 on any failure, 2 on bad flags.
+//
+// One self-contained program (kernels, consumer harness, scenarios), hence longer than the
+// ~600-line guide; the queue API it exercises lives in src/queue.
+#include <cuda_runtime.h>
+
+#include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "common/cuda_check.h"
+#include "common/error.h"
+#include "device/ptx.cuh"
+#include "protocol/command.h"
+#include "queue/consumer.h"
+#include "queue/producer.cuh"
+#include "queue/queue_memory.h"
+#include "runtime/error_report.h"
+
+namespace {
+
+namespace queue = uccl::ep::queue;
+namespace protocol = uccl::ep::protocol;
+namespace device = uccl::ep::device;
+using protocol::Command;
+using uccl::ep::str_cat;
+using Clock = std::chrono::steady_clock;
+
+constexpr uint32_t kMaxBatch = 16;
+constexpr uint64_t kStampMask = (uint64_t{1} << 56) - 1;  // push stamps carried in word1
+constexpr int kThreadsPerBlock = 128;
+enum class Mode : uint32_t { kLane, kBatch, kWarp };
+const char* mode_name(Mode m) {
+  return m == Mode::kLane ? "lane" : m == Mode::kBatch ? "batch" : "warp";
+}
+
+// ---- Device side
+
+// The push time (56 bits of globaltimer ns) rides in word1, the producer in `peer` and its
+// sequence number in the remote offset.
+UCCL_HD Command stamp_command(uint32_t producer, uint32_t seq, uint64_t stamp) {
+  return protocol::encode_write(producer, (stamp & 0xffffffffu) << 4, uint64_t{seq} << 4,
+                                ((stamp >> 32) & 0xffffffu) << 4);
+}
+// Warp mode: which lanes push in iteration `it` (exercises partially active warps).
+UCCL_HD bool lane_active(uint32_t it, uint32_t lane) {
+  return (it + lane) % 4 != 3;
+}
+
+struct PushArgs {
+  const queue::QueueDeviceHandle* queues;  // [num_queues], device memory
+  uint32_t num_queues, warps_per_queue;
+  uint32_t iterations;  // per producer (lane/batch: commands; warp: rounds of push_warp)
+  uint32_t batch;       // batch mode, <= kMaxBatch
+  Mode mode;
+  uint64_t interval_ns;  // pause between pushes of a producer (latency runs)
+  device::DeviceDiag diag;
+  uint32_t* failures;  // pushes that returned false
+};
+
+__device__ void pace(uint64_t& last, uint64_t interval_ns) {
+  if (interval_ns == 0) return;
+  while (device::global_timer_ns() - last < interval_ns) {
+  }
+  last = device::global_timer_ns();
+}
+
+__device__ bool push_lanes(const PushArgs& a, const queue::QueueDeviceHandle& q,
+                           uint32_t producer) {
+  uint64_t last = device::global_timer_ns();
+  for (uint32_t seq = 0; seq < a.iterations; ++seq) {
+    pace(last, a.interval_ns);
+    if (!queue::push(q, stamp_command(producer, seq, device::global_timer_ns()), a.diag))
+      return false;
+  }
+  return true;
+}
+
+__device__ bool push_batches(const PushArgs& a, const queue::QueueDeviceHandle& q,
+                             uint32_t producer) {
+  Command commands[kMaxBatch];
+  for (uint32_t seq = 0; seq < a.iterations; seq += a.batch) {
+    const uint32_t n = min(a.batch, a.iterations - seq);
+    const uint64_t stamp = device::global_timer_ns();
+#pragma unroll
+    for (uint32_t i = 0; i < kMaxBatch; ++i) commands[i] = stamp_command(producer, seq + i, stamp);
+    if (!queue::push_batch<kMaxBatch>(q, commands, n, a.diag)) return false;
+  }
+  return true;
+}
+
+__device__ bool push_warps(const PushArgs& a, const queue::QueueDeviceHandle& q, uint32_t producer,
+                           uint32_t lane) {
+  uint32_t seq = 0;
+  for (uint32_t it = 0; it < a.iterations; ++it) {
+    const bool active = lane_active(it, lane);
+    const Command c = stamp_command(producer, seq, device::global_timer_ns());
+    if (!queue::push_warp(q, c, active, a.diag)) return false;
+    seq += active ? 1 : 0;
+  }
+  return true;
+}
+
+// Warp w serves queue w % num_queues as its (w / num_queues)-th producer warp.
+__global__ void __launch_bounds__(kThreadsPerBlock) push_kernel(PushArgs a) {
+  const uint32_t warp = (blockIdx.x * blockDim.x + threadIdx.x) / 32;
+  const uint32_t lane = threadIdx.x % 32;
+  if (warp >= a.num_queues * a.warps_per_queue) return;
+  const queue::QueueDeviceHandle q = a.queues[warp % a.num_queues];
+  const uint32_t producer_warp = warp / a.num_queues;
+  if (a.mode == Mode::kWarp) {
+    if (!push_warps(a, q, producer_warp * 32 + lane, lane) && lane == 0) atomicAdd(a.failures, 1);
+  } else if (lane == 0) {
+    const bool ok = a.mode == Mode::kBatch ? push_batches(a, q, producer_warp)
+                                           : push_lanes(a, q, producer_warp);
+    if (!ok) atomicAdd(a.failures, 1);
+  }
+}
+
+// One lane: WRITE + FENCE(r), then wait for fence_done >= r; round trip times in round_ns.
+__global__ void fence_kernel(queue::QueueDeviceHandle q, uint32_t rounds, device::DeviceDiag diag,
+                             uint64_t* round_ns, uint32_t* failures) {
+  if (threadIdx.x != 0 || blockIdx.x != 0) return;
+  for (uint32_t r = 1; r <= rounds; ++r) {
+    const uint64_t start = device::global_timer_ns();
+    const Command commands[2] = {stamp_command(0, r - 1, start), protocol::encode_fence(r)};
+    if (!queue::push_batch<2>(q, commands, 2, diag) || !queue::wait_fence(q, r, diag)) {
+      atomicAdd(failures, 1);
+      return;
+    }
+    round_ns[r - 1] = device::global_timer_ns() - start;
+  }
+}
+
+// Answers the host's pings with globaltimer stamps (clock offset calibration).
+__global__ void clock_kernel(uint64_t* words, uint32_t rounds, uint64_t timeout_ns,
+                             uint32_t* failures) {
+  volatile uint64_t* ping = words;
+  volatile uint64_t* stamp = words + 1;
+  volatile uint64_t* pong = words + 2;
+  for (uint32_t k = 1; k <= rounds; ++k) {
+    const uint64_t start = device::global_timer_ns();
+    while (*ping < k) {
+      if (device::global_timer_ns() - start > timeout_ns) {
+        atomicAdd(failures, 1);
+        return;
+      }
+    }
+    *stamp = device::global_timer_ns();
+    __threadfence_system();
+    *pong = k;
+  }
+}
+
+// ---- Host side: memory and clocks
+
+const Clock::time_point kEpoch = Clock::now();
+uint64_t now_ns() {
+  return static_cast<uint64_t>(
+      std::chrono::duration_cast<std::chrono::nanoseconds>(Clock::now() - kEpoch).count());
+}
+
+template <typename T>
+uint64_t load(T& word) {
+  return std::atomic_ref<T>(word).load(std::memory_order_acquire);
+}
+
+// Pinned mapped host memory or device memory, freed on scope exit.
+template <typename T>
+struct Mapped {
+  T* host = nullptr;
+  T* dev = nullptr;
+  explicit Mapped(size_t n) {
+    UCCL_EP_CUDA_CHECK(
+        cudaHostAlloc(reinterpret_cast<void**>(&host), n * sizeof(T), cudaHostAllocMapped));
+    std::memset(static_cast<void*>(host), 0, n * sizeof(T));
+    UCCL_EP_CUDA_CHECK(cudaHostGetDevicePointer(reinterpret_cast<void**>(&dev), host, 0));
+  }
+  ~Mapped() { cudaFreeHost(host); }
+  Mapped(const Mapped&) = delete;
+  Mapped& operator=(const Mapped&) = delete;
+};
+template <typename T>
+struct DeviceArray {
+  T* ptr = nullptr;
+  size_t n;
+  explicit DeviceArray(size_t count) : n(count) {
+    UCCL_EP_CUDA_CHECK(cudaMalloc(reinterpret_cast<void**>(&ptr), n * sizeof(T)));
+    UCCL_EP_CUDA_CHECK(cudaMemset(ptr, 0, n * sizeof(T)));
+  }
+  ~DeviceArray() { cudaFree(ptr); }
+  DeviceArray(const DeviceArray&) = delete;
+  DeviceArray& operator=(const DeviceArray&) = delete;
+  std::vector<T> read() const {
+    std::vector<T> out(n);
+    UCCL_EP_CUDA_CHECK(cudaMemcpy(out.data(), ptr, n * sizeof(T), cudaMemcpyDeviceToHost));
+    return out;
+  }
+};
+
+struct Env {
+  int device = 0;
+  cudaStream_t stream = nullptr;
+  double timeout_secs = 10;
+  uint64_t clock_offset_ns = 0;  // globaltimer - host clock (modulo 2^64)
+  uint64_t clock_rtt_ns = 0;     // uncertainty of the offset: +- rtt / 2
+};
+
+// Diagnostics of one kernel launch: the error record, the abort flag and a failure counter.
+struct Diag {
+  Mapped<protocol::HostErrorRecord> record{1};
+  DeviceArray<uint32_t> abort_and_failures{2};  // [0] abort flag, [1] failed pushes
+  device::DeviceDiag make(double timeout_secs) const {
+    return {record.dev, abort_and_failures.ptr, static_cast<uint64_t>(timeout_secs * 1e9), 0};
+  }
+  uint32_t* failures() const { return abort_and_failures.ptr + 1; }
+};
+
+// Waits up to `secs` for the stream; returns true when its work finished.
+bool wait_stream(cudaStream_t stream, double secs) {
+  const auto deadline = Clock::now() + std::chrono::duration<double>(secs);
+  for (;;) {
+    const cudaError_t e = cudaStreamQuery(stream);
+    if (e == cudaSuccess) return true;
+    if (e != cudaErrorNotReady) UCCL_EP_CUDA_CHECK(e);
+    if (Clock::now() > deadline) return false;
+    std::this_thread::sleep_for(std::chrono::microseconds(100));
+  }
+}
+
+void calibrate_clock(Env& env) {
+  constexpr uint32_t kRounds = 200;
+  Mapped<uint64_t> words(3);
+  DeviceArray<uint32_t> failures(1);
+  clock_kernel<<<1, 1, 0, env.stream>>>(words.dev, kRounds, 5000000000ull, failures.ptr);
+  UCCL_EP_CHECK_LAUNCH("clock_kernel");
+  env.clock_rtt_ns = ~0ull;
+  for (uint32_t k = 1; k <= kRounds; ++k) {
+    const uint64_t t0 = now_ns();
+    std::atomic_ref<uint64_t>(words.host[0]).store(k, std::memory_order_release);
+    while (load(words.host[2]) < k)
+      UCCL_EP_CHECK_RUNTIME(now_ns() - t0 < 5000000000ull, "clock calibration: no answer");
+    const uint64_t t1 = now_ns();
+    if (t1 - t0 < env.clock_rtt_ns) {
+      env.clock_rtt_ns = t1 - t0;
+      env.clock_offset_ns = load(words.host[1]) - (t0 + t1) / 2;
+    }
+  }
+  UCCL_EP_CHECK_RUNTIME(wait_stream(env.stream, 5), "clock calibration kernel did not finish");
+}
+
+// ---- Host side: consumers
+
+struct Scenario {
+  std::string name;
+  Mode mode = Mode::kLane;
+  uint32_t queues = 8, warps_per_queue = 1, iterations = 100000, batch = 1;
+  uint32_t cpu_threads = 4, capacity = 2048;
+  uint64_t interval_ns = 0;
+  uint32_t pause_ms = 0;  // consumers start after this pause (back-pressure check)
+};
+
+struct Result {
+  Scenario s;
+  uint64_t commands = 0;
+  double seconds = 0, kernel_seconds = 0, commands_per_s = 0, p50_ns = 0, p99_ns = 0;
+  bool ok = false;
+  std::string failure;
+};
+
+uint32_t producers_per_queue(const Scenario& s) {
+  return s.warps_per_queue * (s.mode == Mode::kWarp ? 32 : 1);
+}
+uint32_t commands_of(const Scenario& s, uint32_t producer) {
+  if (s.mode != Mode::kWarp) return s.iterations;
+  uint32_t n = 0;
+  for (uint32_t it = 0; it < s.iterations; ++it) n += lane_active(it, producer % 32) ? 1 : 0;
+  return n;
+}
+uint64_t mix(uint64_t q, uint64_t producer, uint64_t seq) {
+  uint64_t x = (q << 44) ^ (producer << 32) ^ seq;
+  x ^= x >> 31;
+  x *= 0x7fb5d329728ea185ull;
+  return x ^ (x >> 27);
+}
+
+// Consumer threads over a QueueSet; thread t owns the queues q with q % threads == t.
+class ConsumerPool {
+ public:
+  ConsumerPool(const queue::QueueSet& set, const Scenario& s, const Env& env)
+      : s_(s), env_(env), producers_(producers_per_queue(s)), threads_(s.cpu_threads) {
+    for (uint32_t q = 0; q < s.queues; ++q) consumers_.emplace_back(set.host_view(q));
+    next_seq_.assign(size_t{s.queues} * producers_, 0);
+    fences_.assign(s.queues, 0);
+    for (uint32_t p = 0; p < producers_; ++p) per_queue_ += commands_of(s, p);
+  }
+  ~ConsumerPool() { stop(); }
+  void start() {
+    for (uint32_t t = 0; t < threads_.size(); ++t) workers_.emplace_back([this, t] { run(t); });
+  }
+  void stop() {
+    stop_.store(true);
+    for (std::thread& w : workers_) w.join();
+    workers_.clear();
+  }
+  // Waits until every expected command was consumed (or `secs` passed).
+  bool wait_done(double secs) {
+    const auto deadline = Clock::now() + std::chrono::duration<double>(secs);
+    while (consumed() < per_queue_ * s_.queues && Clock::now() < deadline)
+      std::this_thread::sleep_for(std::chrono::microseconds(200));
+    return consumed() == per_queue_ * s_.queues;
+  }
+  uint64_t consumed() const {
+    uint64_t n = 0;
+    for (const Worker& w : threads_) n += w.consumed.load(std::memory_order_relaxed);
+    return n;
+  }
+  // Checks counts, per-producer order and checksums after stop(); "" when all is well.
+  std::string verify(std::vector<uint64_t>& latencies, uint64_t& last_ns) const;
+  std::vector<queue::Consumer>& consumers() { return consumers_; }
+
+ private:
+  struct Worker {
+    std::atomic<uint64_t> consumed{0};
+    uint64_t checksum = 0, last_ns = 0;
+    std::vector<uint64_t> latencies;
+    std::string error;
+  };
+  void run(uint32_t t);
+  bool handle(Worker& w, queue::Consumer& c, const Command& cmd, uint64_t now, uint64_t index);
+
+  Scenario s_;
+  Env env_;
+  uint32_t producers_;
+  uint64_t per_queue_ = 0;
+  std::vector<queue::Consumer> consumers_;
+  std::vector<uint32_t> next_seq_;  // [queue][producer]
+  std::vector<uint64_t> fences_;    // [queue]: FENCE commands consumed
+  std::vector<Worker> threads_;
+  std::vector<std::thread> workers_;
+  std::atomic<bool> stop_{false};
+};
+
+// Null execution of one command: checks and counts a WRITE (returns true), completes a FENCE.
+bool ConsumerPool::handle(Worker& w, queue::Consumer& c, const Command& cmd, uint64_t now,
+                          uint64_t index) {
+  const protocol::CommandFields f = protocol::decode(cmd);
+  if (f.opcode == protocol::Opcode::kFence) {
+    c.publish_fence_done(queue::widen_sequence(c.fence_done(), f.sequence));
+    ++fences_[c.index()];
+    return false;
+  }
+  const uint32_t seq = static_cast<uint32_t>(f.remote_offset >> 4);
+  if (f.opcode != protocol::Opcode::kWrite || f.peer >= producers_) {
+    if (w.error.empty()) w.error = str_cat("queue ", c.index(), ": unexpected command");
+    return false;
+  }
+  uint32_t& next = next_seq_[size_t{c.index()} * producers_ + f.peer];
+  if (seq != next && w.error.empty())
+    w.error = str_cat("queue ", c.index(), " producer ", f.peer, ": sequence ", seq, " where ",
+                      next, " was due (loss, duplicate or reorder)");
+  next = seq + 1;
+  w.checksum += mix(c.index(), f.peer, seq);
+  if ((index & 15) == 0 && w.latencies.size() < w.latencies.capacity()) {
+    // Stamps keep 56 bits of globaltimer: subtract modulo 2^56, in GPU time.
+    const uint64_t stamp = (f.local_offset >> 4) | ((f.bytes >> 4) << 32);
+    const uint64_t latency = (now + env_.clock_offset_ns - stamp) & kStampMask;
+    w.latencies.push_back(latency > kStampMask / 2 ? 0 : latency);  // < 0: calibration error
+  }
+  return true;
+}
+
+void ConsumerPool::run(uint32_t t) {
+  Worker& w = threads_[t];
+  w.latencies.reserve(1 << 18);
+  Command batch[256];
+  uint64_t index = 0;
+  uint32_t idle = 0;
+  while (!stop_.load(std::memory_order_relaxed)) {
+    bool any = false;
+    for (size_t q = t; q < consumers_.size(); q += threads_.size()) {
+      queue::Consumer& c = consumers_[q];
+      const int n = c.peek(batch, 256);
+      if (n == 0) continue;
+      const uint64_t now = now_ns();
+      uint64_t writes = 0;
+      for (int i = 0; i < n; ++i) writes += handle(w, c, batch[i], now, index++) ? 1 : 0;
+      c.release(n);
+      w.last_ns = now;
+      w.consumed.fetch_add(writes, std::memory_order_relaxed);
+      any = true;
+    }
+    idle = any ? 0 : idle + 1;
+    if (idle > 4096) std::this_thread::yield();
+  }
+}
+
+std::string ConsumerPool::verify(std::vector<uint64_t>& latencies, uint64_t& last_ns) const {
+  uint64_t checksum = 0, expected = 0;
+  last_ns = 0;
+  for (const Worker& w : threads_) {
+    if (!w.error.empty()) return w.error;
+    checksum += w.checksum;
+    last_ns = std::max(last_ns, w.last_ns);
+    latencies.insert(latencies.end(), w.latencies.begin(), w.latencies.end());
+  }
+  for (uint32_t q = 0; q < s_.queues; ++q) {
+    for (uint32_t p = 0; p < producers_; ++p) {
+      const uint32_t n = commands_of(s_, p);
+      if (next_seq_[size_t{q} * producers_ + p] != n)
+        return str_cat("queue ", q, " producer ", p, ": ", next_seq_[size_t{q} * producers_ + p],
+                       " of ", n, " commands consumed");
+      for (uint32_t seq = 0; seq < n; ++seq) expected += mix(q, p, seq);
+    }
+    if (consumers_[q].head() != per_queue_ + fences_[q])
+      return str_cat("queue ", q, ": head ", consumers_[q].head(), ", expected ",
+                     per_queue_ + fences_[q]);
+  }
+  return checksum == expected ? "" : "checksum mismatch";
+}
+
+double percentile(std::vector<uint64_t>& v, double q) {
+  if (v.empty()) return 0;
+  const size_t k = std::min(v.size() - 1, static_cast<size_t>(q * static_cast<double>(v.size())));
+  std::nth_element(v.begin(), v.begin() + static_cast<std::ptrdiff_t>(k), v.end());
+  return static_cast<double>(v[k]);
+}
+
+// ---- Scenarios
+
+// Gives up on a kernel that does not finish: its memory cannot be freed safely.
+[[noreturn]] void abandon(const std::string& what) {
+  std::fprintf(stderr, "FATAL: %s; exiting without cleanup\n", what.c_str());
+  std::fflush(stderr);
+  std::_Exit(1);
+}
+
+// The queues of one scenario, their device handles and the diagnostics of its kernel.
+struct Launch {
+  queue::QueueSet set;
+  DeviceArray<queue::QueueDeviceHandle> handles;
+  Diag diag;
+  Launch(const Scenario& s, const Env& env)
+      : set(s.queues, s.capacity, queue::make_cuda_queue_allocator(env.device)), handles(s.queues) {
+    const std::vector<queue::QueueDeviceHandle> h = set.device_handles();
+    UCCL_EP_CUDA_CHECK(
+        cudaMemcpy(handles.ptr, h.data(), h.size() * sizeof(h[0]), cudaMemcpyHostToDevice));
+  }
+  void push(const Scenario& s, const Env& env, double timeout_secs) {
+    const PushArgs a{handles.ptr, s.queues,      s.warps_per_queue,       s.iterations,   s.batch,
+                     s.mode,      s.interval_ns, diag.make(timeout_secs), diag.failures()};
+    const uint32_t warps = s.queues * s.warps_per_queue;
+    const uint32_t blocks = (warps * 32 + kThreadsPerBlock - 1) / kThreadsPerBlock;
+    push_kernel<<<blocks, kThreadsPerBlock, 0, env.stream>>>(a);
+    UCCL_EP_CHECK_LAUNCH("push_kernel");
+  }
+  // Waits for the kernel; one that overruns is stopped through the queues' error words.
+  std::string wait(const Scenario& s, const Env& env) {
+    if (wait_stream(env.stream, env.timeout_secs + 60)) return "";
+    for (uint32_t q = 0; q < s.queues; ++q) queue::Consumer(set.host_view(q)).set_error(1);
+    if (!wait_stream(env.stream, 5)) abandon(s.name + ": the kernel hangs");
+    return "the kernel did not finish in time";
+  }
+  // Failed pushes and the error record, after the kernel finished.
+  std::string device_failures() const {
+    const std::vector<uint32_t> v = diag.abort_and_failures.read();
+    if (v[1] == 0 && load(diag.record.host->flag) == 0) return "";
+    return str_cat(v[1], " producer(s) failed; ",
+                   uccl::ep::runtime::describe_timeout(*diag.record.host, 0));
+  }
+};
+
+// After the kernel: device failures, the consumers' checks and counts.
+void finish(Result& r, const Launch& launch, ConsumerPool& pool, std::string failure,
+            std::vector<uint64_t>& latencies, uint64_t& last_ns) {
+  const bool all = pool.wait_done(5);
+  pool.stop();
+  if (failure.empty()) failure = launch.device_failures();
+  if (failure.empty()) failure = pool.verify(latencies, last_ns);
+  if (failure.empty() && !all) failure = "not every command was consumed";
+  if (r.failure.empty()) r.failure = failure;
+  r.commands = pool.consumed();
+  r.ok = r.failure.empty();
+}
+
+// With the consumers paused, producers must block: the kernel still runs and every queue
+// holds exactly `capacity` commands, in per-producer order (nothing overwritten).
+std::string probe_full_queues(const Launch& launch, const Scenario& s, const Env& env) {
+  if (cudaStreamQuery(env.stream) != cudaErrorNotReady)
+    return "the kernel finished while no consumer ran (were slots overwritten?)";
+  for (uint32_t q = 0; q < s.queues; ++q) {
+    queue::Consumer probe(launch.set.host_view(q));
+    std::vector<Command> out(s.capacity);
+    const int n = probe.peek(out.data(), static_cast<int>(out.size()));
+    std::vector<uint32_t> next(producers_per_queue(s), 0);
+    for (int i = 0; i < n; ++i) {
+      const protocol::CommandFields f = protocol::decode(out[i]);
+      if (f.peer >= next.size() || (f.remote_offset >> 4) != next[f.peer]++)
+        return str_cat("queue ", q, ": slot ", i, " out of order while paused");
+    }
+    if (static_cast<uint32_t>(n) != s.capacity)
+      return str_cat("queue ", q, ": ", n, " commands while paused, expected ", s.capacity);
+  }
+  return "";
+}
+
+// Runs the push kernel against the consumer pool. With `pause_ms`, the consumers start only
+// after that pause and probe_full_queues (back-pressure; then nothing may be lost).
+Result run_push(const Scenario& s, const Env& env) {
+  Result r{s};
+  Launch launch(s, env);
+  ConsumerPool pool(launch.set, s, env);
+  if (s.pause_ms == 0) pool.start();
+  cudaEvent_t events[2];
+  for (cudaEvent_t& e : events) UCCL_EP_CUDA_CHECK(cudaEventCreate(&e));
+  const uint64_t t0 = now_ns();
+  UCCL_EP_CUDA_CHECK(cudaEventRecord(events[0], env.stream));
+  launch.push(s, env, env.timeout_secs);
+  UCCL_EP_CUDA_CHECK(cudaEventRecord(events[1], env.stream));
+  if (s.pause_ms > 0) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(s.pause_ms));
+    r.failure = probe_full_queues(launch, s, env);
+    pool.start();
+  }
+  std::vector<uint64_t> latencies;
+  uint64_t last_ns = 0;
+  finish(r, launch, pool, launch.wait(s, env), latencies, last_ns);
+  float ms = 0;
+  UCCL_EP_CUDA_CHECK(cudaEventElapsedTime(&ms, events[0], events[1]));
+  for (cudaEvent_t e : events) cudaEventDestroy(e);
+  r.kernel_seconds = ms * 1e-3;
+  r.seconds = last_ns > t0 ? static_cast<double>(last_ns - t0) * 1e-9 : 0;
+  if (s.pause_ms == 0 && r.seconds > 0)
+    r.commands_per_s = static_cast<double>(r.commands) / r.seconds;
+  r.p50_ns = percentile(latencies, 0.5);
+  r.p99_ns = percentile(latencies, 0.99);
+  return r;
+}
+
+// No consumer at all: the push must stop at its deadline with the queue's counters recorded
+// (proxy_error = false), or stop when the proxy sets the queue's error word (proxy_error =
+// true: abort raised, no timeout recorded). The first `capacity` commands stay intact.
+Result run_stopped_push(const Env& env, bool proxy_error) {
+  const Scenario s{.name = proxy_error ? "proxy_error" : "deadline",
+                   .queues = 1,
+                   .iterations = 64,
+                   .cpu_threads = 1,
+                   .capacity = 16};
+  Result r{s};
+  Launch launch(s, env);
+  launch.push(s, env, proxy_error ? env.timeout_secs : 0.2);
+  if (proxy_error) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    queue::Consumer(launch.set.host_view(0)).set_error(5);
+  }
+  if (!wait_stream(env.stream, proxy_error ? 5 : 10)) abandon(s.name + ": the push did not stop");
+  const std::vector<uint32_t> flags = launch.diag.abort_and_failures.read();
+  const protocol::HostErrorRecord rec = *launch.diag.record.host;
+  std::string& f = r.failure;
+  if (flags[1] != 1) f = str_cat(flags[1], " failed producers, expected 1");
+  if (f.empty() && flags[0] != 1) f = "the rank's abort flag was not raised";
+  if (f.empty() && proxy_error && rec.flag != 0) f = "a proxy error was recorded as a timeout";
+  if (f.empty() && !proxy_error &&
+      (rec.flag != 1 || rec.site != static_cast<int32_t>(protocol::WaitSite::kQueueFull) ||
+       rec.channel != 0 || rec.expected != 1 || rec.observed != 0))
+    f = str_cat("error record: flag ", rec.flag, " site ", rec.site, " channel ", rec.channel,
+                " expected ", rec.expected, " observed ", rec.observed,
+                " (want 1, kQueueFull, 0, 1, 0)");
+  if (!proxy_error && rec.flag == 1)
+    std::printf("  deadline report: %s\n", uccl::ep::runtime::describe_timeout(rec, 0.2).c_str());
+  queue::Consumer c(launch.set.host_view(0));
+  Command out[16];
+  const int n = c.peek(out, 16);
+  for (int i = 0; i < n && f.empty(); ++i)
+    if ((protocol::decode(out[i]).remote_offset >> 4) != static_cast<uint64_t>(i))
+      f = str_cat("slot ", i, " overwritten or out of order");
+  if (f.empty() && n != 16) f = str_cat(n, " commands in the queue, expected 16");
+  r.commands = static_cast<uint64_t>(n);
+  r.ok = f.empty();
+  return r;
+}
+
+// One lane pushes WRITE + FENCE(r) and waits for fence_done >= r; latency = the round trip.
+Result run_fence(const Env& env, uint32_t rounds) {
+  const Scenario s{.name = "fence", .queues = 1, .iterations = rounds, .cpu_threads = 1};
+  Result r{s};
+  Launch launch(s, env);
+  ConsumerPool pool(launch.set, s, env);
+  DeviceArray<uint64_t> round_ns(rounds);
+  pool.start();
+  fence_kernel<<<1, 1, 0, env.stream>>>(launch.set.device_handle(0), rounds,
+                                        launch.diag.make(env.timeout_secs), round_ns.ptr,
+                                        launch.diag.failures());
+  UCCL_EP_CHECK_LAUNCH("fence_kernel");
+  std::vector<uint64_t> ignored;
+  uint64_t last_ns = 0;
+  finish(r, launch, pool, launch.wait(s, env), ignored, last_ns);
+  const uint64_t done = pool.consumers()[0].fence_done();
+  if (r.ok && done != rounds) r.failure = str_cat("fence_done ", done, ", expected ", rounds);
+  std::vector<uint64_t> trips = round_ns.read();
+  r.p50_ns = percentile(trips, 0.5);
+  r.p99_ns = percentile(trips, 0.99);
+  r.ok = r.failure.empty();
+  return r;
+}
+
+// ---- Reporting and flags
+
+void print_result(const Result& r) {
+  const Scenario& s = r.s;
+  std::printf("%-13s %-5s %3u %4u %3u %6u %10llu | %9.2f %9.2f %9.2f %s\n", s.name.c_str(),
+              mode_name(s.mode), s.queues, s.warps_per_queue, s.cpu_threads, s.capacity,
+              static_cast<unsigned long long>(r.commands), r.commands_per_s * 1e-6, r.p50_ns * 1e-3,
+              r.p99_ns * 1e-3, r.ok ? "ok" : "FAILED");
+  if (!r.ok) std::printf("  failure: %s\n", r.failure.c_str());
+  std::fflush(stdout);
+}
+
+std::string json_escape(const std::string& in) {
+  std::string out;
+  for (char c : in) {
+    if (c == '"' || c == '\\') out.push_back('\\');
+    out.push_back(static_cast<unsigned char>(c) < 0x20 ? ' ' : c);
+  }
+  return out;
+}
+
+void write_json(const char* path, const char* gpu, const Env& env,
+                const std::vector<Result>& results) {
+  FILE* f = std::fopen(path, "w");
+  if (f == nullptr) {
+    std::fprintf(stderr, "cannot write %s\n", path);
+    return;
+  }
+  std::fprintf(f, "{\n  \"bench\": \"queue_gpu\",\n  \"gpu\": \"%s\",\n  \"clock_rtt_ns\": %llu,\n",
+               json_escape(gpu).c_str(), static_cast<unsigned long long>(env.clock_rtt_ns));
+  std::fprintf(f, "  \"results\": [\n");
+  for (size_t i = 0; i < results.size(); ++i) {
+    const Result& r = results[i];
+    const Scenario& s = r.s;
+    std::fprintf(
+        f,
+        "    {\"name\": \"%s\", \"mode\": \"%s\", \"queues\": %u, \"warps_per_queue\": %u, "
+        "\"batch\": %u, \"cpu_threads\": %u, \"capacity\": %u, \"commands\": %llu, "
+        "\"seconds\": %.6f, \"kernel_seconds\": %.6f, \"commands_per_s\": %.1f, "
+        "\"latency_p50_ns\": %.0f, \"latency_p99_ns\": %.0f, \"ok\": %s, \"failure\": \"%s\"}%s\n",
+        s.name.c_str(), mode_name(s.mode), s.queues, s.warps_per_queue, s.batch, s.cpu_threads,
+        s.capacity, static_cast<unsigned long long>(r.commands), r.seconds, r.kernel_seconds,
+        r.commands_per_s, r.p50_ns, r.p99_ns, r.ok ? "true" : "false",
+        json_escape(r.failure).c_str(), i + 1 < results.size() ? "," : "");
+  }
+  std::fprintf(f, "  ]\n}\n");
+  std::fclose(f);
+}
+
+struct Flags {
+  int device = 0;
+  uint32_t queues = 8, capacity = 2048;
+  std::vector<uint32_t> cpu_threads{1, 2, 4, 8};
+  double timeout_secs = 10;
+  bool quick = false;
+  const char* json = nullptr;
+};
+
+[[noreturn]] void usage(const std::string& why) {
+  std::fprintf(stderr,
+               "%s\nusage: uccl_ep_queue_gpu_bench [--device D] [--queues Q] [--capacity N] "
+               "[--cpu-threads 1,2,4,8] [--timeout-secs S] [--quick] [--json PATH]\n",
+               why.c_str());
+  std::exit(2);
+}
+
+uint32_t parse_u32(const std::string& flag, const std::string& text, uint32_t lo, uint32_t hi) {
+  char* end = nullptr;
+  const unsigned long v = std::strtoul(text.c_str(), &end, 10);
+  if (text.empty() || *end != '\0' || v < lo || v > hi)
+    usage(str_cat(flag, ": bad value '", text, "' (", lo, "..", hi, ")"));
+  return static_cast<uint32_t>(v);
+}
+
+Flags parse_flags(int argc, char** argv) {
+  Flags fl;
+  for (int i = 1; i < argc; ++i) {
+    const std::string flag = argv[i];
+    if (flag == "--quick") {
+      fl.quick = true;
+      continue;
+    }
+    if (i + 1 >= argc) usage("missing value after " + flag);
+    const std::string v = argv[++i];
+    if (flag == "--device")
+      fl.device = static_cast<int>(parse_u32(flag, v, 0, 1023));
+    else if (flag == "--queues")
+      fl.queues = parse_u32(flag, v, 1, 1024);
+    else if (flag == "--capacity")
+      fl.capacity = parse_u32(flag, v, 16, 1u << 20);
+    else if (flag == "--timeout-secs")
+      fl.timeout_secs = parse_u32(flag, v, 1, 3600);
+    else if (flag == "--json")
+      fl.json = argv[i];
+    else if (flag == "--cpu-threads") {
+      fl.cpu_threads.clear();
+      for (size_t pos = 0; pos <= v.size();) {
+        const size_t comma = std::min(v.find(',', pos), v.size());
+        fl.cpu_threads.push_back(parse_u32(flag, v.substr(pos, comma - pos), 1, 8));
+        pos = comma + 1;
+      }
+    } else {
+      usage("unknown flag " + flag);
+    }
+  }
+  if ((fl.capacity & (fl.capacity - 1)) != 0) usage("--capacity must be a power of two");
+  return fl;
+}
+
+std::vector<Result> run_all(const Flags& fl, const Env& env) {
+  const uint32_t div = fl.quick ? 10 : 1;
+  const uint32_t most_threads = *std::max_element(fl.cpu_threads.begin(), fl.cpu_threads.end());
+  std::vector<Result> results;
+  auto add = [&](Result r) {
+    print_result(r);
+    results.push_back(std::move(r));
+  };
+  Scenario base{.queues = fl.queues, .capacity = fl.capacity};
+  for (uint32_t threads : fl.cpu_threads) {  // one producer lane per queue
+    Scenario s = base;
+    s.name = "lane", s.iterations = 200000 / div, s.cpu_threads = threads;
+    add(run_push(s, env));
+  }
+  for (uint32_t threads : fl.cpu_threads) {  // 16 warps share each queue
+    Scenario s = base;
+    s.name = "many_warps", s.warps_per_queue = 16, s.iterations = 20000 / div;
+    s.cpu_threads = threads;
+    add(run_push(s, env));
+  }
+  Scenario batch = base;
+  batch.name = "batch", batch.mode = Mode::kBatch, batch.warps_per_queue = 4, batch.batch = 8;
+  batch.iterations = 100000 / div, batch.cpu_threads = most_threads;
+  add(run_push(batch, env));
+  Scenario warp = base;
+  warp.name = "warp", warp.mode = Mode::kWarp, warp.warps_per_queue = 4;
+  warp.iterations = 4000 / div, warp.cpu_threads = most_threads;
+  add(run_push(warp, env));
+  Scenario latency = base;  // paced: one push every 5 us, the unloaded latency
+  latency.name = "latency", latency.queues = 1, latency.iterations = 20000 / div;
+  latency.cpu_threads = 1, latency.interval_ns = 5000;
+  add(run_push(latency, env));
+  const Scenario backpressure{.name = "backpressure",
+                              .queues = 4,
+                              .warps_per_queue = 2,
+                              .iterations = 2000 / div,
+                              .cpu_threads = 2,
+                              .capacity = 64,
+                              .pause_ms = 300};
+  add(run_push(backpressure, env));
+  add(run_stopped_push(env, false));
+  add(run_stopped_push(env, true));
+  add(run_fence(env, 2000 / div));
+  return results;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  const Flags fl = parse_flags(argc, argv);
+  try {
+    Env env;
+    env.device = fl.device;
+    env.timeout_secs = fl.timeout_secs;
+    UCCL_EP_CUDA_CHECK(cudaSetDevice(fl.device));
+    cudaDeviceProp prop{};
+    UCCL_EP_CUDA_CHECK(cudaGetDeviceProperties(&prop, fl.device));
+    UCCL_EP_CUDA_CHECK(cudaStreamCreateWithFlags(&env.stream, cudaStreamNonBlocking));
+    calibrate_clock(env);
+    std::printf("%s (device %d); host/GPU clock offset known to +-%.2f us\n", prop.name, fl.device,
+                static_cast<double>(env.clock_rtt_ns) * 0.5e-3);
+    std::printf("%-13s %-5s %3s %4s %3s %6s %10s | %9s %9s %9s\n", "scenario", "mode", "Q", "W/Q",
+                "CPU", "cap", "commands", "Mcmd/s", "p50 us", "p99 us");
+    const std::vector<Result> results = run_all(fl, env);
+    if (fl.json != nullptr) write_json(fl.json, prop.name, env, results);
+    const bool ok =
+        std::all_of(results.begin(), results.end(), [](const Result& r) { return r.ok; });
+    std::printf("%s\n", ok ? "all checks passed" : "SOME CHECKS FAILED");
+    cudaStreamDestroy(env.stream);
+    return ok ? 0 : 1;
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "FAILED: %s\n", e.what());
+    return 1;
+  }
+}

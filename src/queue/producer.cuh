@@ -1,0 +1,267 @@
+// Device producer of GPU->CPU command queues: reserve slots with one atomic add, wait (with a
+// deadline) only while the queue is full, publish a batch with one system-scope fence.
+//
+// Ordering rules (queue_layout.h; docs/command_path.md has the full argument):
+//  R1 Reserve: `first = atomicAdd(&producer->ticket, n)` gives n consecutive tickets; any lane
+//     of any warp may push, and tickets order the commands of a queue. Ticket t uses slot
+//     `t & (capacity - 1)`.
+//  R2 Room: ticket t may be written once `t < tail + capacity` (the consumer released slot
+//     t - capacity). The producer compares with `producer->cached_tail` (device memory, acquire
+//     at gpu scope) and reads `control->tail` over PCIe (acquire, system scope) only when the
+//     queue looks full; it then raises cached_tail (atomic max, release at gpu scope). The
+//     consumer cleared the slots before it released the tail, so the acquire chain
+//     consumer -> tail -> cached_tail -> this producer orders our writes after its clears.
+//     The wait has the deadline of timed_wait and stops when the queue's error word is set.
+//  R3 Publish: write word1 of every reserved slot, one __threadfence_system(), then word0 of
+//     every slot (strong relaxed stores). The consumer loads word0 with acquire: a non-zero
+//     word0 therefore proves that slot's word1 is visible. One fence serves the whole batch
+//     (a 16-byte release store per command would cost one fence each).
+//  R4 Completion: FENCE / BARRIER commands complete when the proxy stores fence_done /
+//     barrier_done (release); wait_fence / wait_barrier load them with acquire (system scope).
+//
+// A producer that reserved tickets but could not write them (deadline or proxy error) leaves
+// a hole the consumer never passes: the queue is dead, as is the rank (the error is recorded).
+#pragma once
+
+#include <cstdint>
+#include <cstdio>
+
+#include "device/diag.h"
+#include "device/ptx.cuh"
+#include "device/timed_wait.cuh"
+#include "protocol/command.h"
+#include "queue/queue_layout.h"
+
+namespace uccl::ep::queue {
+
+namespace detail {
+
+__device__ __forceinline__ uint32_t lane_id() {
+  uint32_t lane;
+  asm volatile("mov.u32 %0, %%laneid;" : "=r"(lane));
+  return lane;
+}
+__device__ __forceinline__ uint32_t lanemask_lt() {
+  uint32_t mask;
+  asm volatile("mov.u32 %0, %%lanemask_lt;" : "=r"(mask));
+  return mask;
+}
+__device__ __forceinline__ uint64_t ld_acquire_sys_u64(const uint64_t* p) {
+  uint64_t v;
+  asm volatile("ld.acquire.sys.global.u64 %0, [%1];" : "=l"(v) : "l"(p) : "memory");
+  return v;
+}
+__device__ __forceinline__ uint64_t ld_acquire_gpu_u64(const uint64_t* p) {
+  uint64_t v;
+  asm volatile("ld.acquire.gpu.global.u64 %0, [%1];" : "=l"(v) : "l"(p) : "memory");
+  return v;
+}
+__device__ __forceinline__ void st_relaxed_sys_u64(uint64_t* p, uint64_t v) {
+  asm volatile("st.relaxed.sys.global.u64 [%0], %1;" ::"l"(p), "l"(v) : "memory");
+}
+__device__ __forceinline__ void red_max_release_gpu_u64(uint64_t* p, uint64_t v) {
+  asm volatile("red.release.gpu.global.max.u64 [%0], %1;" ::"l"(p), "l"(v) : "memory");
+}
+
+/// R1: reserves `n` consecutive tickets; returns the first.
+__device__ __forceinline__ uint64_t reserve_tickets(const QueueDeviceHandle& q, uint32_t n) {
+  return atomicAdd(reinterpret_cast<unsigned long long*>(&q.producer->ticket),
+                   static_cast<unsigned long long>(n));
+}
+
+/// R2 fast path: room according to the cached tail (a lower bound of the real tail).
+__device__ __forceinline__ bool has_cached_room(const QueueDeviceHandle& q, uint64_t first,
+                                                uint32_t n) {
+  return first + n <= ld_acquire_gpu_u64(&q.producer->cached_tail) + q.capacity;
+}
+
+/// Makes every other wait of this rank stop after a proxy reported an error (the proxy's
+/// error, not a timeout, is what the host reports).
+__device__ __forceinline__ void raise_abort(const device::DeviceDiag& d) {
+  atomicCAS(d.abort_flag, 0u, 1u);
+}
+
+/// A batch that can never fit: reported at once (a programming error, not a wait).
+static __device__ __noinline__ bool report_bad_batch(QueueDeviceHandle q, uint32_t n,
+                                                     uint32_t max_batch, device::DeviceDiag d) {
+  printf(
+      "[uccl-ep] rank %d: push of %u commands into command queue %u exceeds its capacity %u "
+      "or the batch limit %u\n",
+      d.rank, n, q.index, q.capacity, max_batch);
+  device::report_timeout(d, protocol::WaitSite::kQueueFull, -1, static_cast<int>(q.index), n,
+                         q.capacity, 0);
+  return false;
+}
+
+/// R2 slow path: re-reads the consumer's tail until tickets [first, first + n) have room.
+static __device__ __noinline__ bool wait_for_room(QueueDeviceHandle q, uint64_t first, uint32_t n,
+                                                  device::DeviceDiag d) {
+  const uint64_t start = device::global_timer_ns();
+  uint64_t tail = 0;
+  uint32_t error = 0;
+  const int64_t needed = static_cast<int64_t>(first + n - q.capacity);
+  const bool stopped =
+      device::timed_wait(d, protocol::WaitSite::kQueueFull, -1, static_cast<int>(q.index), needed,
+                         [&](int64_t& observed) {
+                           tail = ld_acquire_sys_u64(&q.control->tail);
+                           observed = static_cast<int64_t>(tail);
+                           if (first + n <= tail + q.capacity) return true;
+                           error = device::ld_acquire_sys(&q.control->error);
+                           return error != 0;
+                         });
+  if (stopped && error == 0) {
+    red_max_release_gpu_u64(&q.producer->cached_tail, tail);
+    return true;
+  }
+  if (error != 0) {
+    raise_abort(d);
+    printf(
+        "[uccl-ep] rank %d: command queue %u: its proxy reported error %u; push at ticket %llu "
+        "stopped\n",
+        d.rank, q.index, error, static_cast<unsigned long long>(first));
+  } else if (device::global_timer_ns() - start > d.timeout_ns) {
+    printf(
+        "[uccl-ep] rank %d: command queue %u stayed full: push of %u command(s) at ticket %llu "
+        "needs tail >= %lld, tail %llu, capacity %u (is its CPU proxy running?)\n",
+        d.rank, q.index, n, static_cast<unsigned long long>(first), static_cast<long long>(needed),
+        static_cast<unsigned long long>(tail), q.capacity);
+  }
+  return false;
+}
+
+/// R2: true once tickets [first, first + n) may be written.
+__device__ __forceinline__ bool wait_room(const QueueDeviceHandle& q, uint64_t first, uint32_t n,
+                                          const device::DeviceDiag& d) {
+  return has_cached_room(q, first, n) || wait_for_room(q, first, n, d);
+}
+
+/// R4: waits until `*word >= sequence`, stopping on the queue's error word.
+static __device__ __noinline__ bool wait_done_slow(QueueDeviceHandle q, const uint64_t* word,
+                                                   uint64_t sequence, protocol::WaitSite site,
+                                                   device::DeviceDiag d) {
+  uint32_t error = 0;
+  const bool stopped = device::timed_wait(d, site, -1, static_cast<int>(q.index),
+                                          static_cast<int64_t>(sequence), [&](int64_t& observed) {
+                                            const uint64_t done = ld_acquire_sys_u64(word);
+                                            observed = static_cast<int64_t>(done);
+                                            if (done >= sequence) return true;
+                                            error = device::ld_acquire_sys(&q.control->error);
+                                            return error != 0;
+                                          });
+  if (stopped && error == 0) return true;
+  if (error != 0) {
+    raise_abort(d);
+    printf(
+        "[uccl-ep] rank %d: command queue %u: its proxy reported error %u while a kernel "
+        "waited for sequence %llu\n",
+        d.rank, q.index, error, static_cast<unsigned long long>(sequence));
+  }
+  return false;
+}
+
+}  // namespace detail
+
+/// R3 for one lane: writes `n` (<= kMaxBatch) commands into the reserved tickets
+/// [first, first + n): every word1, one system-scope fence, every word0. `commands` stays in
+/// registers when `n` and the indexing unroll.
+template <uint32_t kMaxBatch>
+__device__ __forceinline__ void write_slots(const QueueDeviceHandle& q, uint64_t first,
+                                            const protocol::Command (&commands)[kMaxBatch],
+                                            uint32_t n) {
+  const uint32_t mask = q.capacity - 1;
+#pragma unroll
+  for (uint32_t i = 0; i < kMaxBatch; ++i)
+    if (i < n) detail::st_relaxed_sys_u64(&q.slots[(first + i) & mask].word1, commands[i].word1);
+  __threadfence_system();
+#pragma unroll
+  for (uint32_t i = 0; i < kMaxBatch; ++i)
+    if (i < n) detail::st_relaxed_sys_u64(&q.slots[(first + i) & mask].word0, commands[i].word0);
+}
+
+/// Pushes `n` commands (n <= kMaxBatch and n <= capacity; 0 is a no-op) from the calling lane
+/// as one batch: one atomic add, one fence; the commands get consecutive tickets, the first in
+/// `*first_ticket` when given. Every command must be valid (word0 != 0, i.e. made by a
+/// protocol::encode_* function). Blocks while the queue is full. Returns false when the wait
+/// stopped (deadline: recorded in the diag; proxy error; another wait of the rank timed out):
+/// the caller must stop pushing and let the kernel finish.
+template <uint32_t kMaxBatch>
+__device__ __forceinline__ bool push_batch(const QueueDeviceHandle& q,
+                                           const protocol::Command (&commands)[kMaxBatch],
+                                           uint32_t n, const device::DeviceDiag& diag,
+                                           uint64_t* first_ticket = nullptr) {
+  if (n == 0) return true;
+  if (n > kMaxBatch || n > q.capacity) return detail::report_bad_batch(q, n, kMaxBatch, diag);
+  const uint64_t first = detail::reserve_tickets(q, n);
+  if (!detail::wait_room(q, first, n, diag)) return false;
+  write_slots(q, first, commands, n);
+  if (first_ticket != nullptr) *first_ticket = first;
+  return true;
+}
+
+/// Pushes one command from the calling lane; see push_batch.
+__device__ __forceinline__ bool push(const QueueDeviceHandle& q, const protocol::Command& command,
+                                     const device::DeviceDiag& diag, uint64_t* ticket = nullptr) {
+  const protocol::Command one[1] = {command};
+  return push_batch<1>(q, one, 1, diag, ticket);
+}
+
+/// Warp-cooperative push: all 32 lanes of the warp call it together (converged); every lane
+/// with `active` pushes its own `command`. Active lanes get consecutive tickets in lane order
+/// (stored in `*ticket` on that lane when given) from one atomic add and one wait, done by the
+/// first active lane; each lane then writes its own slot (word1, fence, word0: one warp
+/// instruction each). Returns the same value on every lane (see push_batch).
+__device__ __forceinline__ bool push_warp(const QueueDeviceHandle& q,
+                                          const protocol::Command& command, bool active,
+                                          const device::DeviceDiag& diag,
+                                          uint64_t* ticket = nullptr) {
+  constexpr uint32_t kFullMask = 0xffffffffu;
+  const uint32_t active_mask = __ballot_sync(kFullMask, active);
+  if (active_mask == 0) return true;
+  const uint32_t n = __popc(active_mask);
+  const int leader = __ffs(active_mask) - 1;
+  uint64_t first = 0;
+  int ok = 1;
+  if (detail::lane_id() == static_cast<uint32_t>(leader)) {
+    if (n > q.capacity) {
+      ok = detail::report_bad_batch(q, n, 32, diag);
+    } else {
+      first = detail::reserve_tickets(q, n);
+      ok = detail::wait_room(q, first, n, diag);
+    }
+  }
+  first = __shfl_sync(kFullMask, first, leader);
+  ok = __shfl_sync(kFullMask, ok, leader);
+  // Orders the leader's acquire of the tail (R2) before every lane's slot writes.
+  __syncwarp(kFullMask);
+  if (!ok) return false;
+  if (active) {
+    const uint64_t mine = first + __popc(active_mask & detail::lanemask_lt());
+    protocol::Command& slot = q.slots[mine & (q.capacity - 1)];
+    detail::st_relaxed_sys_u64(&slot.word1, command.word1);
+    __threadfence_system();
+    detail::st_relaxed_sys_u64(&slot.word0, command.word0);
+    if (ticket != nullptr) *ticket = mine;
+  }
+  return true;
+}
+
+/// Waits until the proxy has completed every FENCE of this queue with sequence <= `sequence`
+/// (QueueControl::fence_done >= sequence). One lane calls it. Returns false on deadline
+/// (recorded in the diag), proxy error (error word set; the rank's other waits are stopped)
+/// or when another wait of the rank timed out.
+__device__ __forceinline__ bool wait_fence(const QueueDeviceHandle& q, uint64_t sequence,
+                                           const device::DeviceDiag& diag) {
+  if (detail::ld_acquire_sys_u64(&q.control->fence_done) >= sequence) return true;
+  return detail::wait_done_slow(q, &q.control->fence_done, sequence,
+                                protocol::WaitSite::kQueueFence, diag);
+}
+
+/// Same as wait_fence for BARRIER commands (QueueControl::barrier_done >= sequence).
+__device__ __forceinline__ bool wait_barrier(const QueueDeviceHandle& q, uint64_t sequence,
+                                             const device::DeviceDiag& diag) {
+  if (detail::ld_acquire_sys_u64(&q.control->barrier_done) >= sequence) return true;
+  return detail::wait_done_slow(q, &q.control->barrier_done, sequence,
+                                protocol::WaitSite::kQueueBarrier, diag);
+}
+
+}  // namespace uccl::ep::queue

@@ -1,0 +1,348 @@
+// The ipc transport: CUDA IPC data regions, copy-engine writes, signals after event completion.
+#include "transport/ipc/ipc_transport.h"
+
+#include <cuda.h>  // types of cuMemGetAddressRange only; it is reached through the runtime
+#include <fcntl.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <cerrno>
+#include <cstring>
+#include <fstream>
+
+#include "common/cuda_check.h"
+#include "common/error.h"
+#include "common/log.h"
+#include "transport/factories.h"
+#include "transport/wire.h"
+
+namespace uccl::ep::transport {
+namespace ipc {
+namespace {
+
+constexpr uint32_t kMagic = 0x49504555;  // "UEPI"
+constexpr uint16_t kVersion = 1;
+
+std::string read_host_id() {
+  std::ifstream f("/proc/sys/kernel/random/boot_id");
+  std::string boot;
+  std::getline(f, boot);
+  char host[256] = {};
+  gethostname(host, sizeof(host) - 1);
+  return str_cat(host, "/", boot);
+}
+
+// The start of the cudaMalloc allocation holding `ptr`, through the driver entry point (the
+// runtime resolves it, so nothing links libcuda). IPC handles name whole allocations.
+uint64_t allocation_base(const void* ptr) {
+  using GetRange = CUresult (*)(CUdeviceptr*, size_t*, CUdeviceptr);
+  void* fn = nullptr;
+  cudaDriverEntryPointQueryResult status{};
+  UCCL_EP_CUDA_CHECK(cudaGetDriverEntryPointByVersion("cuMemGetAddressRange", &fn, 12000,
+                                                      cudaEnableDefault, &status));
+  UCCL_EP_CHECK_RUNTIME(fn != nullptr && status == cudaDriverEntryPointSuccess,
+                        "ipc: the driver does not export cuMemGetAddressRange");
+  CUdeviceptr base = 0;
+  size_t size = 0;
+  const CUresult rc =
+      reinterpret_cast<GetRange>(fn)(&base, &size, reinterpret_cast<CUdeviceptr>(ptr));
+  UCCL_EP_CHECK_RUNTIME(rc == CUDA_SUCCESS,
+                        "ipc: cuMemGetAddressRange of the data region failed "
+                        "(error ",
+                        static_cast<int>(rc), "): is it device memory from cudaMalloc?");
+  return static_cast<uint64_t>(base);
+}
+
+}  // namespace
+
+IpcTransport::IpcTransport(const TransportOptions& options) : options_(options) {
+  int count = 0;
+  const cudaError_t e = cudaGetDeviceCount(&count);
+  if (e != cudaSuccess || count == 0) {
+    cudaGetLastError();
+    throw Error(ErrorKind::kRuntime,
+                str_cat("ipc transport unavailable: no CUDA device visible (",
+                        e == cudaSuccess ? "0 devices" : cudaGetErrorString(e), ")"));
+  }
+  if (options.cuda_device >= 0) {
+    UCCL_EP_CHECK_VALUE(options.cuda_device < count, "ipc: cuda_device ", options.cuda_device,
+                        " out of [0, ", count, ")");
+    device_ = options.cuda_device;
+  } else {
+    UCCL_EP_CUDA_CHECK(cudaGetDevice(&device_));
+  }
+  host_id_ = read_host_id();
+  static std::atomic<bool> logged{false};
+  log_message(logged.exchange(true) ? LogLevel::kDebug : LogLevel::kInfo,
+              str_cat("ipc transport: rank ", options.rank, " on CUDA device ", device_,
+                      ": writes are copy-engine copies into peers' IPC-mapped buffers, signals "
+                      "are applied after each copy's event completed"));
+}
+
+IpcTransport::~IpcTransport() {
+  release();
+}
+
+void IpcTransport::release() noexcept {
+  int cur = -1;
+  if (cudaGetDevice(&cur) == cudaSuccess && cur != device_) cudaSetDevice(device_);
+  for (Channel& ch : channels_) {
+    // Copies into peers' memory must finish before their mappings go away.
+    if (ch.stream) cudaStreamSynchronize(ch.stream);
+    for (cudaEvent_t ev : ch.events) cudaEventDestroy(ev);
+    if (ch.stream) cudaStreamDestroy(ch.stream);
+  }
+  channels_.clear();
+  for (Peer& p : peers_) {
+    if (p.ipc_base) cudaIpcCloseMemHandle(p.ipc_base);
+    if (p.shm_map) munmap(p.shm_map, p.shm_bytes);
+  }
+  peers_.clear();
+  cudaGetLastError();
+}
+
+void IpcTransport::ensure_device() const {
+  int cur = -1;
+  if (cudaGetDevice(&cur) != cudaSuccess || cur != device_)
+    UCCL_EP_CUDA_CHECK(cudaSetDevice(device_));
+}
+
+Capabilities IpcTransport::capabilities() const {
+  return Capabilities{.name = "ipc",
+                      .native_atomics = true,    // the initiator adds directly, no target software
+                      .ordered_delivery = true,  // stream order + in-order completion per channel
+                      .device_memory = true,
+                      .target_progress = false,
+                      .immediate_bytes = 0,
+                      .max_fused_signal_value = INT64_MAX,
+                      .max_signal_slots = UINT32_MAX};
+}
+
+void IpcTransport::register_regions(const Region& data, const Region& signals) {
+  UCCL_EP_CHECK_VALUE(!registered_, "ipc: register_regions() called twice");
+  UCCL_EP_CHECK_VALUE(data.base && data.bytes > 0 && data.device,
+                      "ipc: the data region must be non-empty device memory (cudaMalloc)");
+  UCCL_EP_CHECK_VALUE(signals.base && !signals.device && signals.bytes >= 8 &&
+                          signals.bytes % 8 == 0 &&
+                          reinterpret_cast<uintptr_t>(signals.base) % 8 == 0,
+                      "ipc: the signal region must be host memory (8-byte aligned int64 slots) "
+                      "that peers can map: POSIX shared memory, see Region::shared_name");
+  ensure_device();
+  const uint64_t base = allocation_base(data.base);
+  data_offset_in_alloc_ = reinterpret_cast<uint64_t>(data.base) - base;
+  UCCL_EP_CUDA_CHECK(cudaIpcGetMemHandle(&data_handle_, reinterpret_cast<void*>(base)));
+  data_ = data;
+  signals_ = signals;
+  registered_ = true;
+}
+
+std::vector<uint8_t> IpcTransport::local_address() const {
+  UCCL_EP_CHECK_VALUE(registered_, "ipc: local_address() before register_regions()");
+  ByteWriter w;
+  w.u32(kMagic);
+  w.u16(kVersion);
+  w.u32(static_cast<uint32_t>(options_.rank));
+  w.u32(static_cast<uint32_t>(options_.num_ranks));
+  w.str(host_id_);
+  w.u32(static_cast<uint32_t>(getpid()));
+  w.bytes(&data_handle_, sizeof(data_handle_));
+  w.u64(data_offset_in_alloc_);
+  w.u64(data_.bytes);
+  w.u64(reinterpret_cast<uintptr_t>(data_.base));
+  w.str(signals_.shared_name);
+  w.u64(signals_.bytes);
+  w.u64(reinterpret_cast<uintptr_t>(signals_.base));
+  return w.take();
+}
+
+void IpcTransport::open_peer(int rank, const std::vector<uint8_t>& blob) {
+  ByteReader in(blob, str_cat("ipc address of rank ", rank));
+  in.header(kMagic, kVersion);
+  const uint32_t r = in.u32(), n = in.u32();
+  UCCL_EP_CHECK_VALUE(
+      r == static_cast<uint32_t>(rank) && n == static_cast<uint32_t>(options_.num_ranks), in.what(),
+      " says rank ", r, " of ", n);
+  const std::string host = in.str(512);
+  const uint32_t pid = in.u32();
+  const std::vector<uint8_t> handle = in.bytes(sizeof(cudaIpcMemHandle_t));
+  const uint64_t offset = in.u64(), data_bytes = in.u64(), data_base = in.u64();
+  const std::string shm_name = in.str(256);
+  const uint64_t sig_bytes = in.u64(), sig_base = in.u64();
+  in.finish();
+  if (rank == options_.rank) return;
+  UCCL_EP_CHECK_RUNTIME(host == host_id_, "ipc: rank ", rank, " runs on host '", host, "', rank ",
+                        options_.rank, " on '", host_id_,
+                        "': the ipc transport needs every rank on one host (use libfabric)");
+  UCCL_EP_CHECK_VALUE(handle.size() == sizeof(cudaIpcMemHandle_t), in.what(), ": IPC handle of ",
+                      handle.size(), " bytes");
+  Peer& p = peers_[rank];
+  p.data_bytes = data_bytes;
+  p.signal_slots = sig_bytes / 8;
+  if (pid == static_cast<uint32_t>(getpid())) {
+    // Ranks in one process (threads): a process cannot open its own IPC handle; UVA pointers
+    // are valid as they are.
+    p.data = reinterpret_cast<char*>(data_base);
+    p.signals = reinterpret_cast<int64_t*>(sig_base);
+    return;
+  }
+  cudaIpcMemHandle_t h;
+  std::memcpy(&h, handle.data(), sizeof(h));
+  const cudaError_t e = cudaIpcOpenMemHandle(&p.ipc_base, h, cudaIpcMemLazyEnablePeerAccess);
+  UCCL_EP_CHECK_RUNTIME(e == cudaSuccess, "ipc: rank ", options_.rank,
+                        " cannot open the data region of rank ", rank, ": ", cudaGetErrorString(e));
+  p.data = static_cast<char*>(p.ipc_base) + offset;
+  UCCL_EP_CHECK_VALUE(!shm_name.empty(), "ipc: rank ", rank,
+                      " is another process but its "
+                      "signal region has no shared_name (allocate it with SharedMemory)");
+  const int fd = shm_open(shm_name.c_str(), O_RDWR, 0);
+  UCCL_EP_CHECK_RUNTIME(fd >= 0, "ipc: shm_open('", shm_name, "') of rank ", rank,
+                        "'s signal region failed: ", std::strerror(errno));
+  void* map = mmap(nullptr, sig_bytes, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+  const int map_errno = errno;
+  close(fd);
+  UCCL_EP_CHECK_RUNTIME(map != MAP_FAILED, "ipc: mmap of rank ", rank, "'s signal region (",
+                        sig_bytes, " bytes) failed: ", std::strerror(map_errno));
+  p.shm_map = map;
+  p.shm_bytes = sig_bytes;
+  p.signals = static_cast<int64_t*>(map);
+}
+
+void IpcTransport::create_channels() {
+  const uint32_t per_channel = std::max<uint32_t>(
+      16, (options_.max_inflight + options_.num_channels - 1) / options_.num_channels);
+  channels_.resize(options_.num_channels);
+  for (Channel& ch : channels_) {
+    UCCL_EP_CUDA_CHECK(cudaStreamCreateWithFlags(&ch.stream, cudaStreamNonBlocking));
+    ch.ring.resize(per_channel);
+    ch.events.resize(per_channel, nullptr);
+    for (cudaEvent_t& ev : ch.events)
+      UCCL_EP_CUDA_CHECK(cudaEventCreateWithFlags(&ev, cudaEventDisableTiming));
+  }
+}
+
+void IpcTransport::connect(const std::vector<std::vector<uint8_t>>& addresses) {
+  UCCL_EP_CHECK_VALUE(registered_ && !connected_,
+                      "ipc: connect() needs register_regions() first and runs once");
+  UCCL_EP_CHECK_VALUE(static_cast<int>(addresses.size()) == options_.num_ranks,
+                      "ipc: connect() got ", addresses.size(), " addresses for ",
+                      options_.num_ranks, " ranks");
+  ensure_device();
+  peers_.assign(options_.num_ranks, Peer{});
+  try {
+    for (int r = 0; r < options_.num_ranks; ++r) open_peer(r, addresses[r]);
+    create_channels();
+  } catch (...) {
+    release();
+    throw;
+  }
+  connected_ = true;
+}
+
+void IpcTransport::check_post(int channel, int peer, uint32_t slot, bool has_slot) const {
+  UCCL_EP_CHECK_VALUE(connected_, "ipc: rank ", options_.rank, " posts before connect()");
+  UCCL_EP_CHECK_VALUE(channel >= 0 && channel < options_.num_channels, "ipc: channel ", channel,
+                      " out of [0, ", options_.num_channels, ")");
+  UCCL_EP_CHECK_VALUE(peer >= 0 && peer < options_.num_ranks && peer != options_.rank, "ipc: peer ",
+                      peer, " out of [0, ", options_.num_ranks,
+                      ") or this rank: local moves bypass the transport");
+  UCCL_EP_CHECK_VALUE(!has_slot || slot < peers_[peer].signal_slots, "ipc: signal slot ", slot,
+                      " of peer ", peer, " out of range (", peers_[peer].signal_slots, " slots)");
+}
+
+PostStatus IpcTransport::enqueue(int channel, const Pending& p, uint64_t local_offset,
+                                 uint64_t remote_offset) {
+  Channel& ch = channels_[channel];
+  if (ch.count == ch.ring.size() || inflight_ >= static_cast<uint64_t>(options_.max_inflight))
+    return PostStatus::kRetry;
+  ensure_device();
+  if (p.bytes > 0) {
+    const cudaError_t e = cudaMemcpyAsync(peers_[p.peer].data + remote_offset,
+                                          static_cast<const char*>(data_.base) + local_offset,
+                                          p.bytes, cudaMemcpyDeviceToDevice, ch.stream);
+    UCCL_EP_CHECK_RUNTIME(e == cudaSuccess, "ipc: cudaMemcpyAsync of ", p.bytes,
+                          " bytes from rank ", options_.rank, " to peer ", p.peer, " on channel ",
+                          channel, " failed: ", cudaGetErrorString(e));
+  }
+  const uint32_t slot = (ch.head + ch.count) % ch.ring.size();
+  // The event completes only after the copy above (stream order): the signal waits for it.
+  const cudaError_t e = cudaEventRecord(ch.events[slot], ch.stream);
+  UCCL_EP_CHECK_RUNTIME(e == cudaSuccess, "ipc: cudaEventRecord on channel ", channel,
+                        " failed: ", cudaGetErrorString(e));
+  ch.ring[slot] = p;
+  ++ch.count;
+  ++inflight_;
+  return PostStatus::kPosted;
+}
+
+PostStatus IpcTransport::post_write(int channel, int peer, uint64_t local_offset,
+                                    uint64_t remote_offset, uint64_t bytes, const Signal* signal,
+                                    uint64_t id) {
+  check_post(channel, peer, signal ? signal->slot : 0, signal != nullptr);
+  UCCL_EP_CHECK_VALUE(local_offset <= data_.bytes && bytes <= data_.bytes - local_offset,
+                      "ipc: write from rank ", options_.rank, ": local range [", local_offset,
+                      ", +", bytes, ") exceeds the data region of ", data_.bytes, " bytes");
+  UCCL_EP_CHECK_VALUE(
+      remote_offset <= peers_[peer].data_bytes && bytes <= peers_[peer].data_bytes - remote_offset,
+      "ipc: write to peer ", peer, ": remote range [", remote_offset, ", +", bytes,
+      ") exceeds its data region of ", peers_[peer].data_bytes, " bytes");
+  return enqueue(channel,
+                 Pending{.id = id,
+                         .peer = peer,
+                         .has_signal = signal != nullptr,
+                         .slot = signal ? signal->slot : 0,
+                         .value = signal ? signal->value : 0,
+                         .bytes = bytes},
+                 local_offset, remote_offset);
+}
+
+PostStatus IpcTransport::post_atomic_add(int channel, int peer, uint32_t slot, int64_t value,
+                                         uint64_t id) {
+  check_post(channel, peer, slot, true);
+  return enqueue(channel,
+                 Pending{.id = id, .peer = peer, .has_signal = true, .slot = slot, .value = value},
+                 0, 0);
+}
+
+int IpcTransport::poll(Completion* out, int max) {
+  UCCL_EP_CHECK_VALUE(max >= 1, "ipc: poll(max=", max, ") needs max >= 1");
+  int n = 0;
+  const uint32_t num = static_cast<uint32_t>(channels_.size());
+  for (uint32_t k = 0; k < num && n < max; ++k) {
+    const uint32_t c = (next_channel_ + k) % num;
+    Channel& ch = channels_[c];
+    while (n < max && ch.count > 0) {
+      const Pending& p = ch.ring[ch.head];
+      const cudaError_t e = cudaEventQuery(ch.events[ch.head]);
+      if (e == cudaErrorNotReady) break;
+      Completion& done = out[n++];
+      done.id = p.id;
+      done.ok = e == cudaSuccess;
+      if (done.ok) {
+        done.error.clear();
+        if (p.has_signal) {
+          // The copy is complete: publish the signal (release) in the peer's host-visible slot.
+          std::atomic_ref<int64_t>(peers_[p.peer].signals[p.slot])
+              .fetch_add(p.value, std::memory_order_release);
+        }
+      } else {
+        done.error =
+            str_cat("ipc: copy of ", p.bytes, " bytes (id ", p.id, ") from rank ", options_.rank,
+                    " to peer ", p.peer, " on channel ", c, " failed: ", cudaGetErrorString(e));
+      }
+      ch.head = (ch.head + 1) % ch.ring.size();
+      --ch.count;
+      --inflight_;
+    }
+  }
+  if (num > 0) next_channel_ = (next_channel_ + 1) % num;
+  return n;
+}
+
+}  // namespace ipc
+
+std::unique_ptr<Transport> make_ipc_transport(const TransportOptions& options) {
+  return std::make_unique<ipc::IpcTransport>(options);
+}
+
+}  // namespace uccl::ep::transport

@@ -1,0 +1,84 @@
+// The ipc transport: ranks on one host (emulated nodes) reach each other's GPU data region
+// through CUDA IPC; a write is a copy-engine cudaMemcpyAsync on the channel's stream, and its
+// signal is applied by this (the initiating) process only after an event recorded behind the
+// copy has completed. Signal regions live in POSIX shared memory (host-visible, registered
+// with the GPU by their owner), so the initiator adds to a peer's slot directly.
+#pragma once
+
+#include <cuda_runtime_api.h>
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "transport/transport.h"
+
+namespace uccl::ep::transport::ipc {
+
+/// Implements Transport with CUDA IPC and the copy engine. Per channel: one non-blocking stream
+/// and a ring of (event, pending operation); completions are reported in post order per
+/// channel, so a later atomic on the channel lands after every earlier write
+/// (ordered_delivery). Needs a CUDA device; the data region must be device memory.
+class IpcTransport final : public Transport {
+ public:
+  explicit IpcTransport(const TransportOptions& options);
+  ~IpcTransport() override;
+  IpcTransport(const IpcTransport&) = delete;
+  IpcTransport& operator=(const IpcTransport&) = delete;
+
+  Capabilities capabilities() const override;
+  void register_regions(const Region& data, const Region& signals) override;
+  std::vector<uint8_t> local_address() const override;
+  void connect(const std::vector<std::vector<uint8_t>>& addresses) override;
+  PostStatus post_write(int channel, int peer, uint64_t local_offset, uint64_t remote_offset,
+                        uint64_t bytes, const Signal* signal, uint64_t id) override;
+  PostStatus post_atomic_add(int channel, int peer, uint32_t slot, int64_t value,
+                             uint64_t id) override;
+  int poll(Completion* out, int max) override;
+
+ private:
+  struct Pending {
+    uint64_t id = 0;
+    int32_t peer = 0;
+    bool has_signal = false;
+    uint32_t slot = 0;
+    int64_t value = 0;
+    uint64_t bytes = 0;
+  };
+  struct Channel {
+    cudaStream_t stream = nullptr;
+    std::vector<cudaEvent_t> events;  // ring, one per pending slot
+    std::vector<Pending> ring;
+    uint32_t head = 0, count = 0;
+  };
+  struct Peer {
+    char* data = nullptr;  // mapped data region (this process's view)
+    uint64_t data_bytes = 0;
+    int64_t* signals = nullptr;  // mapped signal slots
+    uint64_t signal_slots = 0;
+    void* ipc_base = nullptr;  // cudaIpcOpenMemHandle result (to close)
+    void* shm_map = nullptr;   // mmap of the peer's shared signal region (to unmap)
+    size_t shm_bytes = 0;
+  };
+
+  void ensure_device() const;
+  void check_post(int channel, int peer, uint32_t slot, bool has_slot) const;
+  PostStatus enqueue(int channel, const Pending& p, uint64_t local_offset, uint64_t remote_offset);
+  void open_peer(int rank, const std::vector<uint8_t>& blob);
+  void create_channels();
+  void release() noexcept;
+
+  TransportOptions options_;
+  int device_ = 0;
+  Region data_{}, signals_{};
+  uint64_t data_offset_in_alloc_ = 0;  // data_.base minus the start of its cudaMalloc
+  cudaIpcMemHandle_t data_handle_{};
+  std::string host_id_;  // boot id: equal for processes of one host
+  std::vector<Peer> peers_;
+  std::vector<Channel> channels_;
+  uint64_t inflight_ = 0;
+  uint32_t next_channel_ = 0;  // round-robin start of poll()
+  bool registered_ = false, connected_ = false;
+};
+
+}  // namespace uccl::ep::transport::ipc

@@ -1,0 +1,81 @@
+// POSIX shared memory for host-visible regions that peer processes map by name.
+#include "transport/shared_memory.h"
+
+#include <fcntl.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <cerrno>
+#include <cstring>
+
+#include "common/error.h"
+
+namespace uccl::ep::transport {
+
+SharedMemory SharedMemory::create(const std::string& name, size_t bytes) {
+  UCCL_EP_CHECK_VALUE(name.size() > 1 && name[0] == '/' && bytes > 0, "SharedMemory: name '", name,
+                      "' must start with '/' and bytes must be > 0");
+  const int fd = shm_open(name.c_str(), O_RDWR | O_CREAT | O_EXCL, 0600);
+  UCCL_EP_CHECK_RUNTIME(fd >= 0, "SharedMemory: shm_open('", name,
+                        "') failed: ", std::strerror(errno));
+  if (ftruncate(fd, static_cast<off_t>(bytes)) != 0) {
+    const int err = errno;
+    close(fd);
+    shm_unlink(name.c_str());
+    throw Error(ErrorKind::kRuntime, str_cat("SharedMemory: ftruncate('", name, "', ", bytes,
+                                             ") failed: ", std::strerror(err)));
+  }
+  void* p = mmap(nullptr, bytes, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+  const int err = errno;
+  close(fd);
+  if (p == MAP_FAILED) {
+    shm_unlink(name.c_str());
+    throw Error(ErrorKind::kRuntime,
+                str_cat("SharedMemory: mmap('", name, "') failed: ", std::strerror(err)));
+  }
+  SharedMemory m;
+  m.data_ = p;
+  m.bytes_ = bytes;
+  m.name_ = name;
+  return m;  // ftruncate zero-fills
+}
+
+std::string SharedMemory::unique_name(const std::string& tag) {
+  static std::atomic<uint64_t> counter{0};
+  return str_cat("/uccl_ep_", static_cast<int64_t>(getpid()), "_", tag, "_", counter++);
+}
+
+SharedMemory::SharedMemory(SharedMemory&& other) noexcept
+    : data_(other.data_), bytes_(other.bytes_), name_(std::move(other.name_)) {
+  other.data_ = nullptr;
+  other.bytes_ = 0;
+  other.name_.clear();
+}
+
+SharedMemory& SharedMemory::operator=(SharedMemory&& other) noexcept {
+  if (this != &other) {
+    reset();
+    data_ = other.data_;
+    bytes_ = other.bytes_;
+    name_ = std::move(other.name_);
+    other.data_ = nullptr;
+    other.bytes_ = 0;
+    other.name_.clear();
+  }
+  return *this;
+}
+
+SharedMemory::~SharedMemory() {
+  reset();
+}
+
+void SharedMemory::reset() noexcept {
+  if (data_) munmap(data_, bytes_);
+  if (!name_.empty()) shm_unlink(name_.c_str());
+  data_ = nullptr;
+  bytes_ = 0;
+  name_.clear();
+}
+
+}  // namespace uccl::ep::transport
