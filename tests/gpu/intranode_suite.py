@@ -20,13 +20,14 @@ import torch
 import torch.distributed as dist
 
 try:
-    from . import graph_section
+    from . import graph_section, stream_section
     from . import reference as ref
     from ._dist import Recorder, all_gather_rows, run_under_torchrun
     from .reference import Scenario, ScenarioRef
 except ImportError:  # run as a script: the siblings are importable from sys.path[0]
     import graph_section
     import reference as ref
+    import stream_section
     from _dist import Recorder, all_gather_rows, run_under_torchrun
     from reference import Scenario, ScenarioRef
 
@@ -398,91 +399,6 @@ def section_edges(ctx: Ctx, worlds: list[ScenarioRef]) -> None:
             run_case(scope, world, kind, Mode(ctx.config, num_biases=2))
 
 
-def busy_current_stream() -> None:
-    """Keeps the current stream busy for tens of ms so that stream races show."""
-    if hasattr(torch.cuda, "_sleep"):
-        torch.cuda._sleep(int(1e8))
-        return
-    a = torch.randn(4096, 4096, device=device())
-    for _ in range(16):
-        a = (a @ a) / 64.0
-
-
-def nbytes(t: torch.Tensor) -> int:
-    return t.numel() * t.element_size()
-
-
-def scribble(sizes: list[int]) -> list[torch.Tensor]:
-    """New blocks of these byte sizes, filled on the current stream: they reuse freed memory
-    that the caching allocator believes idle."""
-    return [torch.full((max(n, 1),), 0x5A, dtype=torch.uint8, device=device()) for n in sizes]
-
-
-def stream_drop_references(ctx: Ctx, world: ScenarioRef) -> None:
-    """async_finish=True: inputs dropped before waiting must not be reused under the call."""
-    scope = Scope(ctx, "stream.async_drop_inputs", world.sc.name)
-    mode = Mode(ctx.config, async_finish=True, prev=True)
-    inputs = [t.clone() for t in world.own("bf16_rand")]
-    sizes = [nbytes(t) for t in inputs]
-    busy_current_stream()
-    out = dispatch(ctx, world, "bf16_rand", mode, inputs=inputs)
-    del inputs
-    junk = scribble(sizes)
-    settle(scope, out[5], True)
-    del junk
-    check_dispatch(scope, world, "bf16_rand", out, mode)
-    busy_current_stream()
-    combined, _ = combine(ctx, world, out, mode)  # its y is dropped on return
-    junk = scribble([nbytes(out[0]), nbytes(out[0]), nbytes(out[2])])
-    settle(scope, combined[2], True)
-    del junk
-    check_combined(scope, world, "bf16_rand", combined, (), True)
-
-
-def stream_previous_event(ctx: Ctx, world: ScenarioRef) -> None:
-    """previous_event from a side stream: the dispatch must read x only after that event."""
-    scope = Scope(ctx, "stream.previous_event", world.sc.name)
-    x_final, idx, weights = world.own("bf16_rand")
-    x = torch.zeros_like(x_final)
-    side = torch.cuda.Stream()
-    side.wait_stream(torch.cuda.current_stream())
-    with torch.cuda.stream(side):
-        busy_current_stream()
-        x.copy_(x_final)
-        event = ctx.buffer.capture()
-    mode = Mode(ctx.config)
-    out = dispatch(ctx, world, "bf16_rand", mode, (x, idx, weights), previous_event=event)
-    settle(scope, out[5], False)
-    torch.cuda.current_stream().wait_stream(side)
-    check_dispatch(scope, world, "bf16_rand", out, mode)
-
-
-def stream_alloc_on_comm(ctx: Ctx, world: ScenarioRef) -> None:
-    """allocate_on_comm_stream=True with previous_event and async_finish works."""
-    scope = Scope(ctx, "stream.alloc_on_comm", world.sc.name)
-    mode = Mode(ctx.config, async_finish=True, prev=True, alloc_on_comm=True)
-    check_layout(scope, world, mode)
-    run_case(scope, world, "bf16_rand", mode)
-
-
-def stream_alloc_on_comm_rejected(ctx: Ctx, world: ScenarioRef) -> None:
-    """allocate_on_comm_stream=True without previous_event and async_finish is rejected."""
-    words = ("allocate_on_comm_stream", "previous_event", "async_finish")
-    types = (ValueError, RuntimeError, AssertionError)
-    for prev, async_finish in ((False, False), (True, False), (False, True)):
-        scope = Scope(ctx, "stream.alloc_on_comm_rejected", f"prev={prev} async={async_finish}")
-        mode = Mode(ctx.config, async_finish=async_finish, prev=prev, alloc_on_comm=True)
-        call = partial(dispatch, ctx, world, "bf16_rand", mode)
-        expect_error(scope, "dispatch", call, words, types, allow_empty=True)
-    scope = Scope(ctx, "stream.alloc_on_comm_rejected", "prev=False async=False")
-    idx, num_experts = world.topk_idx[ctx.rank], world.sc.num_experts
-    call = partial(ctx.buffer.get_dispatch_layout, idx, num_experts, allocate_on_comm_stream=True)
-    expect_error(scope, "layout", call, words, types, allow_empty=True)
-    out = dispatch(ctx, world, "bf16_rand", Mode(ctx.config))
-    call = partial(combine, ctx, world, out, Mode(ctx.config, alloc_on_comm=True))
-    expect_error(scope, "combine", call, words, types, allow_empty=True)
-
-
 def random_case(it: int, num_ranks: int) -> tuple[Scenario, str, tuple[int, int]]:
     """Iteration `it`'s scenario, input kind and (num_sms, nvl_send); same on every rank."""
     rng = random.Random(RANDOM_BASE_SEED + it)
@@ -654,10 +570,13 @@ def run_suite(rank: int, num_ranks: int, rec: Recorder) -> None:
         ("cached", lambda: section_cached(ctx, w["small"])),
         ("combine", lambda: [section_combine(ctx, w[key]) for key in ("small", "big")]),
         ("edges", lambda: section_edges(ctx, [w[key] for key in ("silent", "zero", "empty")])),
-        ("stream_drop_references", lambda: stream_drop_references(ctx, w["small"])),
-        ("stream_previous_event", lambda: stream_previous_event(ctx, w["small"])),
-        ("stream_alloc_on_comm", lambda: stream_alloc_on_comm(ctx, w["small"])),
-        ("stream_alloc_on_comm_rejected", lambda: stream_alloc_on_comm_rejected(ctx, w["small"])),
+        ("stream_drop_references", lambda: stream_section.stream_drop_references(ctx, w["small"])),
+        ("stream_previous_event", lambda: stream_section.stream_previous_event(ctx, w["small"])),
+        ("stream_alloc_on_comm", lambda: stream_section.stream_alloc_on_comm(ctx, w["small"])),
+        (
+            "stream_alloc_on_comm_rejected",
+            lambda: stream_section.stream_alloc_on_comm_rejected(ctx, w["small"]),
+        ),
         ("random", lambda: section_random(ctx)),
         ("graphs", lambda: graph_section.section_graphs(ctx, w["small"])),
         ("bad_input", lambda: section_bad_inputs(ctx, w["small"])),
