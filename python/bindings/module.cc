@@ -7,6 +7,7 @@
 namespace uccl::ep::bindings {
 void bind_config(nb::module_& m);
 void bind_runtime(nb::module_& m);
+void bind_proxy(nb::module_& m);
 }  // namespace uccl::ep::bindings
 
 NB_MODULE(_C, m) {
@@ -40,6 +41,7 @@ NB_MODULE(_C, m) {
   uccl::ep::bindings::bind_tensor_desc(m);
   uccl::ep::bindings::bind_config(m);
   uccl::ep::bindings::bind_runtime(m);
+  uccl::ep::bindings::bind_proxy(m);
 #ifdef UCCL_EP_SM90
   m.attr("sm90_compiled") = true;
 #else

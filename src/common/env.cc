@@ -27,11 +27,11 @@ LogLevel parse_log_level(const std::string& value) {
 }
 
 std::string parse_transport_name(const std::string& value) {
-  for (const char* ok : {"auto", "libfabric", "ipc", "fake"})
+  for (const char* ok : {"auto", "libfabric", "ipc", "fake", "null"})
     if (value == ok) return value;
   throw_error(ErrorKind::kValue,
               str_cat("UCCL_EP_TRANSPORT='", value,
-                      "' is invalid: expected one of auto, libfabric, ipc, fake"));
+                      "' is invalid: expected one of auto, libfabric, ipc, fake, null"));
 }
 
 std::string parse_fi_provider(const std::string& value) {
@@ -44,12 +44,64 @@ std::string parse_fi_provider(const std::string& value) {
   return value;
 }
 
+namespace {
+
+// Decimal digits only (no sign, no spaces, no suffix); false on overflow of 64 bits.
+bool parse_u64(const std::string& value, uint64_t& out) {
+  if (value.empty() || value.size() > 20) return false;
+  uint64_t v = 0;
+  for (char c : value) {
+    if (c < '0' || c > '9') return false;
+    const uint64_t digit = static_cast<uint64_t>(c - '0');
+    if (v > (UINT64_MAX - digit) / 10) return false;
+    v = v * 10 + digit;
+  }
+  out = v;
+  return true;
+}
+
+}  // namespace
+
+int parse_int_var(const char* name, const std::string& value, int min, int max) {
+  uint64_t v = 0;
+  const bool ok =
+      parse_u64(value, v) && v >= static_cast<uint64_t>(min) && v <= static_cast<uint64_t>(max);
+  UCCL_EP_CHECK_VALUE(ok, name, "='", value, "' is invalid: expected an integer in [", min, ", ",
+                      max, "]");
+  return static_cast<int>(v);
+}
+
+uint64_t parse_max_inflight_bytes(const std::string& value) {
+  uint64_t v = 0;
+  UCCL_EP_CHECK_VALUE(parse_u64(value, v) && v >= 1, "UCCL_IB_MAX_INFLIGHT_BYTES='", value,
+                      "' is invalid: expected a number of bytes in [1, 18446744073709551615] "
+                      "(decimal digits, no suffix; unset means unlimited)");
+  return v;
+}
+
+bool parse_disable_cpu_affinity(const std::string& value) {
+  UCCL_EP_CHECK_VALUE(value == "0" || value == "1", "UCCL_EP_DISABLE_CPU_AFFINITY='", value,
+                      "' is invalid: expected 0 or 1");
+  return value == "1";
+}
+
 EnvSettings read_env_settings() {
   EnvSettings s;
   if (const char* v = std::getenv("UCCL_EP_TIMEOUT_SECS")) s.timeout_secs = parse_timeout_secs(v);
   if (const char* v = std::getenv("UCCL_EP_LOG_LEVEL")) s.log_level = parse_log_level(v);
   if (const char* v = std::getenv("UCCL_EP_TRANSPORT")) s.transport = parse_transport_name(v);
   if (const char* v = std::getenv("UCCL_EP_FI_PROVIDER")) s.fi_provider = parse_fi_provider(v);
+  if (const char* v = std::getenv("UCCL_EP_NUM_PROXY_THREADS"))
+    s.num_proxy_threads = parse_int_var("UCCL_EP_NUM_PROXY_THREADS", v, 1, kMaxProxyThreads);
+  if (const char* v = std::getenv("UCCL_IB_MAX_INFLIGHT_NORMAL"))
+    s.max_inflight_normal = parse_int_var("UCCL_IB_MAX_INFLIGHT_NORMAL", v, 1, kMaxInflightOps);
+  if (const char* v = std::getenv("UCCL_IB_MAX_INFLIGHT_LOW_LATENCY"))
+    s.max_inflight_low_latency =
+        parse_int_var("UCCL_IB_MAX_INFLIGHT_LOW_LATENCY", v, 1, kMaxInflightOps);
+  if (const char* v = std::getenv("UCCL_IB_MAX_INFLIGHT_BYTES"))
+    s.max_inflight_bytes = parse_max_inflight_bytes(v);
+  if (const char* v = std::getenv("UCCL_EP_DISABLE_CPU_AFFINITY"))
+    s.disable_cpu_affinity = parse_disable_cpu_affinity(v);
   return s;
 }
 

@@ -4,6 +4,7 @@
 
 #include "common/error.h"
 #include "transport/factories.h"
+#include "transport/null/null_transport.h"
 #include "transport/transport.h"
 
 namespace uccl::ep::transport {
@@ -29,8 +30,9 @@ std::unique_ptr<Transport> make_transport(const std::string& name,
   if (name == "fake") return make_fake_transport(options);
   if (name == "ipc") return make_ipc_transport(options);
   if (name == "libfabric") return make_libfabric_transport(options);
+  if (name == "null") return make_null_transport(options);
   if (name == "auto") {
-    // Auto never picks ipc (it needs every peer on one host and GPU memory) or fake.
+    // Auto never picks ipc (it needs every peer on one host and GPU memory), fake or null.
     try {
       return make_libfabric_transport(options);
     } catch (const Error& e) {
@@ -40,7 +42,7 @@ std::unique_ptr<Transport> make_transport(const std::string& name,
     }
   }
   throw_error(ErrorKind::kValue, str_cat("unknown transport '", name,
-                                         "': expected one of auto, libfabric, ipc, fake"));
+                                         "': expected one of auto, libfabric, ipc, fake, null"));
 }
 
 }  // namespace uccl::ep::transport

@@ -1,5 +1,6 @@
 // The transport interface the proxy executes commands through. Implementations: libfabric,
-// ipc (same-host GPUs through the copy engine), fake (tests). Only registry.cc names them.
+// ipc (same-host GPUs through the copy engine), fake (tests), null (benchmarks: completes every
+// post at once). Only registry.cc names them.
 //
 // Memory: every rank registers a data region and a signal region (64-bit counters) with the
 // same layout; commands address them by offset. A write with a signal must apply the signal at

@@ -1,0 +1,278 @@
+"""Lifecycle of the CPU proxies of this process: ``initialize_uccl`` / ``destroy_uccl``.
+
+GPU kernels push 16-byte commands into queues in pinned host memory; CPU proxy threads execute
+them through a transport (libfabric, ipc, ...). ``initialize_uccl`` builds one rank's command
+path (queues, signal region, transports, proxy threads) around the caller's scratch (RDMA)
+buffer, exchanges transport addresses with the other ranks through the group, and starts the
+threads; ``destroy_uccl`` stops them. Every rank of the group calls both, collectively.
+
+torch is imported only when ``group`` is a ``torch.distributed`` process group.
+"""
+
+from __future__ import annotations
+
+import socket
+import threading
+import uuid
+from typing import Any, Dict, List, Optional, Tuple
+
+from . import _C
+
+__all__ = ["UcclHandle", "destroy_uccl", "initialize_uccl"]
+
+# Transports that may cross hosts: with these, ranks that all share one host need no proxy
+# (same-host peers are reached over NVLink by the kernels themselves).
+_NETWORK_TRANSPORTS = ("auto", "libfabric")
+
+_lock = threading.Lock()
+_live: Dict[Tuple[int, int, bool], Optional[UcclHandle]] = {}  # None: being initialized
+
+
+class UcclHandle:
+    """What ``initialize_uccl`` returns: this rank's proxies. Pass it to ``destroy_uccl``."""
+
+    def __init__(
+        self,
+        key: Tuple[int, int, bool],
+        group: Any,
+        rank: int,
+        num_ranks: int,
+        num_experts: int,
+        is_intranode: bool,
+        use_normal_mode: bool,
+        session: Optional[Any],
+    ) -> None:
+        self._key, self._group = key, group
+        self.rank, self.num_ranks, self.num_experts = rank, num_ranks, num_experts
+        self.is_intranode, self.use_normal_mode = is_intranode, use_normal_mode
+        self._session = session
+        self.destroyed = False
+
+    @property
+    def num_proxy_threads(self) -> int:
+        """Proxy threads running for this rank (0 when intranode: nothing to proxy)."""
+        return self._session.num_threads if self._session is not None else 0
+
+    @property
+    def transport(self) -> str:
+        """The transport in use ("" when intranode)."""
+        return self._session.transport if self._session is not None else ""
+
+    def check(self) -> None:
+        """Raises RuntimeError with the proxies' first error (rank, thread, queue, ticket,
+        opcode, peer, transport message, counters), if they failed."""
+        if self._session is not None:
+            self._session.check()
+
+    def stats(self) -> Dict[str, int]:
+        """Counters summed over this rank's proxy threads (commands, posted, completed, ...)."""
+        return self._session.stats() if self._session is not None else {}
+
+    def __repr__(self) -> str:
+        state = "destroyed" if self.destroyed else f"{self.num_proxy_threads} proxy thread(s)"
+        where = self.transport or "intranode"
+        return f"UcclHandle(rank={self.rank}/{self.num_ranks}, {where}, {state})"
+
+
+def _all_gather(group: Any, obj: Any) -> List[Any]:
+    """All-gather of a picklable object through a torch.distributed group or anything with
+    ``allgather(obj) -> list`` (an mpi4py communicator, or a test group)."""
+    if hasattr(group, "allgather"):
+        return list(group.allgather(obj))
+    import torch.distributed as dist
+
+    out: List[Any] = [None] * dist.get_world_size(group)
+    dist.all_gather_object(out, obj, group=group)
+    return out
+
+
+def _check_args(
+    scratch_ptr: int, scratch_nbytes: int, rank: int, num_ranks: int, group: Any, num_experts: int
+) -> None:
+    for name, value in (
+        ("scratch_ptr", scratch_ptr),
+        ("scratch_nbytes", scratch_nbytes),
+        ("rank", rank),
+        ("num_ranks", num_ranks),
+        ("num_experts", num_experts),
+    ):
+        if not isinstance(value, int) or isinstance(value, bool):
+            raise TypeError(f"initialize_uccl: {name} must be an int, got {type(value).__name__}")
+    if group is None:
+        raise ValueError("initialize_uccl: group is required (a torch.distributed process group)")
+    if num_ranks < 1 or not 0 <= rank < num_ranks:
+        raise ValueError(f"initialize_uccl: rank={rank} must be in [0, num_ranks={num_ranks})")
+    if scratch_ptr == 0 or scratch_nbytes <= 0:
+        raise ValueError(
+            f"initialize_uccl: the scratch buffer is empty (scratch_ptr={scratch_ptr:#x}, "
+            f"scratch_nbytes={scratch_nbytes})"
+        )
+    if num_experts < 0 or (num_experts > 0 and num_experts % num_ranks != 0):
+        raise ValueError(
+            f"initialize_uccl: num_experts={num_experts} must be 0 or a multiple of "
+            f"num_ranks={num_ranks}"
+        )
+
+
+def initialize_uccl(
+    scratch_ptr: int,
+    scratch_nbytes: int,
+    rank: int,
+    num_ranks: int,
+    group: Any,
+    num_experts: int = 0,
+    is_intranode: Optional[bool] = None,
+    use_normal_mode: bool = False,
+    rdma_buffer_is_host_allocated: bool = False,
+    *,
+    _transport: Optional[str] = None,
+    _host_queues: bool = False,
+) -> UcclHandle:
+    """Starts this rank's CPU proxies. Collective over ``group``.
+
+    Args:
+        scratch_ptr: address of this rank's scratch (RDMA) buffer; every rank's has the same
+            size and layout. GPU memory unless ``rdma_buffer_is_host_allocated``.
+        scratch_nbytes: its size in bytes (at most 64 GiB).
+        rank, num_ranks: this rank and the group size (``group``'s).
+        group: ``torch.distributed`` process group (or an object with ``allgather(obj)``,
+            e.g. an mpi4py communicator) used once to exchange transport addresses.
+        num_experts: experts of the model (0: unknown); must divide evenly over the ranks.
+        is_intranode: True: every peer is reached over NVLink, no proxy starts. None: True
+            when all ranks share one host and the transport crosses hosts (auto, libfabric);
+            with UCCL_EP_TRANSPORT=ipc (emulated nodes on one host) proxies run.
+        use_normal_mode: normal (high-throughput) mode: the per-queue in-flight limit is
+            UCCL_IB_MAX_INFLIGHT_NORMAL; else UCCL_IB_MAX_INFLIGHT_LOW_LATENCY.
+        rdma_buffer_is_host_allocated: the scratch buffer is pinned host memory.
+        _transport, _host_queues: tests only (a transport name overriding UCCL_EP_TRANSPORT;
+            queues in plain host memory, pushed from Python).
+
+    Returns:
+        A ``UcclHandle`` for ``destroy_uccl``.
+
+    Raises:
+        RuntimeError: already initialized for this rank and device and mode, or the transport
+            failed to start. ValueError / TypeError: bad arguments or environment variables.
+    """
+    _check_args(scratch_ptr, scratch_nbytes, rank, num_ranks, group, num_experts)
+    env = _C.proxy_env_settings()  # ValueError naming a variable that does not parse
+    transport = _transport or env["transport"]
+    device = -1 if _host_queues else _C.current_cuda_device()
+    key = (device, rank, bool(use_normal_mode))
+    with _lock:
+        if key in _live:
+            raise RuntimeError(
+                f"initialize_uccl: already initialized for rank {rank} on CUDA device {device} "
+                f"({'normal' if use_normal_mode else 'low-latency'} mode); call "
+                "destroy_uccl(handle) first"
+            )
+        _live[key] = None  # reserved while this call runs
+    try:
+        handle = _start(
+            key, scratch_ptr, scratch_nbytes, rank, num_ranks, group, num_experts,
+            is_intranode, use_normal_mode, rdma_buffer_is_host_allocated, transport,
+            _host_queues,
+        )  # fmt: skip
+    except BaseException:
+        with _lock:
+            _live.pop(key, None)
+        raise
+    with _lock:
+        _live[key] = handle
+    return handle
+
+
+def _start(
+    key: Tuple[int, int, bool],
+    scratch_ptr: int,
+    scratch_nbytes: int,
+    rank: int,
+    num_ranks: int,
+    group: Any,
+    num_experts: int,
+    is_intranode: Optional[bool],
+    use_normal_mode: bool,
+    host_allocated: bool,
+    transport: str,
+    host_queues: bool,
+) -> UcclHandle:
+    # Hosts (local rank, intranode) and a job token: rank 0's names the fake fabric, so that
+    # several jobs (or modes) in one process never share one.
+    peers = _all_gather(group, (socket.gethostname(), uuid.uuid4().hex))
+    if len(peers) != num_ranks:
+        raise ValueError(f"initialize_uccl: num_ranks={num_ranks} but the group has {len(peers)}")
+    hosts = [p[0] for p in peers]
+    local_rank = sum(1 for r in range(rank) if hosts[r] == hosts[rank])
+    if is_intranode is None:
+        is_intranode = len(set(hosts)) == 1 and transport in _NETWORK_TRANSPORTS
+    if is_intranode:
+        return UcclHandle(key, group, rank, num_ranks, num_experts, True, use_normal_mode, None)
+    # Build, then all-gather (address, error): if any rank failed, every rank raises, so no
+    # rank waits in connect() for a peer that is not coming.
+    session, error, blob = None, None, None
+    try:
+        session = _C.ProxySession(
+            rank=rank, num_ranks=num_ranks, local_rank=local_rank, scratch_ptr=scratch_ptr,
+            scratch_nbytes=scratch_nbytes, scratch_is_device=not host_allocated,
+            device=key[0], low_latency_mode=not use_normal_mode, transport=transport,
+            host_queues=host_queues, fake_fabric_key=f"python-{peers[0][1]}",
+        )  # fmt: skip
+        blob = session.local_address()
+    except (RuntimeError, ValueError, TypeError) as e:
+        error = e
+    gathered = _all_gather(group, (blob, None if error is None else f"rank {rank}: {error}"))
+    if error is not None:
+        raise error
+    failed = [msg for _, msg in gathered if msg]
+    if failed:
+        session.stop(drain=False)
+        raise RuntimeError("initialize_uccl: other ranks failed to start: " + "; ".join(failed))
+    try:
+        session.connect([b for b, _ in gathered])
+        session.start()
+    except BaseException:
+        session.stop(drain=False)
+        raise
+    return UcclHandle(key, group, rank, num_ranks, num_experts, False, use_normal_mode, session)
+
+
+def destroy_uccl(handle: Optional[UcclHandle]) -> None:
+    """Stops the proxies started by ``initialize_uccl``. Collective over the handle's group
+    (no rank stops while a peer may still need its progress; if the group itself fails, e.g.
+    a dead peer, the proxies are stopped anyway).
+
+    Raises:
+        RuntimeError: ``handle`` is None (nothing initialized), was already destroyed, or the
+            proxies failed (the message is their first error; the handle is destroyed anyway).
+        TypeError: ``handle`` is not a UcclHandle.
+    """
+    if handle is None:
+        raise RuntimeError(
+            "destroy_uccl(None): nothing to destroy; pass the handle initialize_uccl() returned "
+            "(destroy before initialize?)"
+        )
+    if not isinstance(handle, UcclHandle):
+        raise TypeError(f"destroy_uccl: expected a UcclHandle, got {type(handle).__name__}")
+    with _lock:
+        if handle.destroyed:
+            raise RuntimeError(
+                f"destroy_uccl: the handle of rank {handle.rank} was already destroyed"
+            )
+        handle.destroyed = True
+    try:
+        session = handle._session
+        if session is None:
+            return
+        try:
+            _all_gather(handle._group, None)  # barrier: no rank stops while peers still send
+        except Exception:  # noqa: BLE001 - a dead peer: stop anyway, the proxies report it
+            pass
+        status, message = session.stop(drain=True)
+        if status == "failed":
+            raise RuntimeError(message)
+        if status == "abandoned":
+            raise RuntimeError(f"destroy_uccl: {message}")
+    finally:
+        with _lock:
+            if _live.get(handle._key) is handle:
+                del _live[handle._key]
