@@ -20,8 +20,17 @@ status=0
 echo "== build ($(cmake --version | head -1), $(nproc) cores, $ngpu GPUs)"
 export CMAKE_BUILD_PARALLEL_LEVEL=$(nproc)
 BUILD_DIR=build/gpu
+extra=()
+# The GPU image has libfabric.so.1 but no headers: use the ones tools/fetch_libfabric_headers.sh
+# put in .deps (carried to the machine), so the libfabric transport is built and tested there.
+lib=$(ldconfig -p 2>/dev/null | awk '/libfabric\.so\.1 /{print $NF; exit}')
+if [[ -f .deps/libfabric/include/rdma/fabric.h && -n $lib ]]; then
+  extra+=(-Ccmake.define.UCCL_EP_FABRIC_INCLUDE_DIR="$PWD/.deps/libfabric/include"
+          -Ccmake.define.UCCL_EP_FABRIC_LIBRARY="$lib")
+  echo "libfabric: headers from .deps, library $lib"
+fi
 if ! python3 -m pip install --no-build-isolation --no-deps -v -Cbuild-dir=$BUILD_DIR \
-  -Ccmake.define.UCCL_EP_BUILD_BENCH=ON . >"$OUT/build.log" 2>&1; then
+  -Ccmake.define.UCCL_EP_BUILD_BENCH=ON "${extra[@]}" . >"$OUT/build.log" 2>&1; then
   tail -60 "$OUT/build.log"
   echo "BUILD FAILED"
   exit 1
