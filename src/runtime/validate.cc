@@ -69,6 +69,11 @@ class Arg {
                         t_.shape_str(), " with strides ", strides_str());
     return *this;
   }
+  /// required + dtype + shape + contiguous + on: the usual checks of one tensor argument.
+  Arg& tensor(std::initializer_list<DType> dtypes, std::initializer_list<int64_t> dims,
+              const char* meaning, const BufferInfo& info) {
+    return required().dtype(dtypes).shape(dims, meaning).contiguous().on(info);
+  }
   Arg& on(const BufferInfo& info) {
     UCCL_EP_CHECK_VALUE(t_.device == DeviceKind::kCUDA && t_.device_index == info.device_index,
                         name_, " must be on cuda:", info.device_index,
@@ -177,32 +182,16 @@ void validate_layout(const BufferInfo& info, const LayoutTensors& t) {
   Arg(t.topk_idx, "topk_idx").contiguous().on(info);
   check_experts(t.num_experts, r, "num_experts");
   Arg(t.num_tokens_per_rank, "num_tokens_per_rank")
-      .required()
-      .dtype({DType::kInt32})
-      .shape({r}, "(num_ranks)")
-      .contiguous()
-      .on(info);
+      .tensor({DType::kInt32}, {r}, "(num_ranks)", info);
   if (r > 8)
     Arg(t.num_tokens_per_rdma_rank, "num_tokens_per_rdma_rank")
-        .required()
-        .dtype({DType::kInt32})
-        .shape({r / 8}, "(num_ranks / 8)")
-        .contiguous()
-        .on(info);
+        .tensor({DType::kInt32}, {r / 8}, "(num_ranks / 8)", info);
   else
     check_absent(t.num_tokens_per_rdma_rank, "num_tokens_per_rdma_rank", "when num_ranks <= 8");
   Arg(t.num_tokens_per_expert, "num_tokens_per_expert")
-      .required()
-      .dtype({DType::kInt32})
-      .shape({t.num_experts}, "(num_experts)")
-      .contiguous()
-      .on(info);
+      .tensor({DType::kInt32}, {t.num_experts}, "(num_experts)", info);
   Arg(t.is_token_in_rank, "is_token_in_rank")
-      .required()
-      .dtype({DType::kBool})
-      .shape({num_tokens, r}, "(num_tokens, num_ranks)")
-      .contiguous()
-      .on(info);
+      .tensor({DType::kBool}, {num_tokens, r}, "(num_tokens, num_ranks)", info);
 }
 
 namespace {
@@ -213,12 +202,8 @@ void validate_dispatch_inputs(const BufferInfo& info, const DispatchTensors& t,
                               int64_t& hidden_bytes, int& num_scales, int& num_topk) {
   const int r = info.num_ranks;
   check_config(info, t.config, "dispatch");
-  Arg(t.x, "x")
-      .required()
-      .dtype({DType::kBFloat16, DType::kFloat8E4M3})
-      .shape({kAny, kAny}, "(num_tokens, hidden)")
-      .contiguous()
-      .on(info);
+  Arg(t.x, "x").tensor({DType::kBFloat16, DType::kFloat8E4M3}, {kAny, kAny}, "(num_tokens, hidden)",
+                       info);
   const int64_t num_tokens = t.x.size(0);
   hidden_bytes = t.x.size(1) * dtype_size(t.x.dtype);
   UCCL_EP_CHECK_VALUE(hidden_bytes > 0 && hidden_bytes % 16 == 0,
@@ -254,23 +239,11 @@ void validate_dispatch_inputs(const BufferInfo& info, const DispatchTensors& t,
   UCCL_EP_CHECK_VALUE(t.num_worst_tokens == 0 || num_topk > 0,
                       "num_worst_tokens > 0 needs topk_idx and topk_weights");
   Arg(t.is_token_in_rank, "is_token_in_rank")
-      .required()
-      .dtype({DType::kBool})
-      .shape({num_tokens, r}, "(num_tokens, num_ranks)")
-      .contiguous()
-      .on(info);
+      .tensor({DType::kBool}, {num_tokens, r}, "(num_tokens, num_ranks)", info);
   Arg(t.rank_prefix_matrix, "rank_prefix_matrix")
-      .required()
-      .dtype({DType::kInt32})
-      .shape({r, r}, "(num_ranks, num_ranks)")
-      .contiguous()
-      .on(info);
+      .tensor({DType::kInt32}, {r, r}, "(num_ranks, num_ranks)", info);
   Arg(t.channel_prefix_matrix, "channel_prefix_matrix")
-      .required()
-      .dtype({DType::kInt32})
-      .shape({r, kAny}, "(num_ranks, num_channels)")
-      .contiguous()
-      .on(info);
+      .tensor({DType::kInt32}, {r, kAny}, "(num_ranks, num_channels)", info);
   check_num_channels(t.channel_prefix_matrix, t.config, "channel_prefix_matrix");
   check_fits(info, dispatch_ring_bytes(t.config, r, hidden_bytes, num_scales, num_topk), "dispatch",
              t.config, hidden_bytes);
@@ -285,11 +258,7 @@ void validate_notify(const BufferInfo& info, const NotifyTensors& t) {
   int num_scales = 0, num_topk = 0;
   validate_dispatch_inputs(info, t.dispatch, hidden_bytes, num_scales, num_topk);
   Arg(t.num_tokens_per_rank, "num_tokens_per_rank")
-      .required()
-      .dtype({DType::kInt32})
-      .shape({r}, "(num_ranks)")
-      .contiguous()
-      .on(info);
+      .tensor({DType::kInt32}, {r}, "(num_ranks)", info);
   Arg(t.num_tokens_per_expert, "num_tokens_per_expert")
       .required()
       .dtype({DType::kInt32})
@@ -314,37 +283,21 @@ void validate_dispatch(const BufferInfo& info, const DispatchTensors& t) {
   const int64_t num_tokens = t.x.size(0);
   const bool fp8 = t.x.dtype == DType::kFloat8E4M3;
   Arg(t.recv_x, "recv_x")
-      .required()
-      .dtype({t.x.dtype})
-      .shape({kAny, t.x.size(1)}, "(num_recv_tokens, hidden)")
-      .contiguous()
-      .on(info);
+      .tensor({t.x.dtype}, {kAny, t.x.size(1)}, "(num_recv_tokens, hidden)", info);
   const int64_t n = t.recv_x.size(0);
   if (t.num_worst_tokens > 0)
     UCCL_EP_CHECK_VALUE(n == t.num_worst_tokens, "recv_x.shape[0]=", n,
                         " must equal num_worst_tokens=", t.num_worst_tokens);
   if (fp8)
     Arg(t.recv_x_scales, "recv_x_scales")
-        .required()
-        .dtype({t.x_scales.dtype})
-        .shape({n, num_scales}, "(num_recv_tokens, num_scales)")
-        .contiguous()
-        .on(info);
+        .tensor({t.x_scales.dtype}, {n, num_scales}, "(num_recv_tokens, num_scales)", info);
   else
     check_absent(t.recv_x_scales, "recv_x_scales", "with bfloat16 x");
   if (num_topk > 0) {
     Arg(t.recv_topk_idx, "recv_topk_idx")
-        .required()
-        .dtype({DType::kInt64})
-        .shape({n, num_topk}, "(num_recv_tokens, num_topk)")
-        .contiguous()
-        .on(info);
+        .tensor({DType::kInt64}, {n, num_topk}, "(num_recv_tokens, num_topk)", info);
     Arg(t.recv_topk_weights, "recv_topk_weights")
-        .required()
-        .dtype({DType::kFloat32})
-        .shape({n, num_topk}, "(num_recv_tokens, num_topk)")
-        .contiguous()
-        .on(info);
+        .tensor({DType::kFloat32}, {n, num_topk}, "(num_recv_tokens, num_topk)", info);
   } else {
     check_absent(t.recv_topk_idx, "recv_topk_idx", "without topk_idx");
     check_absent(t.recv_topk_weights, "recv_topk_weights", "without topk_idx");
@@ -354,36 +307,18 @@ void validate_dispatch(const BufferInfo& info, const DispatchTensors& t) {
     check_absent(t.recv_channel_prefix_matrix, "recv_channel_prefix_matrix", "in cached mode");
     check_absent(t.send_head, "send_head", "in cached mode");
   } else {
-    Arg(t.recv_src_idx, "recv_src_idx")
-        .required()
-        .dtype({DType::kInt32})
-        .shape({n}, "(num_recv_tokens)")
-        .contiguous()
-        .on(info);
+    Arg(t.recv_src_idx, "recv_src_idx").tensor({DType::kInt32}, {n}, "(num_recv_tokens)", info);
     Arg(t.recv_channel_prefix_matrix, "recv_channel_prefix_matrix")
-        .required()
-        .dtype({DType::kInt32})
-        .shape({r, t.config.num_channels()}, "(num_ranks, num_channels)")
-        .contiguous()
-        .on(info);
+        .tensor({DType::kInt32}, {r, t.config.num_channels()}, "(num_ranks, num_channels)", info);
     Arg(t.send_head, "send_head")
-        .required()
-        .dtype({DType::kInt32})
-        .shape({num_tokens, r}, "(num_tokens, num_ranks)")
-        .contiguous()
-        .on(info);
+        .tensor({DType::kInt32}, {num_tokens, r}, "(num_tokens, num_ranks)", info);
   }
 }
 
 void validate_combine(const BufferInfo& info, const CombineTensors& t) {
   const int r = info.num_ranks;
   check_config(info, t.config, "combine");
-  Arg(t.x, "x")
-      .required()
-      .dtype({DType::kBFloat16})
-      .shape({kAny, kAny}, "(num_recv_tokens, hidden)")
-      .contiguous()
-      .on(info);
+  Arg(t.x, "x").tensor({DType::kBFloat16}, {kAny, kAny}, "(num_recv_tokens, hidden)", info);
   const int64_t n = t.x.size(0), hidden = t.x.size(1), hidden_bytes = hidden * 2;
   UCCL_EP_CHECK_VALUE(hidden_bytes > 0 && hidden_bytes % 16 == 0, "x.shape[1]=", hidden,
                       " must be a positive multiple of 8 (rows are moved in 16-byte words)");
@@ -395,31 +330,15 @@ void validate_combine(const BufferInfo& info, const CombineTensors& t) {
                       " must equal the number of rows the dispatch received (",
                       t.recv_src_idx.size(0), ")");
   Arg(t.is_token_in_rank, "handle is_token_in_rank")
-      .required()
-      .dtype({DType::kBool})
-      .shape({kAny, r}, "(num_tokens, num_ranks)")
-      .contiguous()
-      .on(info);
+      .tensor({DType::kBool}, {kAny, r}, "(num_tokens, num_ranks)", info);
   const int64_t num_tokens = t.is_token_in_rank.size(0);
   Arg(t.rank_prefix_matrix, "handle rank_prefix_matrix")
-      .required()
-      .dtype({DType::kInt32})
-      .shape({r, r}, "(num_ranks, num_ranks)")
-      .contiguous()
-      .on(info);
+      .tensor({DType::kInt32}, {r, r}, "(num_ranks, num_ranks)", info);
   Arg(t.recv_channel_prefix_matrix, "handle recv_channel_prefix_matrix")
-      .required()
-      .dtype({DType::kInt32})
-      .shape({r, kAny}, "(num_ranks, num_channels)")
-      .contiguous()
-      .on(info);
+      .tensor({DType::kInt32}, {r, kAny}, "(num_ranks, num_channels)", info);
   check_num_channels(t.recv_channel_prefix_matrix, t.config, "recv_channel_prefix_matrix");
   Arg(t.send_head, "handle send_head")
-      .required()
-      .dtype({DType::kInt32})
-      .shape({num_tokens, r}, "(num_tokens, num_ranks)")
-      .contiguous()
-      .on(info);
+      .tensor({DType::kInt32}, {num_tokens, r}, "(num_tokens, num_ranks)", info);
   int num_topk = 0;
   if (t.topk_weights.defined()) {
     Arg(t.topk_weights, "topk_weights")
@@ -452,18 +371,10 @@ void validate_combine(const BufferInfo& info, const CombineTensors& t) {
   check_fits(info, combine_ring_bytes(t.config, r, hidden_bytes, num_topk), "combine", t.config,
              hidden_bytes);
   Arg(t.combined_x, "combined_x")
-      .required()
-      .dtype({DType::kBFloat16})
-      .shape({num_tokens, hidden}, "(num_tokens, hidden)")
-      .contiguous()
-      .on(info);
+      .tensor({DType::kBFloat16}, {num_tokens, hidden}, "(num_tokens, hidden)", info);
   if (num_topk > 0)
     Arg(t.combined_topk_weights, "combined_topk_weights")
-        .required()
-        .dtype({DType::kFloat32})
-        .shape({num_tokens, num_topk}, "(num_tokens, num_topk)")
-        .contiguous()
-        .on(info);
+        .tensor({DType::kFloat32}, {num_tokens, num_topk}, "(num_tokens, num_topk)", info);
   else
     check_absent(t.combined_topk_weights, "combined_topk_weights", "without topk_weights");
 }

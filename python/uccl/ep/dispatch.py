@@ -51,6 +51,15 @@ def _empty(shape: tuple, dtype: torch.dtype, device: torch.device) -> torch.Tens
     return torch.empty(shape, dtype=dtype, device=device)
 
 
+def _alloc_recv_x(n: int, data: torch.Tensor, scales: Optional[torch.Tensor]) -> tuple:
+    """Received rows [n, H] of the data's dtype, and [n, S] scales of the scales' dtype."""
+    recv_x = _empty((n, data.shape[1]), data.dtype, data.device)
+    recv_scales = (
+        None if scales is None else _empty((n, scales.shape[1]), scales.dtype, data.device)
+    )
+    return recv_x, recv_scales
+
+
 def fresh_dispatch(
     buffer: Any,
     runtime: Any,
@@ -114,9 +123,8 @@ def fresh_dispatch(
         **common(),
     )
     n = num_recv if num_worst_tokens == 0 else int(num_worst_tokens)
-    num_tokens, hidden = data.shape[0], data.shape[1]
-    recv_x = _empty((n, hidden), data.dtype, dev)
-    recv_scales = _empty((n, scales.shape[1]), scales.dtype, dev) if scales is not None else None
+    num_tokens = data.shape[0]
+    recv_x, recv_scales = _alloc_recv_x(n, data, scales)
     recv_topk_idx = recv_topk_weights = None
     if topk_idx is not None:
         recv_topk_idx = _empty((n, topk_idx.shape[1]), topk_idx.dtype, dev)
@@ -165,9 +173,8 @@ def cached_dispatch(
     _check_tensor(scales, "x scales")
     if data is None:
         raise ValueError("x is required")
-    n, dev = recv_src_idx.shape[0], data.device
-    recv_x = _empty((n, data.shape[1]), data.dtype, dev)
-    recv_scales = _empty((n, scales.shape[1]), scales.dtype, dev) if scales is not None else None
+    n = recv_src_idx.shape[0]
+    recv_x, recv_scales = _alloc_recv_x(n, data, scales)
     runtime.dispatch(
         x=dl(data),
         x_scales=dl(scales),
