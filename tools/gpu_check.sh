@@ -2,7 +2,9 @@
 # Builds uccl-ep on a GPU machine, runs the CPU and GPU test suites and the intranode
 # benchmark on the local GPUs. Logs and JSON go to $OUT (default ./out).
 #
-#   tools/gpu_check.sh [all|test|bench|micro]     (default: all; micro: copy micro-benchmark)
+#   tools/gpu_check.sh [all|test|bench|micro|cmdpath]   (default: all)
+#     micro:   copy-strategy micro-benchmark (bench/copy_microbench.cu)
+#     cmdpath: GPU->CPU queue and proxy benchmarks (commands/s, push-to-execution latency)
 #
 # Environment: UCCL_EP_TEST_RANKS (e.g. "2,4") limits the GPU suites; BENCH_ARGS adds flags
 # to bench/bench_intranode.py (e.g. "--quick"); BENCH_RANKS (e.g. "4 2") picks the EP sizes
@@ -48,6 +50,12 @@ if [[ $mode == micro ]] && [[ $ngpu -ge 2 ]]; then
   echo "== copy micro-benchmark (GPU 0 -> 1 and GPU 0 -> 0, 24 SMs)"
   $BUILD_DIR/uccl_ep_copy_microbench --sms 24 --dst 1 --json "$OUT/copy_peer.json" || status=1
   $BUILD_DIR/uccl_ep_copy_microbench --sms 24 --dst 0 --json "$OUT/copy_local.json" || status=1
+fi
+
+if [[ $mode == cmdpath ]] && [[ $ngpu -ge 1 ]]; then
+  echo "== command path: queue and proxy GPU benchmarks"
+  $BUILD_DIR/src/queue/uccl_ep_queue_gpu_bench --json "$OUT/queue_gpu.json" || status=1
+  $BUILD_DIR/src/proxy/uccl_ep_proxy_gpu_bench --json "$OUT/proxy_gpu.json" || status=1
 fi
 
 if [[ $mode == all || $mode == bench ]] && [[ $ngpu -ge 2 ]]; then
