@@ -28,6 +28,17 @@ __device__ __forceinline__ int64_t ld_acquire_sys(const int64_t* p) {
   asm volatile("ld.acquire.sys.global.s64 %0, [%1];" : "=l"(v) : "l"(p) : "memory");
   return v;
 }
+__device__ __forceinline__ uint64_t ld_acquire_sys(const uint64_t* p) {
+  uint64_t v;
+  asm volatile("ld.acquire.sys.global.u64 %0, [%1];" : "=l"(v) : "l"(p) : "memory");
+  return v;
+}
+/// Acquire at GPU scope (device-memory words only this GPU writes).
+__device__ __forceinline__ uint64_t ld_acquire_gpu(const uint64_t* p) {
+  uint64_t v;
+  asm volatile("ld.acquire.gpu.global.u64 %0, [%1];" : "=l"(v) : "l"(p) : "memory");
+  return v;
+}
 /// Relaxed system-scope load; used to poll a peer's counter over NVLink.
 __device__ __forceinline__ int32_t ld_relaxed_sys(const int32_t* p) {
   int32_t v;
@@ -51,6 +62,26 @@ __device__ __forceinline__ void st_release_sys(int64_t* p, int64_t v) {
 }
 __device__ __forceinline__ void st_relaxed_sys(int32_t* p, int32_t v) {
   asm volatile("st.relaxed.sys.global.s32 [%0], %1;" ::"l"(p), "r"(v) : "memory");
+}
+
+__device__ __forceinline__ void st_relaxed_sys(uint64_t* p, uint64_t v) {
+  asm volatile("st.relaxed.sys.global.u64 [%0], %1;" ::"l"(p), "l"(v) : "memory");
+}
+/// Raises `*p` to at least `v` with release semantics at GPU scope.
+__device__ __forceinline__ void red_max_release_gpu(uint64_t* p, uint64_t v) {
+  asm volatile("red.release.gpu.global.max.u64 [%0], %1;" ::"l"(p), "l"(v) : "memory");
+}
+
+__device__ __forceinline__ uint32_t lane_id() {
+  uint32_t lane;
+  asm volatile("mov.u32 %0, %%laneid;" : "=r"(lane));
+  return lane;
+}
+/// Bit mask of the lanes below this one.
+__device__ __forceinline__ uint32_t lanemask_lt() {
+  uint32_t mask;
+  asm volatile("mov.u32 %0, %%lanemask_lt;" : "=r"(mask));
+  return mask;
 }
 
 /// 16-byte streaming load of read-only data (does not allocate in L1).

@@ -36,32 +36,10 @@ namespace uccl::ep::queue {
 
 namespace detail {
 
-__device__ __forceinline__ uint32_t lane_id() {
-  uint32_t lane;
-  asm volatile("mov.u32 %0, %%laneid;" : "=r"(lane));
-  return lane;
-}
-__device__ __forceinline__ uint32_t lanemask_lt() {
-  uint32_t mask;
-  asm volatile("mov.u32 %0, %%lanemask_lt;" : "=r"(mask));
-  return mask;
-}
-__device__ __forceinline__ uint64_t ld_acquire_sys_u64(const uint64_t* p) {
-  uint64_t v;
-  asm volatile("ld.acquire.sys.global.u64 %0, [%1];" : "=l"(v) : "l"(p) : "memory");
-  return v;
-}
-__device__ __forceinline__ uint64_t ld_acquire_gpu_u64(const uint64_t* p) {
-  uint64_t v;
-  asm volatile("ld.acquire.gpu.global.u64 %0, [%1];" : "=l"(v) : "l"(p) : "memory");
-  return v;
-}
-__device__ __forceinline__ void st_relaxed_sys_u64(uint64_t* p, uint64_t v) {
-  asm volatile("st.relaxed.sys.global.u64 [%0], %1;" ::"l"(p), "l"(v) : "memory");
-}
-__device__ __forceinline__ void red_max_release_gpu_u64(uint64_t* p, uint64_t v) {
-  asm volatile("red.release.gpu.global.max.u64 [%0], %1;" ::"l"(p), "l"(v) : "memory");
-}
+using device::lane_id;
+using device::lanemask_lt;
+using device::red_max_release_gpu;
+using device::st_relaxed_sys;
 
 /// R1: reserves `n` consecutive tickets; returns the first.
 __device__ __forceinline__ uint64_t reserve_tickets(const QueueDeviceHandle& q, uint32_t n) {
@@ -72,7 +50,7 @@ __device__ __forceinline__ uint64_t reserve_tickets(const QueueDeviceHandle& q, 
 /// R2 fast path: room according to the cached tail (a lower bound of the real tail).
 __device__ __forceinline__ bool has_cached_room(const QueueDeviceHandle& q, uint64_t first,
                                                 uint32_t n) {
-  return first + n <= ld_acquire_gpu_u64(&q.producer->cached_tail) + q.capacity;
+  return first + n <= device::ld_acquire_gpu(&q.producer->cached_tail) + q.capacity;
 }
 
 /// Makes every other wait of this rank stop after a proxy reported an error (the proxy's
@@ -103,14 +81,14 @@ static __device__ __noinline__ bool wait_for_room(QueueDeviceHandle q, uint64_t 
   const bool stopped =
       device::timed_wait(d, protocol::WaitSite::kQueueFull, -1, static_cast<int>(q.index), needed,
                          [&](int64_t& observed) {
-                           tail = ld_acquire_sys_u64(&q.control->tail);
+                           tail = device::ld_acquire_sys(&q.control->tail);
                            observed = static_cast<int64_t>(tail);
                            if (first + n <= tail + q.capacity) return true;
                            error = device::ld_acquire_sys(&q.control->error);
                            return error != 0;
                          });
   if (stopped && error == 0) {
-    red_max_release_gpu_u64(&q.producer->cached_tail, tail);
+    red_max_release_gpu(&q.producer->cached_tail, tail);
     return true;
   }
   if (error != 0) {
@@ -142,7 +120,7 @@ static __device__ __noinline__ bool wait_done_slow(QueueDeviceHandle q, const ui
   uint32_t error = 0;
   const bool stopped = device::timed_wait(d, site, -1, static_cast<int>(q.index),
                                           static_cast<int64_t>(sequence), [&](int64_t& observed) {
-                                            const uint64_t done = ld_acquire_sys_u64(word);
+                                            const uint64_t done = device::ld_acquire_sys(word);
                                             observed = static_cast<int64_t>(done);
                                             if (done >= sequence) return true;
                                             error = device::ld_acquire_sys(&q.control->error);
@@ -171,11 +149,11 @@ __device__ __forceinline__ void write_slots(const QueueDeviceHandle& q, uint64_t
   const uint32_t mask = q.capacity - 1;
 #pragma unroll
   for (uint32_t i = 0; i < kMaxBatch; ++i)
-    if (i < n) detail::st_relaxed_sys_u64(&q.slots[(first + i) & mask].word1, commands[i].word1);
+    if (i < n) detail::st_relaxed_sys(&q.slots[(first + i) & mask].word1, commands[i].word1);
   __threadfence_system();
 #pragma unroll
   for (uint32_t i = 0; i < kMaxBatch; ++i)
-    if (i < n) detail::st_relaxed_sys_u64(&q.slots[(first + i) & mask].word0, commands[i].word0);
+    if (i < n) detail::st_relaxed_sys(&q.slots[(first + i) & mask].word0, commands[i].word0);
 }
 
 /// Pushes `n` commands (n <= kMaxBatch and n <= capacity; 0 is a no-op) from the calling lane
@@ -237,9 +215,9 @@ __device__ __forceinline__ bool push_warp(const QueueDeviceHandle& q,
   if (active) {
     const uint64_t mine = first + __popc(active_mask & detail::lanemask_lt());
     protocol::Command& slot = q.slots[mine & (q.capacity - 1)];
-    detail::st_relaxed_sys_u64(&slot.word1, command.word1);
+    detail::st_relaxed_sys(&slot.word1, command.word1);
     __threadfence_system();
-    detail::st_relaxed_sys_u64(&slot.word0, command.word0);
+    detail::st_relaxed_sys(&slot.word0, command.word0);
     if (ticket != nullptr) *ticket = mine;
   }
   return true;
@@ -251,7 +229,7 @@ __device__ __forceinline__ bool push_warp(const QueueDeviceHandle& q,
 /// or when another wait of the rank timed out.
 __device__ __forceinline__ bool wait_fence(const QueueDeviceHandle& q, uint64_t sequence,
                                            const device::DeviceDiag& diag) {
-  if (detail::ld_acquire_sys_u64(&q.control->fence_done) >= sequence) return true;
+  if (device::ld_acquire_sys(&q.control->fence_done) >= sequence) return true;
   return detail::wait_done_slow(q, &q.control->fence_done, sequence,
                                 protocol::WaitSite::kQueueFence, diag);
 }
@@ -259,7 +237,7 @@ __device__ __forceinline__ bool wait_fence(const QueueDeviceHandle& q, uint64_t 
 /// Same as wait_fence for BARRIER commands (QueueControl::barrier_done >= sequence).
 __device__ __forceinline__ bool wait_barrier(const QueueDeviceHandle& q, uint64_t sequence,
                                              const device::DeviceDiag& diag) {
-  if (detail::ld_acquire_sys_u64(&q.control->barrier_done) >= sequence) return true;
+  if (device::ld_acquire_sys(&q.control->barrier_done) >= sequence) return true;
   return detail::wait_done_slow(q, &q.control->barrier_done, sequence,
                                 protocol::WaitSite::kQueueBarrier, diag);
 }
