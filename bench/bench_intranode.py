@@ -38,7 +38,7 @@ import _bench_utils as bu
 MODES = ("fp8_dispatch", "bf16_dispatch", "bf16_combine")
 TARGET_GBPS = {2: 550.0, 4: 450.0, 8: 400.0}  # DeepEP-counted, slowest rank; reported only
 DEFAULT_CONFIG_RANKS = (2, 4, 8)  # rank counts of the intranode tuned-config tables
-NVL_RECV_TOKENS = 256  # Config's nvl_recv, as in DeepEP's tuning
+NVL_RECV_TOKENS = 256  # Config's nvl_recv of DeepEP's tuning (the handle's dispatch)
 NUM_NVL_BYTES = int(2e9)
 HANDLE_CHUNK = 8  # nvl_chunk of the BF16 dispatch that makes the handle (DeepEP's test config)
 
@@ -57,8 +57,10 @@ class Settings:
     ce_iters: int
 
 
-FULL = Settings(tuple(range(4, 33, 2)), tuple(range(1, 17)), 10, 30, 50, 50, 256 << 20, 20)
-QUICK = Settings((4, 12, 24), (2, 6, 12), 2, 5, 10, 10, 64 << 20, 3)
+FULL = Settings(
+    (*range(4, 33, 4), 48, 64, 96), (*range(2, 17, 2), 24, 32, 48), 10, 30, 50, 50, 256 << 20, 20
+)
+QUICK = Settings((8, 24, 64), (6, 12, 32), 2, 5, 10, 10, 64 << 20, 3)
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -69,9 +71,17 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--num-topk", type=int, default=8, help="experts per token")
     p.add_argument("--num-experts", type=int, default=256, help="experts in total")
     p.add_argument("--num-sms", type=int, default=24, help="num_sms of every Config (even)")
+    p.add_argument(
+        "--nvl-recv",
+        type=int,
+        nargs="+",
+        default=[256, 512],
+        help="ring sizes (Config num_max_nvl_chunked_recv_tokens) to sweep; chunks below each",
+    )
     p.add_argument("--quick", action="store_true", help="few sweep points and iterations")
     args = p.parse_args(argv)
-    if min(args.num_tokens, args.hidden, args.num_topk, args.num_experts, args.num_sms) <= 0:
+    sizes = (args.num_tokens, args.hidden, args.num_topk, args.num_experts, args.num_sms)
+    if min(*sizes, *args.nvl_recv) <= 0:
         p.error("sizes must be positive")
     if args.num_sms % 2 or args.hidden % bu.FP8_BLOCK or args.num_topk > args.num_experts:
         p.error("need an even --num-sms, --hidden % 128 == 0 and --num-topk <= --num-experts")
@@ -135,11 +145,16 @@ class IntranodeBench:
             )
 
     def configs(self, mode: str) -> list[tuple[str, int | None, object]]:
-        """(label, nvl_chunk, Config) to sweep; the Buffer's tuned default last (chunk None)."""
+        """(label, nvl_chunk, Config) to sweep, label "chunk/ring"; the tuned default last."""
         combine = mode.endswith("combine")
         chunks = self.settings.combine_chunks if combine else self.settings.dispatch_chunks
         num_sms = self.args.num_sms
-        points = [(str(k), k, self.ep.Config(num_sms, k, NVL_RECV_TOKENS)) for k in chunks]
+        points = [
+            (f"{k}/{recv}", k, self.ep.Config(num_sms, k, recv))
+            for recv in self.args.nvl_recv
+            for k in chunks
+            if k < recv
+        ]
         if self.num_ranks in DEFAULT_CONFIG_RANKS:
             self.ep.Buffer.set_num_sms(num_sms)
             buffer_cls = self.ep.Buffer
@@ -445,7 +460,7 @@ def publish(args, settings: Settings, num_ranks: int, reports: list[dict], env: 
             **{k: v for k, v in vars(args).items() if k != "json"},
             "num_ranks": num_ranks,
             "num_nvl_bytes": NUM_NVL_BYTES,
-            "nvl_recv_tokens": NVL_RECV_TOKENS,
+            "handle_nvl_recv_tokens": NVL_RECV_TOKENS,
             "handle_nvl_chunk": HANDLE_CHUNK,
             "iterations": asdict(settings),
             "byte_definitions": BYTE_DEFINITIONS,

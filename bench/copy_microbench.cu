@@ -2,7 +2,11 @@
 // two GPUs (peer access): warp-wide 16-byte copies with various unrolls and fence cadences,
 // and bulk asynchronous copies (TMA, cp.async.bulk) staged through shared memory.
 //
-//   copy_microbench [--sms 24] [--mib 256] [--src 0] [--dst 1] [--json PATH]
+//   copy_microbench [--sms 24] [--mib 256] [--src 0] [--dst 1] [--json PATH] [--sweep 1]
+//
+// --sweep 1 instead measures warp copies over SM counts and warps per SM: mode 1 src pushes to
+// dst, mode 2 both push to each other at once, mode 3 dst pulls from src (remote loads); this
+// tells a per-SM limit from a link limit.
 //
 // Each variant copies the same bytes in 14336-byte rows (a BF16 token of hidden 7168) from
 // GPU src to GPU dst (and to local memory when dst == src), timed with CUDA events (median of
@@ -10,6 +14,7 @@
 #include <cuda_runtime.h>
 
 #include <algorithm>
+#include <chrono>
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
@@ -180,7 +185,7 @@ __global__ void __launch_bounds__(256, 1)
 }
 
 struct Args {
-  int sms = 24, src = 0, dst = 1;
+  int sms = 24, src = 0, dst = 1, sweep = 0;
   int64_t mib = 256;
   std::string json;
 };
@@ -197,6 +202,8 @@ Args parse(int argc, char** argv) {
       a.src = std::atoi(argv[i + 1]);
     else if (k == "--dst")
       a.dst = std::atoi(argv[i + 1]);
+    else if (k == "--sweep")
+      a.sweep = std::atoi(argv[i + 1]);
     else if (k == "--json")
       a.json = argv[i + 1];
     else {
@@ -229,6 +236,87 @@ float time_median(Launch&& launch) {
   return ms[ms.size() / 2];
 }
 
+/// Warp copies over SM counts x warps per SM; one direction, and both directions at once.
+int run_sweep(const Args& args) {
+  const int num_rows = static_cast<int>(args.mib * (1 << 20) / kRowBytes);
+  const size_t bytes = static_cast<size_t>(num_rows) * kRowBytes;
+  uint8_t *a_src = nullptr, *a_dst = nullptr, *b_src = nullptr, *b_dst = nullptr;
+  CHECK_CUDA(cudaSetDevice(args.dst));
+  if (args.src != args.dst) CHECK_CUDA(cudaDeviceEnablePeerAccess(args.src, 0));
+  CHECK_CUDA(cudaMalloc(&a_dst, bytes));
+  CHECK_CUDA(cudaMalloc(&b_src, bytes));
+  CHECK_CUDA(cudaSetDevice(args.src));
+  if (args.src != args.dst) CHECK_CUDA(cudaDeviceEnablePeerAccess(args.dst, 0));
+  CHECK_CUDA(cudaMalloc(&a_src, bytes));
+  CHECK_CUDA(cudaMalloc(&b_dst, bytes));
+  cudaStream_t sa, sb;
+  CHECK_CUDA(cudaStreamCreate(&sa));
+  CHECK_CUDA(cudaSetDevice(args.dst));
+  CHECK_CUDA(cudaStreamCreate(&sb));
+  CHECK_CUDA(cudaSetDevice(args.src));
+  std::FILE* json = args.json.empty() ? nullptr : std::fopen(args.json.c_str(), "w");
+  if (json) std::fprintf(json, "{\"sweep\": [\n");
+  bool first = true;
+  std::printf("%-6s %-5s %-6s %-6s %10s %10s\n", "mode", "sms", "warps", "unroll", "GB/s/dir",
+              "GB/s/SM");
+  // mode 0: src pushes to dst; 1: both push to each other; 2: dst pulls from src (remote loads).
+  for (int bidir : {0, 1, 2}) {
+    for (int sms : {4, 8, 12, 16, 24, 32}) {
+      for (int warps : {8, 12, 16, 24}) {
+        for (int unroll : {4, 8}) {
+          auto launch = [&](cudaStream_t s, int dev, const uint8_t* from, uint8_t* to) {
+            CHECK_CUDA(cudaSetDevice(dev));
+            if (unroll == 4)
+              warp_copy_kernel<4><<<sms, 32 * warps, 0, s>>>(from, to, num_rows, 0);
+            else
+              warp_copy_kernel<8><<<sms, 32 * warps, 0, s>>>(from, to, num_rows, 0);
+          };
+          auto run = [&] {
+            if (bidir == 2) {
+              launch(sb, args.dst, a_src, b_src);
+              return;
+            }
+            launch(sa, args.src, a_src, a_dst);
+            if (bidir) launch(sb, args.dst, b_src, b_dst);
+          };
+          run();
+          CHECK_CUDA(cudaDeviceSynchronize());
+          std::vector<float> ms;
+          for (int it = 0; it < 5; ++it) {
+            CHECK_CUDA(cudaSetDevice(args.dst));
+            CHECK_CUDA(cudaDeviceSynchronize());
+            CHECK_CUDA(cudaSetDevice(args.src));
+            CHECK_CUDA(cudaDeviceSynchronize());
+            const auto t0 = std::chrono::steady_clock::now();
+            run();
+            CHECK_CUDA(cudaStreamSynchronize(sa));
+            CHECK_CUDA(cudaStreamSynchronize(sb));
+            ms.push_back(std::chrono::duration<float, std::milli>(
+                             std::chrono::steady_clock::now() - t0)
+                             .count());
+          }
+          CHECK_CUDA(cudaSetDevice(args.src));
+          std::sort(ms.begin(), ms.end());
+          const double gbps = bytes / (ms[2] * 1e-3) / 1e9;
+          std::printf("%-6d %-5d %-6d %-6d %10.1f %10.2f\n", bidir + 1, sms, warps, unroll, gbps,
+                      gbps / sms);
+          if (json)
+            std::fprintf(json,
+                         "%s{\"mode\": %d, \"sms\": %d, \"warps\": %d, \"unroll\": %d, "
+                         "\"gbps_per_dir\": %.2f}",
+                         first ? "" : ",\n", bidir + 1, sms, warps, unroll, gbps);
+          first = false;
+        }
+      }
+    }
+  }
+  if (json) {
+    std::fprintf(json, "\n]}\n");
+    std::fclose(json);
+  }
+  return 0;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -239,6 +327,7 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "needs GPUs %d and %d, found %d\n", args.src, args.dst, count);
     return 1;
   }
+  if (args.sweep) return run_sweep(args);
   const int num_rows = static_cast<int>(args.mib * (1 << 20) / kRowBytes);
   const size_t bytes = static_cast<size_t>(num_rows) * kRowBytes;
   uint8_t *src = nullptr, *dst = nullptr;

@@ -2,20 +2,25 @@
 # Builds uccl-ep on a GPU machine, runs the CPU and GPU test suites and the intranode
 # benchmark on the local GPUs. Logs and JSON go to $OUT (default ./out).
 #
-#   tools/gpu_check.sh [all|test|bench|micro|cmdpath]   (default: all)
+#   tools/gpu_check.sh [MODE...]   MODE: all|test|bench|micro|sweep|probe|cmdpath (default: all = test bench)
 #     micro:   copy-strategy micro-benchmark (bench/copy_microbench.cu)
+#     probe:   cached dispatch / combine over chunk and ring sizes (bench/probe_intranode_configs.py)
+#     sweep:   warp copies over SM counts and warps per SM: push, both ways, pull
 #     cmdpath: GPU->CPU queue and proxy benchmarks (commands/s, push-to-execution latency)
 #
 # Environment: UCCL_EP_TEST_RANKS (e.g. "2,4") limits the GPU suites; BENCH_ARGS adds flags
 # to bench/bench_intranode.py (e.g. "--quick"); BENCH_RANKS (e.g. "4 2") picks the EP sizes
-# benchmarked (default: all local GPUs, then 2 when there are more).
+# benchmarked (default: all local GPUs, then 2 when there are more); GPU_CHECK_CMAKE_ARGS adds
+# -C options to the build.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 export NCCL_NVLS_ENABLE=0 TORCH_SYMM_MEM_DISABLE_MULTICAST=1 NVSHMEM_DISABLE_NVLS=1
 export PYTHONUNBUFFERED=1
 OUT=${OUT:-$PWD/out}
 mkdir -p "$OUT"
-mode=${1:-all}
+modes=" ${*:-all} "
+[[ $modes == *" all "* ]] && modes+=" test bench "
+has() { [[ $modes == *" $1 "* ]]; }
 ngpu=$(python3 -c 'import torch; print(torch.cuda.device_count())' 2>/dev/null || echo 0)
 status=0
 
@@ -31,6 +36,9 @@ if [[ -f .deps/libfabric/include/rdma/fabric.h && -n $lib ]]; then
           -Ccmake.define.UCCL_EP_FABRIC_LIBRARY="$lib")
   echo "libfabric: headers from .deps, library $lib"
 fi
+# GPU_CHECK_CMAKE_ARGS: extra -C options, e.g. -Ccmake.define.UCCL_EP_COPY_UNROLL=8
+read -r -a more <<<"${GPU_CHECK_CMAKE_ARGS:-}"
+extra+=("${more[@]}")
 if ! python3 -m pip install --no-build-isolation --no-deps -v -Cbuild-dir=$BUILD_DIR \
   -Ccmake.define.UCCL_EP_BUILD_BENCH=ON "${extra[@]}" . >"$OUT/build.log" 2>&1; then
   tail -60 "$OUT/build.log"
@@ -39,26 +47,39 @@ if ! python3 -m pip install --no-build-isolation --no-deps -v -Cbuild-dir=$BUILD
 fi
 grep -E "warning|error" "$OUT/build.log" | grep -v "^WARNING: Running pip" | head -20
 
-if [[ $mode == all || $mode == test ]]; then
+if has test; then
   echo "== tests"
   timeout 900 python3 -m pytest tests -v -p no:cacheprovider 2>&1 | tee "$OUT/tests.log" | \
     grep -E "PASS|FAIL|ERROR|SKIP|passed|failed|error" | tail -60
   [[ ${PIPESTATUS[0]} -eq 0 ]] || status=1
 fi
 
-if [[ $mode == micro ]] && [[ $ngpu -ge 2 ]]; then
+if has micro && [[ $ngpu -ge 2 ]]; then
   echo "== copy micro-benchmark (GPU 0 -> 1 and GPU 0 -> 0, 24 SMs)"
   $BUILD_DIR/uccl_ep_copy_microbench --sms 24 --dst 1 --json "$OUT/copy_peer.json" || status=1
   $BUILD_DIR/uccl_ep_copy_microbench --sms 24 --dst 0 --json "$OUT/copy_local.json" || status=1
 fi
 
-if [[ $mode == cmdpath ]] && [[ $ngpu -ge 1 ]]; then
+if has sweep && [[ $ngpu -ge 2 ]]; then
+  echo "== copy sweep (GPU 0 <-> 1)"
+  $BUILD_DIR/uccl_ep_copy_microbench --sweep 1 --dst 1 --json "$OUT/copy_sweep.json" || status=1
+fi
+
+if has probe && [[ $ngpu -ge 2 ]]; then
+  for r in ${BENCH_RANKS:-2}; do
+    echo "== probe EP$r"
+    CUDA_VISIBLE_DEVICES=$(seq -s, 0 $((r - 1))) timeout 600 torchrun --standalone \
+      --nproc_per_node="$r" bench/probe_intranode_configs.py 2>&1 | grep "^rank 0" || status=1
+  done
+fi
+
+if has cmdpath && [[ $ngpu -ge 1 ]]; then
   echo "== command path: queue and proxy GPU benchmarks"
   $BUILD_DIR/src/queue/uccl_ep_queue_gpu_bench --json "$OUT/queue_gpu.json" || status=1
   $BUILD_DIR/src/proxy/uccl_ep_proxy_gpu_bench --json "$OUT/proxy_gpu.json" || status=1
 fi
 
-if [[ $mode == all || $mode == bench ]] && [[ $ngpu -ge 2 ]]; then
+if has bench && [[ $ngpu -ge 2 ]]; then
   ranks=${BENCH_RANKS:-$ngpu}
   [[ -z ${BENCH_RANKS:-} && $ngpu -gt 2 ]] && ranks="$ngpu 2"
   for r in $ranks; do

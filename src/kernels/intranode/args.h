@@ -92,7 +92,11 @@ struct CombineArgs {
 /// Threads per block of the dispatch and combine kernels (24 warps).
 constexpr int kNumThreads = 768;
 constexpr int kNumWarps = kNumThreads / 32;
-/// 16-byte words each lane keeps in flight when copying a token.
-constexpr int kCopyUnroll = 8;
+/// 16-byte words each lane keeps in flight when copying a token (CMake UCCL_EP_COPY_UNROLL).
+/// 4 divides a BF16 row of hidden 7168 (896 words) into full rounds.
+#ifndef UCCL_EP_COPY_UNROLL
+#define UCCL_EP_COPY_UNROLL 4
+#endif
+constexpr int kCopyUnroll = UCCL_EP_COPY_UNROLL;
 
 }  // namespace uccl::ep::kernels::intranode

@@ -5,13 +5,13 @@
 // tokens channel c of the dispatch moved, in reverse, so the dispatch's send_head gives the
 // ring slot at which each token's partial result from each rank arrives.
 //
-// Sender block (rank r), group for destination s: rows of s's block that arrived through
-// channel c are pushed, in order, to ring (c, r) on s; slot i is written by warp i % G; the
-// group's minimum progress is published as the tail (red.max).
-// Receiver block (rank s): warp w reduces tokens begin + w, begin + w + kNumWarps, ...; lane r
-// waits for the slot of rank r. Its own partial results are read straight from x (this rank's
-// sender pushes nothing to itself). The minimum token index over all warps gives, through
-// send_head, how many slots of each ring are consumed: that is published as the ring head.
+// Sender block (rank r), one warp group per other rank s (CombineWarpSplit): rows of s's block that
+// arrived through channel c are pushed, in order, to ring (c, r) on s; slot i is written by warp i
+// % G; the group's minimum progress is published as the tail (red.max). Receiver block (rank s):
+// warp w reduces tokens begin + w, begin + w + kNumWarps, ...; lane r waits for the slot of rank r.
+// Its own partial results are read straight from x (this rank's sender pushes nothing to itself).
+// The minimum token index over all warps gives, through send_head, how many slots of each ring are
+// consumed: that is published as the ring head.
 #pragma once
 
 #include <cuda_bf16.h>
@@ -19,14 +19,13 @@
 #include "device/timed_wait.cuh"
 #include "device/warp_copy.cuh"
 #include "kernels/intranode/args.h"
+#include "kernels/intranode/warp_split.cuh"
 
 namespace uccl::ep::kernels::intranode {
 
-template <int kNumRanks>
+template <int kNumRanks, int G>
 __device__ __forceinline__ void combine_send(const CombineArgs& a, int channel, int dst, int gwarp,
                                              int lane, volatile int* progress) {
-  constexpr int G = kNumWarps / kNumRanks;
-  if (dst == a.rank) return;  // the receiver reads this rank's own rows directly from x
   const int block_begin = dst > 0 ? a.rank_prefix_matrix[(dst - 1) * kNumRanks + a.rank] : 0;
   const int block_size = a.rank_prefix_matrix[dst * kNumRanks + a.rank] - block_begin;
   const int32_t* prefix = a.recv_channel_prefix_matrix + dst * a.num_channels;
@@ -70,8 +69,7 @@ __device__ __forceinline__ void combine_send(const CombineArgs& a, int channel, 
         reinterpret_cast<float*>(slot + a.slot.topk_weights_offset)[lane] =
             __ldg(a.topk_weights + row * a.num_topk + lane);
     }
-    __threadfence_system();
-    __syncwarp();
+    __syncwarp();  // then a CTA release; the tail's system release covers it (publish_progress)
     if (lane == 0) {
       const int ready = device::publish_progress(progress, gwarp, i1, G);
       if (ready > published) {
@@ -207,8 +205,7 @@ __device__ __forceinline__ void combine_recv(const CombineArgs& a, int channel, 
 
 template <int kNumRanks>
 __global__ void __launch_bounds__(kNumThreads, 1) intranode_combine_kernel(const CombineArgs a) {
-  static_assert(kNumWarps % kNumRanks == 0, "warps must split evenly over the ranks");
-  constexpr int G = kNumWarps / kNumRanks;
+  constexpr int G = CombineWarpSplit<kNumRanks>::kSendGroup;
   __shared__ int s_progress[kNumWarps];
   const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
   const int channel = blockIdx.x / 2;
@@ -224,7 +221,10 @@ __global__ void __launch_bounds__(kNumThreads, 1) intranode_combine_kernel(const
   __syncthreads();
   if (device::aborted(a.diag)) return;
   if (is_sender) {
-    combine_send<kNumRanks>(a, channel, warp / G, warp % G, lane, s_progress + (warp / G) * G);
+    // Groups serve the other ranks only: this rank's own rows are read from x by its receiver.
+    if (warp / G >= kNumRanks - 1) return;
+    combine_send<kNumRanks, G>(a, channel, other_rank(warp / G, a.rank), warp % G, lane,
+                               s_progress + (warp / G) * G);
   } else {
     combine_recv<kNumRanks>(a, channel, warp, lane, s_progress);
   }

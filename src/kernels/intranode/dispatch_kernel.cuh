@@ -2,7 +2,9 @@
 //
 // Grid: 2 * num_channels blocks. Block 2c sends channel c, block 2c+1 receives channel c.
 // Channel c owns the token range channel_token_range(num_tokens, num_channels, c).
-// In both blocks the warps are split into one group per peer (kNumWarps / kNumRanks warps).
+// The warps of each block split into groups (DispatchWarpSplit): one group per other rank
+// (sender: pushes to it; receiver: drains its ring) and a few self warps in each block that
+// copy this rank's own tokens into the outputs.
 //
 // Sender group for destination d: publishes [start, end) (where its tokens land inside this
 // rank's block on d), then walks its tokens in windows of max_send_tokens. A token going to d
@@ -10,8 +12,8 @@
 // After a window each warp fences, records its progress in shared memory, and the minimum over
 // the group is published as the ring tail on d (red.max, so late publishers never regress it).
 // send_head[t][d] records the slot (or the encoded next slot when t does not go to d).
-// Tokens a rank sends to itself skip the ring: its sender group writes them straight into the
-// output rows, and the receiver group of its own ring does nothing.
+// Tokens a rank sends to itself skip the ring: the self warps of both blocks write them
+// straight into the output rows.
 //
 // Receiver group for source s: waits for the range, then repeatedly waits for the tail and
 // copies slots i % G == its index to recv row base + i; the minimum progress of the group is
@@ -21,6 +23,7 @@
 #include "device/timed_wait.cuh"
 #include "device/warp_copy.cuh"
 #include "kernels/intranode/args.h"
+#include "kernels/intranode/warp_split.cuh"
 
 namespace uccl::ep::kernels::intranode {
 
@@ -98,12 +101,12 @@ __device__ __forceinline__ void dispatch_copy_token(const DispatchArgs& a, int t
   if (d.src_idx != nullptr && lane == 0) *d.src_idx = token;
 }
 
-/// The tokens this rank sends to itself skip the ring: the sender group writes them straight
-/// into the output rows (the receiver group of this rank's own ring has nothing to do).
-template <int kNumRanks>
+/// The tokens this rank sends to itself skip the ring: they are copied straight into the
+/// output rows by the G self warps of both blocks of the channel; the k-th of them by self warp
+/// k % G (`gwarp` in [0, G)). Self warp 0 also records send_head and the channel's prefix.
+template <int kNumRanks, int G>
 __device__ __forceinline__ void dispatch_send_self(const DispatchArgs& a, int channel, int gwarp,
                                                    int lane) {
-  constexpr int G = kNumWarps / kNumRanks;
   const auto range = protocol::channel_token_range(a.num_tokens, a.num_channels, channel);
   const int32_t* prefix = a.channel_prefix_matrix + a.rank * a.num_channels;
   const int start = channel > 0 ? prefix[channel - 1] : 0;
@@ -139,10 +142,9 @@ __device__ __forceinline__ void dispatch_send_self(const DispatchArgs& a, int ch
   }
 }
 
-template <int kNumRanks>
+template <int kNumRanks, int G>
 __device__ __forceinline__ void dispatch_send(const DispatchArgs& a, int channel, int dst,
                                               int gwarp, int lane, volatile int* progress) {
-  constexpr int G = kNumWarps / kNumRanks;
   const auto range = protocol::channel_token_range(a.num_tokens, a.num_channels, channel);
   protocol::ControlBlock* remote = a.peers.ctrl[dst];
   uint8_t* ring = a.peers.rings[dst] + a.rings.ring_offset(channel, a.rank);
@@ -196,7 +198,9 @@ __device__ __forceinline__ void dispatch_send(const DispatchArgs& a, int channel
       }
       sent += __popc(mask);
     }
-    __threadfence_system();
+    // No system fence per warp: the warp's stores are ordered before lane 0's release of its
+    // progress (syncwarp, then a CTA-scope release), and the system-scope release of the tail
+    // by whichever warp publishes is cumulative over them.
     __syncwarp();
     if (lane == 0) {
       const int ready = device::publish_progress(progress, gwarp, sent, G);
@@ -230,11 +234,9 @@ __device__ __forceinline__ void dispatch_copy_slot_to_output(const DispatchArgs&
         device::ld_cg(reinterpret_cast<const int32_t*>(slot + a.slot.src_idx_offset));
 }
 
-template <int kNumRanks>
+template <int kNumRanks, int G>
 __device__ __forceinline__ void dispatch_recv(const DispatchArgs& a, int channel, int src,
                                               int gwarp, int lane, volatile int* progress) {
-  constexpr int G = kNumWarps / kNumRanks;
-  if (src == a.rank) return;  // this rank's own tokens were written by its sender block
   protocol::ControlBlock* local = a.peers.ctrl[a.rank];
   const uint8_t* ring = a.peers.rings[a.rank] + a.rings.ring_offset(channel, src);
   int32_t* head = &local->ring_head[channel][src];
@@ -298,23 +300,27 @@ __device__ __forceinline__ void dispatch_recv(const DispatchArgs& a, int channel
 
 template <int kNumRanks>
 __global__ void __launch_bounds__(kNumThreads, 1) intranode_dispatch_kernel(const DispatchArgs a) {
-  static_assert(kNumWarps % kNumRanks == 0, "warps must split evenly over the ranks");
-  constexpr int G = kNumWarps / kNumRanks;
+  using Split = DispatchWarpSplit<kNumRanks>;
+  constexpr int S = Split::kSelfWarps, G = Split::kGroup;
   __shared__ int s_progress[kNumRanks][G];
   const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
-  const int peer = warp / G, gwarp = warp % G;
-  if (lane == 0) s_progress[peer][gwarp] = 0;
+  if (lane == 0 && warp < G)
+    for (int r = 0; r < kNumRanks; ++r) s_progress[r][warp] = 0;
   __syncthreads();
   if (device::aborted(a.diag)) return;
   const int channel = blockIdx.x / 2;
-  if (blockIdx.x % 2 == 0) {
-    if (peer == a.rank)
-      dispatch_send_self<kNumRanks>(a, channel, gwarp, lane);
-    else
-      dispatch_send<kNumRanks>(a, channel, peer, gwarp, lane, s_progress[peer]);
-  } else {
-    dispatch_recv<kNumRanks>(a, channel, peer, gwarp, lane, s_progress[peer]);
+  const bool is_sender = blockIdx.x % 2 == 0;
+  if (warp < S) {
+    dispatch_send_self<kNumRanks, 2 * S>(a, channel, is_sender ? warp : S + warp, lane);
+    return;
   }
+  const int g = (warp - S) / G;
+  if (g >= kNumRanks - 1) return;
+  const int peer = other_rank(g, a.rank);
+  if (is_sender)
+    dispatch_send<kNumRanks, G>(a, channel, peer, (warp - S) % G, lane, s_progress[peer]);
+  else
+    dispatch_recv<kNumRanks, G>(a, channel, peer, (warp - S) % G, lane, s_progress[peer]);
 }
 
 }  // namespace uccl::ep::kernels::intranode

@@ -184,6 +184,7 @@ void IpcTransport::open_peer(int rank, const std::vector<uint8_t>& blob) {
     // are valid as they are.
     p.data = reinterpret_cast<char*>(data_base);
     p.signals = reinterpret_cast<int64_t*>(sig_base);
+    enable_peer_access(p.data, rank);
     return;
   }
   cudaIpcMemHandle_t h;
@@ -208,6 +209,32 @@ void IpcTransport::open_peer(int rank, const std::vector<uint8_t>& blob) {
   p.signals = static_cast<int64_t*>(map);
 }
 
+void IpcTransport::enable_peer_access(const void* peer_data, int rank) {
+  // Without peer access a copy between two devices is staged by the driver, whose first use
+  // allocates on the target device and so waits for a kernel spinning there on a signal of this
+  // very copy. Direct peer copies have no such dependency.
+  cudaPointerAttributes attr{};
+  UCCL_EP_CUDA_CHECK(cudaPointerGetAttributes(&attr, peer_data));
+  if (attr.type != cudaMemoryTypeDevice || attr.device == device_) return;
+  int can = 0;
+  UCCL_EP_CUDA_CHECK(cudaDeviceCanAccessPeer(&can, device_, attr.device));
+  if (!can) {
+    log_message(LogLevel::kWarn,
+                str_cat("ipc transport: CUDA device ", device_, " cannot access device ",
+                        attr.device, " (rank ", rank,
+                        ") directly: copies are staged by the driver and slower"));
+    return;
+  }
+  const cudaError_t e = cudaDeviceEnablePeerAccess(attr.device, 0);
+  if (e == cudaErrorPeerAccessAlreadyEnabled) {
+    cudaGetLastError();
+    return;
+  }
+  UCCL_EP_CHECK_RUNTIME(e == cudaSuccess, "ipc: enabling peer access from device ", device_,
+                        " to device ", attr.device, " (rank ", rank,
+                        ") failed: ", cudaGetErrorString(e));
+}
+
 void IpcTransport::create_channels() {
   const uint32_t per_channel = std::max<uint32_t>(
       16, (options_.max_inflight + options_.num_channels - 1) / options_.num_channels);
@@ -221,6 +248,27 @@ void IpcTransport::create_channels() {
   }
 }
 
+void IpcTransport::warm_up_copies() {
+  // The first copy of a kind may make the CUDA runtime load code or allocate on a device, which
+  // waits for running kernels; once the proxy runs, a kernel of this rank may be spinning on
+  // the completion of that very copy. So every kind of copy the transport issues runs once
+  // here: peer -> local, local -> peer (the 16 bytes just read, written back before any
+  // traffic), local -> local.
+  char* scratch = nullptr;
+  UCCL_EP_CUDA_CHECK(cudaMalloc(reinterpret_cast<void**>(&scratch), 256));
+  const cudaStream_t s = channels_.empty() ? nullptr : channels_[0].stream;
+  cudaError_t e = cudaMemcpyAsync(scratch + 128, scratch, 16, cudaMemcpyDeviceToDevice, s);
+  for (const Peer& p : peers_) {
+    if (e != cudaSuccess || p.data == nullptr || p.data_bytes < 16) continue;
+    e = cudaMemcpyAsync(scratch, p.data, 16, cudaMemcpyDeviceToDevice, s);
+    if (e == cudaSuccess) e = cudaMemcpyAsync(p.data, scratch, 16, cudaMemcpyDeviceToDevice, s);
+  }
+  if (e == cudaSuccess) e = cudaStreamSynchronize(s);
+  cudaFree(scratch);
+  UCCL_EP_CHECK_RUNTIME(e == cudaSuccess, "ipc: rank ", options_.rank,
+                        ": warm-up copies failed: ", cudaGetErrorString(e));
+}
+
 void IpcTransport::connect(const std::vector<std::vector<uint8_t>>& addresses) {
   UCCL_EP_CHECK_VALUE(registered_ && !connected_,
                       "ipc: connect() needs register_regions() first and runs once");
@@ -232,6 +280,7 @@ void IpcTransport::connect(const std::vector<std::vector<uint8_t>>& addresses) {
   try {
     for (int r = 0; r < options_.num_ranks; ++r) open_peer(r, addresses[r]);
     create_channels();
+    warm_up_copies();
   } catch (...) {
     release();
     throw;

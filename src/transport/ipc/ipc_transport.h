@@ -65,7 +65,9 @@ class IpcTransport final : public Transport {
   void check_post(int channel, int peer, uint32_t slot, bool has_slot) const;
   PostStatus enqueue(int channel, const Pending& p, uint64_t local_offset, uint64_t remote_offset);
   void open_peer(int rank, const std::vector<uint8_t>& blob);
+  void enable_peer_access(const void* peer_data, int rank);
   void create_channels();
+  void warm_up_copies();
   void release() noexcept;
 
   TransportOptions options_;
