@@ -6,7 +6,8 @@
 #     micro:   copy-strategy micro-benchmark (bench/copy_microbench.cu)
 #     probe:   cached dispatch / combine over chunk and ring sizes (bench/probe_intranode_configs.py)
 #     sweep:   warp copies over SM counts and warps per SM: push, both ways, pull
-#     cmdpath: GPU->CPU queue and proxy benchmarks (commands/s, push-to-execution latency)
+#     cmdpath: GPU->CPU queue and proxy benchmarks (commands/s, push-to-execution latency) and
+#              the libfabric transport against raw fi_writedata (tcp;ofi_rxm, shm; CPU only)
 #
 # Environment: UCCL_EP_TEST_RANKS (e.g. "2,4") limits the GPU suites; BENCH_ARGS adds flags
 # to bench/bench_intranode.py (e.g. "--quick"); BENCH_RANKS (e.g. "4 2") picks the EP sizes
@@ -77,6 +78,13 @@ if has cmdpath && [[ $ngpu -ge 1 ]]; then
   echo "== command path: queue and proxy GPU benchmarks"
   $BUILD_DIR/src/queue/uccl_ep_queue_gpu_bench --json "$OUT/queue_gpu.json" || status=1
   $BUILD_DIR/src/proxy/uccl_ep_proxy_gpu_bench --json "$OUT/proxy_gpu.json" || status=1
+  if [[ -x $BUILD_DIR/src/transport/uccl_ep_transport_bench ]]; then
+    for prov in "tcp;ofi_rxm" shm; do
+      echo "== transport vs raw fi_writedata: $prov"
+      timeout 300 $BUILD_DIR/src/transport/uccl_ep_transport_bench --provider="$prov" --repeat=3 \
+        --json="$OUT/transport_${prov%%;*}.json" || status=1
+    done
+  fi
 fi
 
 if has bench && [[ $ngpu -ge 2 ]]; then

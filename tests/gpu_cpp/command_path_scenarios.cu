@@ -145,6 +145,19 @@ std::string kernel_failures(const Diag& d, double secs) {
       d.record.host->flag ? "; " + runtime::describe_timeout(*d.record.host, secs) : std::string());
 }
 
+// Loads every kernel of this test on `device` now. With CUDA's lazy loading (the default) the
+// first launch of a kernel loads its module, which waits for the kernels running on the device;
+// launching the FENCE kernel behind spinning writers would then stall this thread and, through
+// the runtime's locks, the proxy threads the writers wait for.
+void preload_kernels(int device) {
+  UCCL_EP_CUDA_CHECK(cudaSetDevice(device));
+  cudaFuncAttributes attr{};
+  UCCL_EP_CUDA_CHECK(cudaFuncGetAttributes(&attr, write_kernel));
+  UCCL_EP_CUDA_CHECK(cudaFuncGetAttributes(&attr, fence_kernel));
+  UCCL_EP_CUDA_CHECK(cudaFuncGetAttributes(&attr, lane_kernel));
+  UCCL_EP_CUDA_CHECK(cudaFuncGetAttributes(&attr, check_kernel));
+}
+
 // Launches the writers (and the FENCE kernel when several warps share a queue) on `s`.
 void launch_writers(const WriteArgs& a, cudaStream_t s, const Diag& diag, double secs) {
   const uint32_t warps = a.num_queues * a.warps_per_queue;
@@ -164,6 +177,8 @@ void launch_writers(const WriteArgs& a, cudaStream_t s, const Diag& diag, double
 std::string run_ipc(const TestEnv& env, uint32_t warps_per_queue) {
   int count = 0;
   if (cudaGetDeviceCount(&count) != cudaSuccess || count < 2) throw Skip{"needs 2 GPUs"};
+  preload_kernels(1);
+  preload_kernels(0);
   const uint32_t queues = 8, rounds = (warps_per_queue == 1 ? 32u : 16u) / (env.quick ? 4 : 1);
   const uint32_t n = queues * warps_per_queue * rounds * 32;
   const uint64_t bytes = uint64_t{n} * kSlotBytes;
@@ -360,7 +375,7 @@ struct ProbePair {
 }  // namespace
 
 std::string run_backpressure(const TestEnv& env) {
-  UCCL_EP_CUDA_CHECK(cudaSetDevice(0));
+  preload_kernels(0);  // sets device 0
   constexpr uint32_t kQueues = 2, kCapacity = 64, kWarps = 2, kRounds = 32;
   constexpr uint64_t kCommands = uint64_t{kQueues} * kWarps * kRounds * 32;
   ProbePair p(kQueues, kCapacity, env.timeout_secs);
@@ -405,7 +420,7 @@ std::string run_backpressure(const TestEnv& env) {
 }
 
 std::string run_proxy_deadline(const TestEnv& env) {
-  UCCL_EP_CUDA_CHECK(cudaSetDevice(0));
+  preload_kernels(0);  // sets device 0
   constexpr double kProxyTimeout = 2;
   // Rank 0's sixth operation is dropped: it never completes.
   auto fabric = proxy::shared_fake_fabric("gpu-deadline", 0, 2);
@@ -453,7 +468,7 @@ std::string run_proxy_deadline(const TestEnv& env) {
 }
 
 std::string run_device_deadline(const TestEnv& env) {
-  UCCL_EP_CUDA_CHECK(cudaSetDevice(0));
+  preload_kernels(0);  // sets device 0
   constexpr uint32_t kCapacity = 16;
   constexpr double kDeviceTimeout = 1;
   ProbePair p(1, kCapacity, env.timeout_secs);

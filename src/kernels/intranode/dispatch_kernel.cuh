@@ -71,14 +71,17 @@ __device__ __forceinline__ void dispatch_copy_token(const DispatchArgs& a, int t
     if (j < num_scale_loads && i < a.num_scales)
       scales[j] = __ldg(a.x_scales + t * a.scale_token_stride + i * a.scale_hidden_stride);
   }
+  // Expert and weight are loaded together (a weight load that waited for the expert id would
+  // add a memory round trip before the row copy).
   int32_t local_expert = -1;
   float weight = 0.0f;
   if (a.topk_idx != nullptr && lane < a.num_topk) {
     const int64_t expert = __ldg(a.topk_idx + t * a.num_topk + lane);
+    const float w = __ldg(a.topk_weights + t * a.num_topk + lane);
     const int64_t first = static_cast<int64_t>(dst_rank) * a.num_local_experts;
     if (expert >= first && expert < first + a.num_local_experts) {
       local_expert = static_cast<int32_t>(expert - first);
-      weight = __ldg(a.topk_weights + t * a.num_topk + lane);
+      weight = w;
     }
   }
   device::warp_copy_v4<kCopyUnroll, true>(reinterpret_cast<int4*>(d.x),
@@ -215,23 +218,43 @@ __device__ __forceinline__ void dispatch_send(const DispatchArgs& a, int channel
 __device__ __forceinline__ void dispatch_copy_slot_to_output(const DispatchArgs& a,
                                                              const uint8_t* slot, int64_t row,
                                                              int lane) {
+  // The small fields are loaded before the row copy so their latency hides behind it.
+  constexpr int kMaxScalesPerLane = 2;
+  const auto* in_scales = reinterpret_cast<const int32_t*>(slot + a.slot.scales_offset);
+  int32_t scales[kMaxScalesPerLane];
+  const bool has_scales = a.recv_x_scales != nullptr;
+#pragma unroll
+  for (int j = 0; j < kMaxScalesPerLane; ++j)
+    if (has_scales && lane + 32 * j < a.num_scales)
+      scales[j] = device::ld_cg(in_scales + lane + 32 * j);
+  const bool has_topk = a.recv_topk_idx != nullptr && lane < a.num_topk;
+  int32_t expert = 0;
+  float weight = 0.0f;
+  if (has_topk) {
+    expert = device::ld_cg(reinterpret_cast<const int32_t*>(slot + a.slot.topk_idx_offset) + lane);
+    weight =
+        device::ld_cg(reinterpret_cast<const float*>(slot + a.slot.topk_weights_offset) + lane);
+  }
+  const bool has_src = a.recv_src_idx != nullptr && lane == 0;
+  int32_t src_idx = 0;
+  if (has_src)
+    src_idx = device::ld_cg(reinterpret_cast<const int32_t*>(slot + a.slot.src_idx_offset));
   device::warp_copy_v4<kCopyUnroll, false>(reinterpret_cast<int4*>(a.recv_x + row * a.hidden_bytes),
                                            reinterpret_cast<const int4*>(slot),
                                            static_cast<int>(a.hidden_bytes / 16), lane);
-  if (a.recv_x_scales != nullptr) {
-    const auto* in = reinterpret_cast<const int32_t*>(slot + a.slot.scales_offset);
-    for (int i = lane; i < a.num_scales; i += 32)
-      a.recv_x_scales[row * a.num_scales + i] = device::ld_cg(in + i);
+  if (has_scales) {
+#pragma unroll
+    for (int j = 0; j < kMaxScalesPerLane; ++j)
+      if (lane + 32 * j < a.num_scales)
+        a.recv_x_scales[row * a.num_scales + lane + 32 * j] = scales[j];
+    for (int i = lane + 32 * kMaxScalesPerLane; i < a.num_scales; i += 32)
+      a.recv_x_scales[row * a.num_scales + i] = device::ld_cg(in_scales + i);
   }
-  if (a.recv_topk_idx != nullptr && lane < a.num_topk) {
-    a.recv_topk_idx[row * a.num_topk + lane] =
-        device::ld_cg(reinterpret_cast<const int32_t*>(slot + a.slot.topk_idx_offset) + lane);
-    a.recv_topk_weights[row * a.num_topk + lane] =
-        device::ld_cg(reinterpret_cast<const float*>(slot + a.slot.topk_weights_offset) + lane);
+  if (has_topk) {
+    a.recv_topk_idx[row * a.num_topk + lane] = expert;
+    a.recv_topk_weights[row * a.num_topk + lane] = weight;
   }
-  if (a.recv_src_idx != nullptr && lane == 0)
-    a.recv_src_idx[row] =
-        device::ld_cg(reinterpret_cast<const int32_t*>(slot + a.slot.src_idx_offset));
+  if (has_src) a.recv_src_idx[row] = src_idx;
 }
 
 template <int kNumRanks, int G>
