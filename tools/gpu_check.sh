@@ -7,7 +7,8 @@
 #     probe:   cached dispatch / combine over chunk and ring sizes (bench/probe_intranode_configs.py)
 #     sweep:   warp copies over SM counts and warps per SM: push, both ways, pull
 #     cmdpath: GPU->CPU queue and proxy benchmarks (commands/s, push-to-execution latency) and
-#              the libfabric transport against raw fi_writedata (tcp;ofi_rxm, shm; CPU only)
+#              the libfabric transport against raw fi_writedata (tcp;ofi_rxm, shm; CPU only;
+#              only when the build has it, i.e. with UCCL_EP_BUILD_TESTS and GTest)
 #
 # Environment: UCCL_EP_TEST_RANKS (e.g. "2,4") limits the GPU suites; BENCH_ARGS adds flags
 # to bench/bench_intranode.py (e.g. "--quick"); BENCH_RANKS (e.g. "4 2") picks the EP sizes

@@ -3,8 +3,9 @@
 // Grid: 2 * num_channels blocks. Block 2c sends channel c, block 2c+1 receives channel c.
 // Channel c owns the token range channel_token_range(num_tokens, num_channels, c).
 // The warps of each block split into groups (DispatchWarpSplit): one group per other rank
-// (sender: pushes to it; receiver: drains its ring) and a few self warps in each block that
-// copy this rank's own tokens into the outputs.
+// (sender: pushes to it; receiver: drains its ring) and self warps (in the sender block, and
+// at some rank counts also in the receiver block) that copy this rank's own tokens into the
+// outputs.
 //
 // Sender group for destination d: publishes [start, end) (where its tokens land inside this
 // rank's block on d), then walks its tokens in windows of max_send_tokens. A token going to d
@@ -12,8 +13,8 @@
 // After a window each warp fences, records its progress in shared memory, and the minimum over
 // the group is published as the ring tail on d (red.max, so late publishers never regress it).
 // send_head[t][d] records the slot (or the encoded next slot when t does not go to d).
-// Tokens a rank sends to itself skip the ring: the self warps of both blocks write them
-// straight into the output rows.
+// Tokens a rank sends to itself skip the ring: the self warps write them straight into the
+// output rows.
 //
 // Receiver group for source s: waits for the range, then repeatedly waits for the tail and
 // copies slots i % G == its index to recv row base + i; the minimum progress of the group is
@@ -105,8 +106,9 @@ __device__ __forceinline__ void dispatch_copy_token(const DispatchArgs& a, int t
 }
 
 /// The tokens this rank sends to itself skip the ring: they are copied straight into the
-/// output rows by the G self warps of both blocks of the channel; the k-th of them by self warp
-/// k % G (`gwarp` in [0, G)). Self warp 0 also records send_head and the channel's prefix.
+/// output rows by the G self warps of the channel (DispatchWarpSplit); the k-th of them by self
+/// warp k % G (`gwarp` in [0, G)). Self warp 0 (sender block) also records send_head and the
+/// channel's prefix.
 template <int kNumRanks, int G>
 __device__ __forceinline__ void dispatch_send_self(const DispatchArgs& a, int channel, int gwarp,
                                                    int lane) {
@@ -324,26 +326,35 @@ __device__ __forceinline__ void dispatch_recv(const DispatchArgs& a, int channel
 template <int kNumRanks>
 __global__ void __launch_bounds__(kNumThreads, 1) intranode_dispatch_kernel(const DispatchArgs a) {
   using Split = DispatchWarpSplit<kNumRanks>;
-  constexpr int S = Split::kSelfWarps, G = Split::kGroup;
-  __shared__ int s_progress[kNumRanks][G];
+  constexpr int kSelfWarps = Split::kSelfSend + Split::kSelfRecv;
+  __shared__ int s_progress[kNumRanks][Split::kMaxGroup];
   const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
-  if (lane == 0 && warp < G)
+  if (lane == 0 && warp < Split::kMaxGroup)
     for (int r = 0; r < kNumRanks; ++r) s_progress[r][warp] = 0;
   __syncthreads();
   if (device::aborted(a.diag)) return;
   const int channel = blockIdx.x / 2;
-  const bool is_sender = blockIdx.x % 2 == 0;
-  if (warp < S) {
-    dispatch_send_self<kNumRanks, 2 * S>(a, channel, is_sender ? warp : S + warp, lane);
-    return;
+  if (blockIdx.x % 2 == 0) {
+    constexpr int S = Split::kSelfSend, G = Split::kGroupSend;
+    if (warp < S) {
+      dispatch_send_self<kNumRanks, kSelfWarps>(a, channel, warp, lane);
+      return;
+    }
+    const int g = (warp - S) / G;
+    if (g >= kNumRanks - 1) return;
+    const int dst = other_rank(g, a.rank);
+    dispatch_send<kNumRanks, G>(a, channel, dst, (warp - S) % G, lane, s_progress[dst]);
+  } else {
+    constexpr int S = Split::kSelfRecv, G = Split::kGroupRecv;
+    if (warp < S) {
+      dispatch_send_self<kNumRanks, kSelfWarps>(a, channel, Split::kSelfSend + warp, lane);
+      return;
+    }
+    const int g = (warp - S) / G;
+    if (g >= kNumRanks - 1) return;
+    const int src = other_rank(g, a.rank);
+    dispatch_recv<kNumRanks, G>(a, channel, src, (warp - S) % G, lane, s_progress[src]);
   }
-  const int g = (warp - S) / G;
-  if (g >= kNumRanks - 1) return;
-  const int peer = other_rank(g, a.rank);
-  if (is_sender)
-    dispatch_send<kNumRanks, G>(a, channel, peer, (warp - S) % G, lane, s_progress[peer]);
-  else
-    dispatch_recv<kNumRanks, G>(a, channel, peer, (warp - S) % G, lane, s_progress[peer]);
 }
 
 }  // namespace uccl::ep::kernels::intranode

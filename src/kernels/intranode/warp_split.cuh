@@ -5,18 +5,26 @@
 
 namespace uccl::ep::kernels::intranode {
 
-/// Dispatch. Both blocks of a channel have one group of kGroup warps per other rank (sender:
-/// pushes to that rank's ring; receiver: drains the ring of that rank) and kSelfWarps warps
-/// that copy this rank's own tokens straight into its outputs; the self copies are split over
-/// the two blocks (2 * kSelfWarps warps in all) because a block's copy throughput is bounded by
-/// its warps' memory latency, and a sender block alone would copy twice what its receiver
-/// copies.
+/// Dispatch. The sender block has kSelfSend warps copying this rank's own tokens straight
+/// into its outputs and one group of kGroupSend warps per other rank (pushing to that rank's
+/// ring); the receiver block has kSelfRecv more self warps and one group of kGroupRecv warps
+/// per other rank (draining its ring). The self copies are numbered over both blocks' self
+/// warps. Measured on H200 (bench/bench_intranode.py): at EP 2 splitting the self copies over
+/// both blocks (8 + 8 self warps, groups of 16) beats a sender-only split by ~40 %; at EP 4
+/// the sender-only split (6 self warps, groups of 6 and 8) is the better one.
 template <int kNumRanks>
 struct DispatchWarpSplit {
   static_assert(kNumRanks >= 2 && kNumRanks <= kNumWarps, "unsupported rank count");
-  static constexpr int kGroup = kNumRanks == 2 ? 16 : (kNumWarps - 3) / (kNumRanks - 1);
-  static constexpr int kSelfWarps = kNumWarps - (kNumRanks - 1) * kGroup;
-  static_assert(kSelfWarps >= 1 && kGroup >= 1, "empty warp group");
+  static constexpr bool kSplitSelf = kNumRanks == 2 || kNumRanks > 4;
+  static constexpr int kGroupSend = kNumRanks == 2 ? 16
+                                    : kSplitSelf   ? (kNumWarps - 3) / (kNumRanks - 1)
+                                                   : kNumWarps / kNumRanks;
+  static constexpr int kSelfSend = kNumWarps - (kNumRanks - 1) * kGroupSend;
+  static constexpr int kGroupRecv = kSplitSelf ? kGroupSend : kNumWarps / (kNumRanks - 1);
+  static constexpr int kSelfRecv = kSplitSelf ? kSelfSend : 0;
+  static constexpr int kMaxGroup = kGroupSend > kGroupRecv ? kGroupSend : kGroupRecv;
+  static_assert(kSelfSend >= 1 && kGroupSend >= 1 && kGroupRecv >= 1, "empty warp group");
+  static_assert(kSelfRecv + (kNumRanks - 1) * kGroupRecv <= kNumWarps, "too many warps");
 };
 
 /// Combine sender block: one group of kSendGroup warps per other rank (a rank's own rows are
