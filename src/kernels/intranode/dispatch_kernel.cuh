@@ -334,26 +334,28 @@ __global__ void __launch_bounds__(kNumThreads, 1) intranode_dispatch_kernel(cons
   __syncthreads();
   if (device::aborted(a.diag)) return;
   const int channel = blockIdx.x / 2;
-  if (blockIdx.x % 2 == 0) {
-    constexpr int S = Split::kSelfSend, G = Split::kGroupSend;
-    if (warp < S) {
-      dispatch_send_self<kNumRanks, kSelfWarps>(a, channel, warp, lane);
-      return;
-    }
-    const int g = (warp - S) / G;
+  const bool is_sender = blockIdx.x % 2 == 0;
+  // One call site for the self copies of both blocks (a second inlined copy costs registers).
+  const int num_self = is_sender ? Split::kSelfSend : Split::kSelfRecv;
+  if (warp < num_self) {
+    dispatch_send_self<kNumRanks, kSelfWarps>(a, channel,
+                                              is_sender ? warp : Split::kSelfSend + warp, lane);
+    return;
+  }
+  if (is_sender) {
+    constexpr int G = Split::kGroupSend;
+    const int g = (warp - Split::kSelfSend) / G;
     if (g >= kNumRanks - 1) return;
     const int dst = other_rank(g, a.rank);
-    dispatch_send<kNumRanks, G>(a, channel, dst, (warp - S) % G, lane, s_progress[dst]);
+    dispatch_send<kNumRanks, G>(a, channel, dst, (warp - Split::kSelfSend) % G, lane,
+                                s_progress[dst]);
   } else {
-    constexpr int S = Split::kSelfRecv, G = Split::kGroupRecv;
-    if (warp < S) {
-      dispatch_send_self<kNumRanks, kSelfWarps>(a, channel, Split::kSelfSend + warp, lane);
-      return;
-    }
-    const int g = (warp - S) / G;
+    constexpr int G = Split::kGroupRecv;
+    const int g = (warp - Split::kSelfRecv) / G;
     if (g >= kNumRanks - 1) return;
     const int src = other_rank(g, a.rank);
-    dispatch_recv<kNumRanks, G>(a, channel, src, (warp - S) % G, lane, s_progress[src]);
+    dispatch_recv<kNumRanks, G>(a, channel, src, (warp - Split::kSelfRecv) % G, lane,
+                                s_progress[src]);
   }
 }
 
