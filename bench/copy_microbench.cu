@@ -291,9 +291,9 @@ int run_sweep(const Args& args) {
             run();
             CHECK_CUDA(cudaStreamSynchronize(sa));
             CHECK_CUDA(cudaStreamSynchronize(sb));
-            ms.push_back(std::chrono::duration<float, std::milli>(
-                             std::chrono::steady_clock::now() - t0)
-                             .count());
+            ms.push_back(
+                std::chrono::duration<float, std::milli>(std::chrono::steady_clock::now() - t0)
+                    .count());
           }
           CHECK_CUDA(cudaSetDevice(args.src));
           std::sort(ms.begin(), ms.end());

@@ -219,10 +219,9 @@ void IpcTransport::enable_peer_access(const void* peer_data, int rank) {
   int can = 0;
   UCCL_EP_CUDA_CHECK(cudaDeviceCanAccessPeer(&can, device_, attr.device));
   if (!can) {
-    log_message(LogLevel::kWarn,
-                str_cat("ipc transport: CUDA device ", device_, " cannot access device ",
-                        attr.device, " (rank ", rank,
-                        ") directly: copies are staged by the driver and slower"));
+    log_message(LogLevel::kWarn, str_cat("ipc transport: CUDA device ", device_,
+                                         " cannot access device ", attr.device, " (rank ", rank,
+                                         ") directly: copies are staged by the driver and slower"));
     return;
   }
   const cudaError_t e = cudaDeviceEnablePeerAccess(attr.device, 0);
