@@ -21,6 +21,13 @@ export PYTHONUNBUFFERED=1
 OUT=${OUT:-$PWD/out}
 mkdir -p "$OUT"
 modes=" ${*:-all} "
+for m in $modes; do
+  case $m in
+    all | test | bench | micro | sweep | probe | cmdpath) ;;
+    *) echo "gpu_check.sh: unknown mode '$m' (use all, test, bench, micro, sweep, probe, cmdpath)" >&2
+       exit 2 ;;
+  esac
+done
 [[ $modes == *" all "* ]] && modes+=" test bench "
 has() { [[ $modes == *" $1 "* ]]; }
 ngpu=$(python3 -c 'import torch; print(torch.cuda.device_count())' 2>/dev/null || echo 0)
