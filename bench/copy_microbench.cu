@@ -184,6 +184,70 @@ __global__ void __launch_bounds__(256, 1)
   tma_store_wait_all();
 }
 
+/// TMA loads, SM stores: lane 0 keeps `stages` bulk loads of `chunk` bytes in flight into
+/// shared memory; the whole warp copies each landed piece to the destination with 16-byte
+/// stores (generic proxy, as the kernels' ring protocols need), then frees the stage.
+__global__ void __launch_bounds__(768, 1)
+    tma_load_warp_store_kernel(const uint8_t* src, uint8_t* dst, int num_rows, int chunk,
+                               int stages) {
+  extern __shared__ __align__(128) uint8_t smem[];
+  const int lane = threadIdx.x % 32, warp_in_block = threadIdx.x / 32;
+  const int warps_per_block = blockDim.x / 32;
+  const int warp = blockIdx.x * warps_per_block + warp_in_block;
+  const int num_warps = gridDim.x * warps_per_block;
+  auto* bars = reinterpret_cast<uint64_t*>(smem) + warp_in_block * stages;
+  uint8_t* buf = smem + 256 * 8 + static_cast<int64_t>(warp_in_block) * stages * chunk;
+  if (lane == 0)
+    for (int s = 0; s < stages; ++s) mbar_init(&bars[s], 1);
+  asm volatile("fence.mbarrier_init.release.cluster;" ::: "memory");
+  __syncwarp();
+  const int chunks_per_row = (kRowBytes + chunk - 1) / chunk;
+  const int my_rows = warp < num_rows ? (num_rows - warp + num_warps - 1) / num_warps : 0;
+  const int64_t total = static_cast<int64_t>(my_rows) * chunks_per_row;
+  auto piece = [&](int64_t k, const uint8_t*& s, uint8_t*& d, uint32_t& bytes) {
+    const int row = warp + static_cast<int>(k / chunks_per_row) * num_warps;
+    const int off = static_cast<int>(k % chunks_per_row) * chunk;
+    bytes = static_cast<uint32_t>(min(chunk, kRowBytes - off));
+    s = src + static_cast<int64_t>(row) * kRowBytes + off;
+    d = dst + static_cast<int64_t>(row) * kRowBytes + off;
+  };
+  if (lane == 0) {
+    for (int64_t k = 0; k < total && k < stages; ++k) {
+      const uint8_t* s;
+      uint8_t* d;
+      uint32_t bytes;
+      piece(k, s, d, bytes);
+      mbar_expect_tx(&bars[k], bytes);
+      tma_load(buf + k * chunk, s, bytes, &bars[k]);
+    }
+  }
+  uint32_t phase_bits = 0;
+  for (int64_t k = 0; k < total; ++k) {
+    const int st = static_cast<int>(k % stages);
+    const uint8_t* s;
+    uint8_t* d;
+    uint32_t bytes;
+    piece(k, s, d, bytes);
+    mbar_wait(&bars[st], (phase_bits >> st) & 1u);
+    phase_bits ^= 1u << st;
+    const int4* from = reinterpret_cast<const int4*>(buf + st * chunk);
+    int4* to = reinterpret_cast<int4*>(d);
+    for (int i = lane; i < static_cast<int>(bytes / 16); i += 32) st_na(to + i, from[i]);
+    __syncwarp();
+    // The stage's generic reads before the async proxy writes it again.
+    asm volatile("fence.proxy.async.shared::cta;" ::: "memory");
+    const int64_t next = k + stages;
+    if (lane == 0 && next < total) {
+      const uint8_t* s2;
+      uint8_t* d2;
+      uint32_t b2;
+      piece(next, s2, d2, b2);
+      mbar_expect_tx(&bars[st], b2);
+      tma_load(buf + st * chunk, s2, b2, &bars[st]);
+    }
+  }
+}
+
 struct Args {
   int sms = 24, src = 0, dst = 1, sweep = 0;
   int64_t mib = 256;
@@ -380,6 +444,23 @@ int main(int argc, char** argv) {
         report(name, time_median([&] {
                  tma_copy_kernel<<<args.sms, 32 * warps, smem>>>(src, dst, num_rows, chunk, stages,
                                                                  0);
+               }));
+      }
+    }
+  }
+  for (int chunk : {2048, 4096, 7168}) {
+    for (int stages : {2, 3, 4}) {
+      for (int warps : {4, 8, 12, 16, 24}) {
+        const size_t smem = 256 * 8 + static_cast<size_t>(warps) * stages * chunk;
+        if (smem > 227 * 1024) continue;
+        CHECK_CUDA(cudaFuncSetAttribute(tma_load_warp_store_kernel,
+                                        cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                        static_cast<int>(smem)));
+        const std::string name = "tma-load+st chunk " + std::to_string(chunk) + " stages " +
+                                 std::to_string(stages) + " warps " + std::to_string(warps);
+        report(name, time_median([&] {
+                 tma_load_warp_store_kernel<<<args.sms, 32 * warps, smem>>>(src, dst, num_rows,
+                                                                            chunk, stages);
                }));
       }
     }

@@ -25,8 +25,10 @@
 #include <memory>
 #include <string>
 #include <thread>
+#include <utility>
 #include <vector>
 
+#include "clock_sync.cuh"
 #include "common/cuda_check.h"
 #include "common/error.h"
 #include "device/ptx.cuh"
@@ -91,18 +93,6 @@ __global__ void __launch_bounds__(kThreadsPerBlock) push_kernel(PushArgs a) {
   }
 }
 
-// Answers the host's pings with globaltimer stamps (clock offset calibration).
-__global__ void clock_kernel(volatile uint64_t* words, uint32_t rounds, uint64_t timeout_ns) {
-  for (uint32_t k = 1; k <= rounds; ++k) {
-    const uint64_t start = device::global_timer_ns();
-    while (words[0] < k)
-      if (device::global_timer_ns() - start > timeout_ns) return;
-    words[1] = device::global_timer_ns();
-    __threadfence_system();
-    words[2] = k;
-  }
-}
-
 // ---- Host side
 
 template <typename T>
@@ -155,32 +145,6 @@ struct Result {
   double seconds = 0, commands_per_s = 0, p50_ns = 0, p99_ns = 0;
   std::string cpus, failure;
 };
-
-// GPU globaltimer minus host_now_ns(), from the fastest of `rounds` ping-pongs.
-uint64_t calibrate_clock(cudaStream_t stream, uint64_t* rtt_ns) {
-  constexpr uint32_t kRounds = 200;
-  Mapped<uint64_t> words(3);
-  clock_kernel<<<1, 1, 0, stream>>>(words.dev, kRounds, 5000000000ull);
-  UCCL_EP_CHECK_LAUNCH("clock_kernel");
-  uint64_t best = ~0ull, offset = 0;
-  for (uint32_t k = 1; k <= kRounds; ++k) {
-    const uint64_t t0 = probe::host_now_ns();
-    std::atomic_ref<uint64_t>(words.host[0]).store(k, std::memory_order_release);
-    while (std::atomic_ref<uint64_t>(words.host[2]).load(std::memory_order_acquire) < k)
-      UCCL_EP_CHECK_RUNTIME(probe::host_now_ns() - t0 < 5000000000ull,
-                            "clock calibration: no "
-                            "answer from the GPU");
-    const uint64_t t1 = probe::host_now_ns();
-    if (t1 - t0 < best) {
-      best = t1 - t0;
-      offset =
-          std::atomic_ref<uint64_t>(words.host[1]).load(std::memory_order_acquire) - (t0 + t1) / 2;
-    }
-  }
-  UCCL_EP_CUDA_CHECK(cudaStreamSynchronize(stream));
-  *rtt_ns = best;
-  return offset;
-}
 
 // Session options of rank `rank` (0: this GPU's queues and the probe records; 1: a CPU-only
 // peer that only provides an address).
@@ -413,8 +377,9 @@ int main(int argc, char** argv) {
     UCCL_EP_CUDA_CHECK(cudaGetDeviceProperties(&prop, fl.device));
     cudaStream_t stream = nullptr;
     UCCL_EP_CUDA_CHECK(cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking));
-    uint64_t rtt = 0;
-    const uint64_t offset = calibrate_clock(stream, &rtt);
+    const uccl::ep::bench::ClockSync clock =
+        uccl::ep::bench::calibrate_clock(stream, [] { return probe::host_now_ns(); });
+    const uint64_t offset = clock.offset_ns, rtt = clock.rtt_ns;
     std::printf("%s (device %d), %u queues x %u warps, capacity %u; clock offset +-%.2f us\n",
                 prop.name, fl.device, fl.queues, fl.warps_per_queue, fl.capacity, rtt * 0.5e-3);
     std::printf("%-9s %-7s %-12s %-10s %-9s %-9s %s\n", "scenario", "threads", "cpus", "Mcmd/s",

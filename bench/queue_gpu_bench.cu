@@ -21,6 +21,7 @@
 #include <thread>
 #include <vector>
 
+#include "clock_sync.cuh"
 #include "common/cuda_check.h"
 #include "common/error.h"
 #include "device/ptx.cuh"
@@ -145,26 +146,6 @@ __global__ void fence_kernel(queue::QueueDeviceHandle q, uint32_t rounds, device
   }
 }
 
-// Answers the host's pings with globaltimer stamps (clock offset calibration).
-__global__ void clock_kernel(uint64_t* words, uint32_t rounds, uint64_t timeout_ns,
-                             uint32_t* failures) {
-  volatile uint64_t* ping = words;
-  volatile uint64_t* stamp = words + 1;
-  volatile uint64_t* pong = words + 2;
-  for (uint32_t k = 1; k <= rounds; ++k) {
-    const uint64_t start = device::global_timer_ns();
-    while (*ping < k) {
-      if (device::global_timer_ns() - start > timeout_ns) {
-        atomicAdd(failures, 1);
-        return;
-      }
-    }
-    *stamp = device::global_timer_ns();
-    __threadfence_system();
-    *pong = k;
-  }
-}
-
 // ---- Host side: memory and clocks
 
 const Clock::time_point kEpoch = Clock::now();
@@ -239,27 +220,6 @@ bool wait_stream(cudaStream_t stream, double secs) {
     if (Clock::now() > deadline) return false;
     std::this_thread::sleep_for(std::chrono::microseconds(100));
   }
-}
-
-void calibrate_clock(Env& env) {
-  constexpr uint32_t kRounds = 200;
-  Mapped<uint64_t> words(3);
-  DeviceArray<uint32_t> failures(1);
-  clock_kernel<<<1, 1, 0, env.stream>>>(words.dev, kRounds, 5000000000ull, failures.ptr);
-  UCCL_EP_CHECK_LAUNCH("clock_kernel");
-  env.clock_rtt_ns = ~0ull;
-  for (uint32_t k = 1; k <= kRounds; ++k) {
-    const uint64_t t0 = now_ns();
-    std::atomic_ref<uint64_t>(words.host[0]).store(k, std::memory_order_release);
-    while (load(words.host[2]) < k)
-      UCCL_EP_CHECK_RUNTIME(now_ns() - t0 < 5000000000ull, "clock calibration: no answer");
-    const uint64_t t1 = now_ns();
-    if (t1 - t0 < env.clock_rtt_ns) {
-      env.clock_rtt_ns = t1 - t0;
-      env.clock_offset_ns = load(words.host[1]) - (t0 + t1) / 2;
-    }
-  }
-  UCCL_EP_CHECK_RUNTIME(wait_stream(env.stream, 5), "clock calibration kernel did not finish");
 }
 
 // ---- Host side: consumers
@@ -784,7 +744,10 @@ int main(int argc, char** argv) {
     cudaDeviceProp prop{};
     UCCL_EP_CUDA_CHECK(cudaGetDeviceProperties(&prop, fl.device));
     UCCL_EP_CUDA_CHECK(cudaStreamCreateWithFlags(&env.stream, cudaStreamNonBlocking));
-    calibrate_clock(env);
+    const uccl::ep::bench::ClockSync clock =
+        uccl::ep::bench::calibrate_clock(env.stream, [] { return now_ns(); });
+    env.clock_offset_ns = clock.offset_ns;
+    env.clock_rtt_ns = clock.rtt_ns;
     std::printf("%s (device %d); host/GPU clock offset known to +-%.2f us\n", prop.name, fl.device,
                 static_cast<double>(env.clock_rtt_ns) * 0.5e-3);
     std::printf("%-13s %-5s %3s %4s %3s %6s %10s | %9s %9s %9s\n", "scenario", "mode", "Q", "W/Q",

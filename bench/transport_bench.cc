@@ -67,7 +67,7 @@ std::vector<Case> cases(double scale) {
   auto n = [scale](double base) {
     return std::max<uint64_t>(16, static_cast<uint64_t>(base * scale));
   };
-  return {{7168, n(20000), 64}, {1 << 20, n(400), 8}};
+  return {{7168, n(50000), 64}, {1 << 20, n(800), 8}};
 }
 
 // Transport writes with fused signals, `window` in flight; returns seconds on rank 0.

@@ -8,7 +8,7 @@
 #     sweep:   warp copies over SM counts and warps per SM: push, both ways, pull
 #     cmdpath: GPU->CPU queue and proxy benchmarks (commands/s, push-to-execution latency) and
 #              the libfabric transport against raw fi_writedata (tcp;ofi_rxm, shm; CPU only;
-#              only when the build has it, i.e. with UCCL_EP_BUILD_TESTS and GTest)
+#              needs libfabric headers, see below)
 #
 # Environment: UCCL_EP_TEST_RANKS (e.g. "2,4") limits the GPU suites; BENCH_ARGS adds flags
 # to bench/bench_intranode.py (e.g. "--quick"); BENCH_RANKS (e.g. "4 2") picks the EP sizes
@@ -89,7 +89,7 @@ if has cmdpath && [[ $ngpu -ge 1 ]]; then
   if [[ -x $BUILD_DIR/src/transport/uccl_ep_transport_bench ]]; then
     for prov in "tcp;ofi_rxm" shm; do
       echo "== transport vs raw fi_writedata: $prov"
-      timeout 300 $BUILD_DIR/src/transport/uccl_ep_transport_bench --provider="$prov" --repeat=3 \
+      timeout 300 $BUILD_DIR/src/transport/uccl_ep_transport_bench --provider="$prov" --repeat=5 \
         --json="$OUT/transport_${prov%%;*}.json" || status=1
     done
   fi

@@ -37,6 +37,22 @@ __device__ __forceinline__ void red_max_release_sys(int32_t* counter, int32_t va
   asm volatile("red.release.sys.global.max.s32 [%0], %1;" ::"l"(counter), "r"(value) : "memory");
 }
 
+/// Records that this warp finished everything below `value` (release at CTA scope: the warp's
+/// earlier stores, after a __syncwarp(), before the entry). One lane.
+__device__ __forceinline__ void record_progress(volatile int* progress, int my_index, int value) {
+  __threadfence_block();
+  progress[my_index] = value;
+}
+
+/// Minimum of `num_warps` progress entries, read with acquire at CTA scope: a system-scope
+/// release by the caller afterwards covers the stores those warps made before their entries.
+__device__ __forceinline__ int min_progress(const volatile int* progress, int num_warps) {
+  int m = progress[0];
+  for (int w = 1; w < num_warps; ++w) m = min(m, progress[w]);
+  __threadfence_block();
+  return m;
+}
+
 /// Publishes that this warp finished everything below `value` and returns the minimum over the
 /// `num_warps` entries of `progress` (the position below which every warp is done).
 /// Call from one lane after a __syncwarp() that follows the warp's data stores. The entry is

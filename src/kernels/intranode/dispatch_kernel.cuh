@@ -10,8 +10,9 @@
 // Sender group for destination d: publishes [start, end) (where its tokens land inside this
 // rank's block on d), then walks its tokens in windows of max_send_tokens. A token going to d
 // takes the next slot of ring (c, rank) on d; slot i is written by warp i % G of the group.
-// After a window each warp fences, records its progress in shared memory, and the minimum over
-// the group is published as the ring tail on d (red.max, so late publishers never regress it).
+// After a window each warp records its progress in shared memory (CTA-scope release); the
+// sender block's publisher warp (publisher.cuh) releases the minimum over the group as the ring
+// tail on d.
 // send_head[t][d] records the slot (or the encoded next slot when t does not go to d).
 // Tokens a rank sends to itself skip the ring: the self warps write them straight into the
 // output rows.
@@ -24,6 +25,7 @@
 #include "device/timed_wait.cuh"
 #include "device/warp_copy.cuh"
 #include "kernels/intranode/args.h"
+#include "kernels/intranode/publisher.cuh"
 #include "kernels/intranode/warp_split.cuh"
 
 namespace uccl::ep::kernels::intranode {
@@ -153,7 +155,6 @@ __device__ __forceinline__ void dispatch_send(const DispatchArgs& a, int channel
   const auto range = protocol::channel_token_range(a.num_tokens, a.num_channels, channel);
   protocol::ControlBlock* remote = a.peers.ctrl[dst];
   uint8_t* ring = a.peers.rings[dst] + a.rings.ring_offset(channel, a.rank);
-  int32_t* tail = &remote->ring_tail[channel][a.rank];
   const int32_t* head = &remote->ring_head[channel][a.rank];
   const int capacity = a.rings.capacity;
 
@@ -164,7 +165,7 @@ __device__ __forceinline__ void dispatch_send(const DispatchArgs& a, int channel
                            protocol::encode_range(start, prefix[channel]));
   }
 
-  int sent = 0, cached_head = 0, published = 0;
+  int sent = 0, cached_head = 0;
   bool ok = true;
   for (int t0 = range.begin; t0 < range.end; t0 += a.max_send_tokens) {
     const int t1 = min(t0 + a.max_send_tokens, range.end);
@@ -203,17 +204,11 @@ __device__ __forceinline__ void dispatch_send(const DispatchArgs& a, int channel
       }
       sent += __popc(mask);
     }
-    // No system fence per warp: the warp's stores are ordered before lane 0's release of its
-    // progress (syncwarp, then a CTA-scope release), and the system-scope release of the tail
-    // by whichever warp publishes is cumulative over them.
+    // No system fence here: the warp's stores are ordered before lane 0's CTA-scope release of
+    // its progress, and the publisher's system-scope release of the tail is cumulative over
+    // them.
     __syncwarp();
-    if (lane == 0) {
-      const int ready = device::publish_progress(progress, gwarp, sent, G);
-      if (ready > published) {
-        device::red_max_release_sys(tail, ready);
-        published = ready;
-      }
-    }
+    if (lane == 0) device::record_progress(progress, gwarp, sent);
   }
 }
 
@@ -335,6 +330,19 @@ __global__ void __launch_bounds__(kNumThreads, 1) intranode_dispatch_kernel(cons
   if (device::aborted(a.diag)) return;
   const int channel = blockIdx.x / 2;
   const bool is_sender = blockIdx.x % 2 == 0;
+  if (is_sender && warp == Split::kPublisherWarp) {
+    int total = 0;
+    int32_t* tail = nullptr;
+    if (lane < kNumRanks && lane != a.rank) {
+      const int32_t* prefix = a.channel_prefix_matrix + lane * a.num_channels;
+      total = prefix[channel] - (channel > 0 ? prefix[channel - 1] : 0);
+      tail = &a.peers.ctrl[lane]->ring_tail[channel][a.rank];
+    }
+    publish_tails<kNumRanks, Split::kGroupSend>(a.diag, protocol::WaitSite::kDispatchTail, a.rank,
+                                                channel, lane, tail, total,
+                                                s_progress[min(lane, kNumRanks - 1)]);
+    return;
+  }
   // One call site for the self copies of both blocks (a second inlined copy costs registers).
   const int num_self = is_sender ? Split::kSelfSend : Split::kSelfRecv;
   if (warp < num_self) {

@@ -6,12 +6,15 @@
 namespace uccl::ep::kernels::intranode {
 
 /// Dispatch. The sender block has kSelfSend warps copying this rank's own tokens straight
-/// into its outputs and one group of kGroupSend warps per other rank (pushing to that rank's
-/// ring); the receiver block has kSelfRecv more self warps and one group of kGroupRecv warps
-/// per other rank (draining its ring). The self copies are numbered over both blocks' self
-/// warps. Measured on H200 (bench/bench_intranode.py): at EP 2 splitting the self copies over
-/// both blocks (8 + 8 self warps, groups of 16) beats a sender-only split by ~40 %; at EP 4
-/// the sender-only split (6 self warps, groups of 6 and 8) is the better one.
+/// into its outputs, one group of kGroupSend warps per other rank (pushing to that rank's
+/// ring) and, last, one publisher warp (kPublisherWarp) that releases the ring tails, so that
+/// no copy warp waits for its stores to land; the receiver block has kSelfRecv more self warps
+/// and one group of kGroupRecv warps per other rank (draining its ring). The self copies are
+/// numbered over both blocks' self warps. Measured on H200 (bench/bench_intranode.py): at EP 2
+/// splitting the self copies over both blocks (7 + 8 self warps, groups of 16) beats a sender-only
+/// split by ~40 %; at EP 4 the sender-only split (5 self warps, groups of 6 and 8) is the better
+/// one (with the publisher warp, splitting at EP 4 measured 238 vs 349 GB/s FP8). The publisher
+/// warp raised FP8 dispatch at EP 4 from 317 to 349-354 GB/s (DeepEP-counted).
 template <int kNumRanks>
 struct DispatchWarpSplit {
   static_assert(kNumRanks >= 2 && kNumRanks <= kNumWarps, "unsupported rank count");
@@ -19,16 +22,19 @@ struct DispatchWarpSplit {
   static constexpr int kGroupSend = kNumRanks == 2 ? 16
                                     : kSplitSelf   ? (kNumWarps - 3) / (kNumRanks - 1)
                                                    : kNumWarps / kNumRanks;
-  static constexpr int kSelfSend = kNumWarps - (kNumRanks - 1) * kGroupSend;
+  static constexpr int kPublisherWarp = kNumWarps - 1;
+  static constexpr int kSelfSend = kPublisherWarp - (kNumRanks - 1) * kGroupSend;
   static constexpr int kGroupRecv = kSplitSelf ? kGroupSend : kNumWarps / (kNumRanks - 1);
-  static constexpr int kSelfRecv = kSplitSelf ? kSelfSend : 0;
+  static constexpr int kSelfRecv = kSplitSelf ? kNumWarps - (kNumRanks - 1) * kGroupRecv : 0;
   static constexpr int kMaxGroup = kGroupSend > kGroupRecv ? kGroupSend : kGroupRecv;
   static_assert(kSelfSend >= 1 && kGroupSend >= 1 && kGroupRecv >= 1, "empty warp group");
   static_assert(kSelfRecv + (kNumRanks - 1) * kGroupRecv <= kNumWarps, "too many warps");
 };
 
 /// Combine sender block: one group of kSendGroup warps per other rank (a rank's own rows are
-/// read from x by its receiver block); warps beyond the groups idle.
+/// read from x by its receiver block); warps beyond the groups idle. The combine keeps the
+/// tail releases in its copy warps: a publisher warp as in dispatch measured slower there
+/// (EP 2 on H200: 443 vs 484 GB/s DeepEP-counted; with a back-off on the head polls, 442).
 template <int kNumRanks>
 struct CombineWarpSplit {
   static_assert(kNumRanks >= 2 && kNumRanks <= kNumWarps, "unsupported rank count");
