@@ -237,6 +237,7 @@ struct Result {
   Scenario s;
   uint64_t commands = 0;
   double seconds = 0, kernel_seconds = 0, commands_per_s = 0, p50_ns = 0, p99_ns = 0;
+  double min_ns = 0;  // push-to-consume minimum; < 0: the clock calibration is off
   bool ok = false;
   std::string failure;
 };
@@ -289,14 +290,14 @@ class ConsumerPool {
     return n;
   }
   // Checks counts, per-producer order and checksums after stop(); "" when all is well.
-  std::string verify(std::vector<uint64_t>& latencies, uint64_t& last_ns) const;
+  std::string verify(std::vector<int64_t>& latencies, uint64_t& last_ns) const;
   std::vector<queue::Consumer>& consumers() { return consumers_; }
 
  private:
   struct Worker {
     std::atomic<uint64_t> consumed{0};
     uint64_t checksum = 0, last_ns = 0;
-    std::vector<uint64_t> latencies;
+    std::vector<int64_t> latencies;
     std::string error;
   };
   void run(uint32_t t);
@@ -337,8 +338,11 @@ bool ConsumerPool::handle(Worker& w, queue::Consumer& c, const Command& cmd, uin
   if ((index & 15) == 0 && w.latencies.size() < w.latencies.capacity()) {
     // Stamps keep 56 bits of globaltimer: subtract modulo 2^56, in GPU time.
     const uint64_t stamp = (f.local_offset >> 4) | ((f.bytes >> 4) << 32);
-    const uint64_t latency = (now + env_.clock_offset_ns - stamp) & kStampMask;
-    w.latencies.push_back(latency > kStampMask / 2 ? 0 : latency);  // < 0: calibration error
+    // Sign-extended: a negative latency shows a calibration error instead of hiding it.
+    const uint64_t d = (now + env_.clock_offset_ns - stamp) & kStampMask;
+    w.latencies.push_back(d > kStampMask / 2
+                              ? static_cast<int64_t>(d) - static_cast<int64_t>(kStampMask + 1)
+                              : static_cast<int64_t>(d));
   }
   return true;
 }
@@ -368,7 +372,7 @@ void ConsumerPool::run(uint32_t t) {
   }
 }
 
-std::string ConsumerPool::verify(std::vector<uint64_t>& latencies, uint64_t& last_ns) const {
+std::string ConsumerPool::verify(std::vector<int64_t>& latencies, uint64_t& last_ns) const {
   uint64_t checksum = 0, expected = 0;
   last_ns = 0;
   for (const Worker& w : threads_) {
@@ -392,7 +396,8 @@ std::string ConsumerPool::verify(std::vector<uint64_t>& latencies, uint64_t& las
   return checksum == expected ? "" : "checksum mismatch";
 }
 
-double percentile(std::vector<uint64_t>& v, double q) {
+template <typename T>
+double percentile(std::vector<T>& v, double q) {
   if (v.empty()) return 0;
   const size_t k = std::min(v.size() - 1, static_cast<size_t>(q * static_cast<double>(v.size())));
   std::nth_element(v.begin(), v.begin() + static_cast<std::ptrdiff_t>(k), v.end());
@@ -445,7 +450,7 @@ struct Launch {
 
 // After the kernel: device failures, the consumers' checks and counts.
 void finish(Result& r, const Launch& launch, ConsumerPool& pool, std::string failure,
-            std::vector<uint64_t>& latencies, uint64_t& last_ns) {
+            std::vector<int64_t>& latencies, uint64_t& last_ns) {
   const bool all = pool.wait_done(5);
   pool.stop();
   if (failure.empty()) failure = launch.device_failures();
@@ -495,7 +500,7 @@ Result run_push(const Scenario& s, const Env& env) {
     r.failure = probe_full_queues(launch, s, env);
     pool.start();
   }
-  std::vector<uint64_t> latencies;
+  std::vector<int64_t> latencies;
   uint64_t last_ns = 0;
   finish(r, launch, pool, launch.wait(s, env), latencies, last_ns);
   float ms = 0;
@@ -507,6 +512,7 @@ Result run_push(const Scenario& s, const Env& env) {
     r.commands_per_s = static_cast<double>(r.commands) / r.seconds;
   r.p50_ns = percentile(latencies, 0.5);
   r.p99_ns = percentile(latencies, 0.99);
+  r.min_ns = percentile(latencies, 0.0);
   return r;
 }
 
@@ -565,7 +571,7 @@ Result run_fence(const Env& env, uint32_t rounds) {
                                         launch.diag.make(env.timeout_secs), round_ns.ptr,
                                         launch.diag.failures());
   UCCL_EP_CHECK_LAUNCH("fence_kernel");
-  std::vector<uint64_t> ignored;
+  std::vector<int64_t> ignored;
   uint64_t last_ns = 0;
   finish(r, launch, pool, launch.wait(s, env), ignored, last_ns);
   const uint64_t done = pool.consumers()[0].fence_done();
@@ -581,10 +587,10 @@ Result run_fence(const Env& env, uint32_t rounds) {
 
 void print_result(const Result& r) {
   const Scenario& s = r.s;
-  std::printf("%-13s %-5s %3u %4u %3u %6u %10llu | %9.2f %9.2f %9.2f %s\n", s.name.c_str(),
+  std::printf("%-13s %-5s %3u %4u %3u %6u %10llu | %9.2f %9.2f %9.2f %9.2f %s\n", s.name.c_str(),
               mode_name(s.mode), s.queues, s.warps_per_queue, s.cpu_threads, s.capacity,
               static_cast<unsigned long long>(r.commands), r.commands_per_s * 1e-6, r.p50_ns * 1e-3,
-              r.p99_ns * 1e-3, r.ok ? "ok" : "FAILED");
+              r.p99_ns * 1e-3, r.min_ns * 1e-3, r.ok ? "ok" : "FAILED");
   if (!r.ok) std::printf("  failure: %s\n", r.failure.c_str());
   std::fflush(stdout);
 }
@@ -616,10 +622,11 @@ void write_json(const char* path, const char* gpu, const Env& env,
         "    {\"name\": \"%s\", \"mode\": \"%s\", \"queues\": %u, \"warps_per_queue\": %u, "
         "\"batch\": %u, \"cpu_threads\": %u, \"capacity\": %u, \"commands\": %llu, "
         "\"seconds\": %.6f, \"kernel_seconds\": %.6f, \"commands_per_s\": %.1f, "
-        "\"latency_p50_ns\": %.0f, \"latency_p99_ns\": %.0f, \"ok\": %s, \"failure\": \"%s\"}%s\n",
+        "\"latency_p50_ns\": %.0f, \"latency_p99_ns\": %.0f, \"latency_min_ns\": %.0f, "
+        "\"ok\": %s, \"failure\": \"%s\"}%s\n",
         s.name.c_str(), mode_name(s.mode), s.queues, s.warps_per_queue, s.batch, s.cpu_threads,
         s.capacity, static_cast<unsigned long long>(r.commands), r.seconds, r.kernel_seconds,
-        r.commands_per_s, r.p50_ns, r.p99_ns, r.ok ? "true" : "false",
+        r.commands_per_s, r.p50_ns, r.p99_ns, r.min_ns, r.ok ? "true" : "false",
         json_escape(r.failure).c_str(), i + 1 < results.size() ? "," : "");
   }
   std::fprintf(f, "  ]\n}\n");
@@ -690,6 +697,16 @@ std::vector<Result> run_all(const Flags& fl, const Env& env) {
   const uint32_t div = fl.quick ? 10 : 1;
   const uint32_t most_threads = *std::max_element(fl.cpu_threads.begin(), fl.cpu_threads.end());
   std::vector<Result> results;
+  // The clock is calibrated again before every scenario (the host and GPU clocks drift apart
+  // by a fraction of a microsecond per second).
+  auto fresh = [&] {
+    Env e = env;
+    const uccl::ep::bench::ClockSync c =
+        uccl::ep::bench::calibrate_clock(env.stream, [] { return now_ns(); });
+    e.clock_offset_ns = c.offset_ns;
+    e.clock_rtt_ns = c.rtt_ns;
+    return e;
+  };
   auto add = [&](Result r) {
     print_result(r);
     results.push_back(std::move(r));
@@ -698,26 +715,26 @@ std::vector<Result> run_all(const Flags& fl, const Env& env) {
   for (uint32_t threads : fl.cpu_threads) {  // one producer lane per queue
     Scenario s = base;
     s.name = "lane", s.iterations = 200000 / div, s.cpu_threads = threads;
-    add(run_push(s, env));
+    add(run_push(s, fresh()));
   }
   for (uint32_t threads : fl.cpu_threads) {  // 16 warps share each queue
     Scenario s = base;
     s.name = "many_warps", s.warps_per_queue = 16, s.iterations = 20000 / div;
     s.cpu_threads = threads;
-    add(run_push(s, env));
+    add(run_push(s, fresh()));
   }
   Scenario batch = base;
   batch.name = "batch", batch.mode = Mode::kBatch, batch.warps_per_queue = 4, batch.batch = 8;
   batch.iterations = 100000 / div, batch.cpu_threads = most_threads;
-  add(run_push(batch, env));
+  add(run_push(batch, fresh()));
   Scenario warp = base;
   warp.name = "warp", warp.mode = Mode::kWarp, warp.warps_per_queue = 4;
   warp.iterations = 4000 / div, warp.cpu_threads = most_threads;
-  add(run_push(warp, env));
+  add(run_push(warp, fresh()));
   Scenario latency = base;  // paced: one push every 5 us, the unloaded latency
   latency.name = "latency", latency.queues = 1, latency.iterations = 20000 / div;
   latency.cpu_threads = 1, latency.interval_ns = 5000;
-  add(run_push(latency, env));
+  add(run_push(latency, fresh()));
   const Scenario backpressure{.name = "backpressure",
                               .queues = 4,
                               .warps_per_queue = 2,
@@ -725,7 +742,7 @@ std::vector<Result> run_all(const Flags& fl, const Env& env) {
                               .cpu_threads = 2,
                               .capacity = 64,
                               .pause_ms = 300};
-  add(run_push(backpressure, env));
+  add(run_push(backpressure, fresh()));
   add(run_stopped_push(env, false));
   add(run_stopped_push(env, true));
   add(run_fence(env, 2000 / div));
@@ -750,8 +767,8 @@ int main(int argc, char** argv) {
     env.clock_rtt_ns = clock.rtt_ns;
     std::printf("%s (device %d); host/GPU clock offset known to +-%.2f us\n", prop.name, fl.device,
                 static_cast<double>(env.clock_rtt_ns) * 0.5e-3);
-    std::printf("%-13s %-5s %3s %4s %3s %6s %10s | %9s %9s %9s\n", "scenario", "mode", "Q", "W/Q",
-                "CPU", "cap", "commands", "Mcmd/s", "p50 us", "p99 us");
+    std::printf("%-13s %-5s %3s %4s %3s %6s %10s | %9s %9s %9s %9s\n", "scenario", "mode", "Q",
+                "W/Q", "CPU", "cap", "commands", "Mcmd/s", "p50 us", "p99 us", "min us");
     const std::vector<Result> results = run_all(fl, env);
     if (fl.json != nullptr) write_json(fl.json, prop.name, env, results);
     const bool ok =

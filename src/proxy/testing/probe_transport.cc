@@ -23,20 +23,12 @@ transport::PostStatus ProbeTransport::post_write(int channel, int peer, uint64_t
   if (++count_ % r.sample_every == 0 && r.latency_ns.size() < r.latency_ns.capacity()) {
     const uint64_t stamp =
         (local_offset >> protocol::kUnitShift) | ((bytes >> protocol::kUnitShift) << 32);
-    // Stamps keep 56 bits of GPU time: subtract modulo 2^56; a "negative" latency is a
-    // calibration error and counts as 0.
-    const uint64_t latency = (host_now_ns() + r.clock_offset_ns - stamp) & kStampMask;
-    r.latency_ns.push_back(latency > kStampMask / 2 ? 0 : latency);
+    // Stamps keep 56 bits of GPU time: subtract modulo 2^56 and sign-extend.
+    r.latency_ns.push_back(
+        signed_stamp_delta((host_now_ns() + r.clock_offset_ns - stamp) & kStampMask));
   }
   r.executed.store(count_, std::memory_order_relaxed);
   return s;
-}
-
-double percentile(std::vector<uint64_t>& v, double p) {
-  if (v.empty()) return 0;
-  const size_t k = std::min(v.size() - 1, static_cast<size_t>(p * static_cast<double>(v.size())));
-  std::nth_element(v.begin(), v.begin() + static_cast<std::ptrdiff_t>(k), v.end());
-  return static_cast<double>(v[k]);
 }
 
 }  // namespace uccl::ep::proxy::testing

@@ -3,8 +3,10 @@
 // timestamps carried in WRITE commands.
 #pragma once
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
+#include <cstddef>
 #include <cstdint>
 #include <memory>
 #include <vector>
@@ -32,7 +34,7 @@ uint64_t host_now_ns();
 struct ProbeRecord {
   std::atomic<uint64_t> executed{0};  // WRITEs posted
   uint64_t sequence_sum = 0;          // sum of (sequence + 1) over WRITEs
-  std::vector<uint64_t> latency_ns;   // samples (capacity reserved up front)
+  std::vector<int64_t> latency_ns;    // samples, signed (capacity reserved up front)
   uint32_t sample_every = 16;         // one latency sample per this many WRITEs
   uint64_t clock_offset_ns = 0;       // GPU globaltimer - host_now_ns() (mod 2^64)
   explicit ProbeRecord(size_t max_samples) { latency_ns.reserve(max_samples); }
@@ -69,6 +71,21 @@ class ProbeTransport final : public transport::Transport {
 };
 
 /// p-quantile (0..1) of `v` (reorders it); 0 when empty.
-double percentile(std::vector<uint64_t>& v, double p);
+/// Latency from a difference of 56-bit stamps taken modulo 2^56, sign-extended: a negative
+/// value means the clock calibration is off by at least that much (it is reported, not hidden).
+inline int64_t signed_stamp_delta(uint64_t masked_delta) {
+  return masked_delta > kStampMask / 2
+             ? static_cast<int64_t>(masked_delta) - static_cast<int64_t>(kStampMask + 1)
+             : static_cast<int64_t>(masked_delta);
+}
+
+/// The p-quantile (0 <= p <= 1) of `v` (reordered); 0 when empty.
+template <typename T>
+double percentile(std::vector<T>& v, double p) {
+  if (v.empty()) return 0;
+  const size_t k = std::min(v.size() - 1, static_cast<size_t>(p * static_cast<double>(v.size())));
+  std::nth_element(v.begin(), v.begin() + static_cast<std::ptrdiff_t>(k), v.end());
+  return static_cast<double>(v[k]);
+}
 
 }  // namespace uccl::ep::proxy::testing
