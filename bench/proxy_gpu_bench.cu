@@ -31,6 +31,7 @@
 #include "clock_sync.cuh"
 #include "common/cuda_check.h"
 #include "common/error.h"
+#include "common/testing/cuda_buffers.h"
 #include "device/ptx.cuh"
 #include "protocol/command.h"
 #include "proxy/session.h"
@@ -39,6 +40,9 @@
 #include "runtime/error_report.h"
 
 namespace {
+
+using uccl::ep::testing::DeviceArray;
+using uccl::ep::testing::Mapped;
 
 namespace proxy = uccl::ep::proxy;
 namespace queue = uccl::ep::queue;
@@ -94,38 +98,6 @@ __global__ void __launch_bounds__(kThreadsPerBlock) push_kernel(PushArgs a) {
 }
 
 // ---- Host side
-
-template <typename T>
-struct Mapped {  // pinned host memory mapped into the device
-  T* host = nullptr;
-  T* dev = nullptr;
-  explicit Mapped(size_t n) {
-    UCCL_EP_CUDA_CHECK(
-        cudaHostAlloc(reinterpret_cast<void**>(&host), n * sizeof(T), cudaHostAllocMapped));
-    std::memset(static_cast<void*>(host), 0, n * sizeof(T));
-    UCCL_EP_CUDA_CHECK(cudaHostGetDevicePointer(reinterpret_cast<void**>(&dev), host, 0));
-  }
-  ~Mapped() { cudaFreeHost(host); }
-  Mapped(const Mapped&) = delete;
-  Mapped& operator=(const Mapped&) = delete;
-};
-
-template <typename T>
-struct DeviceArray {
-  T* ptr = nullptr;
-  explicit DeviceArray(size_t n) {
-    UCCL_EP_CUDA_CHECK(cudaMalloc(reinterpret_cast<void**>(&ptr), n * sizeof(T)));
-    UCCL_EP_CUDA_CHECK(cudaMemset(ptr, 0, n * sizeof(T)));
-  }
-  ~DeviceArray() { cudaFree(ptr); }
-  DeviceArray(const DeviceArray&) = delete;
-  DeviceArray& operator=(const DeviceArray&) = delete;
-  T get(size_t i) const {
-    T v{};
-    UCCL_EP_CUDA_CHECK(cudaMemcpy(&v, ptr + i, sizeof(T), cudaMemcpyDeviceToHost));
-    return v;
-  }
-};
 
 struct Flags {
   int device = 0;

@@ -7,8 +7,8 @@
 //
 // Exit status: 0 when every check passed, 1 on any failure, 2 on bad flags.
 //
-// One self-contained program (kernels, consumer harness, scenarios), hence longer than the
-// ~600-line guide; the queue API it exercises lives in src/queue.
+// Kernels, consumer harness and scenarios here; types, reporting and flags in
+// queue_gpu_bench.h / queue_gpu_bench_report.cc; the queue API it exercises lives in src/queue.
 #include <cuda_runtime.h>
 
 #include <algorithm>
@@ -24,14 +24,19 @@
 #include "clock_sync.cuh"
 #include "common/cuda_check.h"
 #include "common/error.h"
+#include "common/testing/cuda_buffers.h"
 #include "device/ptx.cuh"
 #include "protocol/command.h"
 #include "queue/consumer.h"
 #include "queue/producer.cuh"
 #include "queue/queue_memory.h"
+#include "queue_gpu_bench.h"
 #include "runtime/error_report.h"
 
 namespace {
+
+using uccl::ep::testing::DeviceArray;
+using uccl::ep::testing::Mapped;
 
 namespace queue = uccl::ep::queue;
 namespace protocol = uccl::ep::protocol;
@@ -39,14 +44,18 @@ namespace device = uccl::ep::device;
 using protocol::Command;
 using uccl::ep::str_cat;
 using Clock = std::chrono::steady_clock;
+using uccl::ep::bench::queue_gpu::Flags;
+using uccl::ep::bench::queue_gpu::Mode;
+using uccl::ep::bench::queue_gpu::mode_name;
+using uccl::ep::bench::queue_gpu::parse_flags;
+using uccl::ep::bench::queue_gpu::print_result;
+using uccl::ep::bench::queue_gpu::Result;
+using uccl::ep::bench::queue_gpu::Scenario;
+using uccl::ep::bench::queue_gpu::write_json;
 
 constexpr uint32_t kMaxBatch = 16;
 constexpr uint64_t kStampMask = (uint64_t{1} << 56) - 1;  // push stamps carried in word1
 constexpr int kThreadsPerBlock = 128;
-enum class Mode : uint32_t { kLane, kBatch, kWarp };
-const char* mode_name(Mode m) {
-  return m == Mode::kLane ? "lane" : m == Mode::kBatch ? "batch" : "warp";
-}
 
 // ---- Device side
 
@@ -159,39 +168,6 @@ uint64_t load(T& word) {
   return std::atomic_ref<T>(word).load(std::memory_order_acquire);
 }
 
-// Pinned mapped host memory or device memory, freed on scope exit.
-template <typename T>
-struct Mapped {
-  T* host = nullptr;
-  T* dev = nullptr;
-  explicit Mapped(size_t n) {
-    UCCL_EP_CUDA_CHECK(
-        cudaHostAlloc(reinterpret_cast<void**>(&host), n * sizeof(T), cudaHostAllocMapped));
-    std::memset(static_cast<void*>(host), 0, n * sizeof(T));
-    UCCL_EP_CUDA_CHECK(cudaHostGetDevicePointer(reinterpret_cast<void**>(&dev), host, 0));
-  }
-  ~Mapped() { cudaFreeHost(host); }
-  Mapped(const Mapped&) = delete;
-  Mapped& operator=(const Mapped&) = delete;
-};
-template <typename T>
-struct DeviceArray {
-  T* ptr = nullptr;
-  size_t n;
-  explicit DeviceArray(size_t count) : n(count) {
-    UCCL_EP_CUDA_CHECK(cudaMalloc(reinterpret_cast<void**>(&ptr), n * sizeof(T)));
-    UCCL_EP_CUDA_CHECK(cudaMemset(ptr, 0, n * sizeof(T)));
-  }
-  ~DeviceArray() { cudaFree(ptr); }
-  DeviceArray(const DeviceArray&) = delete;
-  DeviceArray& operator=(const DeviceArray&) = delete;
-  std::vector<T> read() const {
-    std::vector<T> out(n);
-    UCCL_EP_CUDA_CHECK(cudaMemcpy(out.data(), ptr, n * sizeof(T), cudaMemcpyDeviceToHost));
-    return out;
-  }
-};
-
 struct Env {
   int device = 0;
   cudaStream_t stream = nullptr;
@@ -223,24 +199,6 @@ bool wait_stream(cudaStream_t stream, double secs) {
 }
 
 // ---- Host side: consumers
-
-struct Scenario {
-  std::string name;
-  Mode mode = Mode::kLane;
-  uint32_t queues = 8, warps_per_queue = 1, iterations = 100000, batch = 1;
-  uint32_t cpu_threads = 4, capacity = 2048;
-  uint64_t interval_ns = 0;
-  uint32_t pause_ms = 0;  // consumers start after this pause (back-pressure check)
-};
-
-struct Result {
-  Scenario s;
-  uint64_t commands = 0;
-  double seconds = 0, kernel_seconds = 0, commands_per_s = 0, p50_ns = 0, p99_ns = 0;
-  double min_ns = 0;  // push-to-consume minimum; < 0: the clock calibration is off
-  bool ok = false;
-  std::string failure;
-};
 
 uint32_t producers_per_queue(const Scenario& s) {
   return s.warps_per_queue * (s.mode == Mode::kWarp ? 32 : 1);
@@ -583,116 +541,6 @@ Result run_fence(const Env& env, uint32_t rounds) {
   return r;
 }
 
-// ---- Reporting and flags
-
-void print_result(const Result& r) {
-  const Scenario& s = r.s;
-  std::printf("%-13s %-5s %3u %4u %3u %6u %10llu | %9.2f %9.2f %9.2f %9.2f %s\n", s.name.c_str(),
-              mode_name(s.mode), s.queues, s.warps_per_queue, s.cpu_threads, s.capacity,
-              static_cast<unsigned long long>(r.commands), r.commands_per_s * 1e-6, r.p50_ns * 1e-3,
-              r.p99_ns * 1e-3, r.min_ns * 1e-3, r.ok ? "ok" : "FAILED");
-  if (!r.ok) std::printf("  failure: %s\n", r.failure.c_str());
-  std::fflush(stdout);
-}
-
-std::string json_escape(const std::string& in) {
-  std::string out;
-  for (char c : in) {
-    if (c == '"' || c == '\\') out.push_back('\\');
-    out.push_back(static_cast<unsigned char>(c) < 0x20 ? ' ' : c);
-  }
-  return out;
-}
-
-void write_json(const char* path, const char* gpu, const Env& env,
-                const std::vector<Result>& results) {
-  FILE* f = std::fopen(path, "w");
-  if (f == nullptr) {
-    std::fprintf(stderr, "cannot write %s\n", path);
-    return;
-  }
-  std::fprintf(f, "{\n  \"bench\": \"queue_gpu\",\n  \"gpu\": \"%s\",\n  \"clock_rtt_ns\": %llu,\n",
-               json_escape(gpu).c_str(), static_cast<unsigned long long>(env.clock_rtt_ns));
-  std::fprintf(f, "  \"results\": [\n");
-  for (size_t i = 0; i < results.size(); ++i) {
-    const Result& r = results[i];
-    const Scenario& s = r.s;
-    std::fprintf(
-        f,
-        "    {\"name\": \"%s\", \"mode\": \"%s\", \"queues\": %u, \"warps_per_queue\": %u, "
-        "\"batch\": %u, \"cpu_threads\": %u, \"capacity\": %u, \"commands\": %llu, "
-        "\"seconds\": %.6f, \"kernel_seconds\": %.6f, \"commands_per_s\": %.1f, "
-        "\"latency_p50_ns\": %.0f, \"latency_p99_ns\": %.0f, \"latency_min_ns\": %.0f, "
-        "\"ok\": %s, \"failure\": \"%s\"}%s\n",
-        s.name.c_str(), mode_name(s.mode), s.queues, s.warps_per_queue, s.batch, s.cpu_threads,
-        s.capacity, static_cast<unsigned long long>(r.commands), r.seconds, r.kernel_seconds,
-        r.commands_per_s, r.p50_ns, r.p99_ns, r.min_ns, r.ok ? "true" : "false",
-        json_escape(r.failure).c_str(), i + 1 < results.size() ? "," : "");
-  }
-  std::fprintf(f, "  ]\n}\n");
-  std::fclose(f);
-}
-
-struct Flags {
-  int device = 0;
-  uint32_t queues = 8, capacity = 2048;
-  std::vector<uint32_t> cpu_threads{1, 2, 4, 8};
-  double timeout_secs = 10;
-  bool quick = false;
-  const char* json = nullptr;
-};
-
-[[noreturn]] void usage(const std::string& why) {
-  std::fprintf(stderr,
-               "%s\nusage: uccl_ep_queue_gpu_bench [--device D] [--queues Q] [--capacity N] "
-               "[--cpu-threads 1,2,4,8] [--timeout-secs S] [--quick] [--json PATH]\n",
-               why.c_str());
-  std::exit(2);
-}
-
-uint32_t parse_u32(const std::string& flag, const std::string& text, uint32_t lo, uint32_t hi) {
-  char* end = nullptr;
-  const unsigned long v = std::strtoul(text.c_str(), &end, 10);
-  if (text.empty() || *end != '\0' || v < lo || v > hi)
-    usage(str_cat(flag, ": bad value '", text, "' (", lo, "..", hi, ")"));
-  return static_cast<uint32_t>(v);
-}
-
-Flags parse_flags(int argc, char** argv) {
-  Flags fl;
-  for (int i = 1; i < argc; ++i) {
-    const std::string flag = argv[i];
-    if (flag == "--quick") {
-      fl.quick = true;
-      continue;
-    }
-    if (i + 1 >= argc) usage("missing value after " + flag);
-    const std::string v = argv[++i];
-    if (flag == "--device")
-      fl.device = static_cast<int>(parse_u32(flag, v, 0, 1023));
-    else if (flag == "--queues")
-      fl.queues = parse_u32(flag, v, 1, 1024);
-    else if (flag == "--capacity")
-      fl.capacity = parse_u32(flag, v, 16, 1u << 20);
-    else if (flag == "--timeout-secs")
-      fl.timeout_secs = parse_u32(flag, v, 1, 3600);
-    else if (flag == "--json")
-      fl.json = argv[i];
-    else if (flag == "--cpu-threads") {
-      fl.cpu_threads.clear();
-      for (size_t pos = 0; pos <= v.size();) {
-        const size_t comma = std::min(v.find(',', pos), v.size());
-        fl.cpu_threads.push_back(parse_u32(flag, v.substr(pos, comma - pos), 1, 8));
-        pos = comma + 1;
-      }
-    } else {
-      usage("unknown flag " + flag);
-    }
-  }
-  if ((fl.capacity & (fl.capacity - 1)) != 0) usage("--capacity must be a power of two");
-  return fl;
-}
-
 std::vector<Result> run_all(const Flags& fl, const Env& env) {
   const uint32_t div = fl.quick ? 10 : 1;
   const uint32_t most_threads = *std::max_element(fl.cpu_threads.begin(), fl.cpu_threads.end());
@@ -770,7 +618,7 @@ int main(int argc, char** argv) {
     std::printf("%-13s %-5s %3s %4s %3s %6s %10s | %9s %9s %9s %9s\n", "scenario", "mode", "Q",
                 "W/Q", "CPU", "cap", "commands", "Mcmd/s", "p50 us", "p99 us", "min us");
     const std::vector<Result> results = run_all(fl, env);
-    if (fl.json != nullptr) write_json(fl.json, prop.name, env, results);
+    if (fl.json != nullptr) write_json(fl.json, prop.name, env.clock_rtt_ns, results);
     const bool ok =
         std::all_of(results.begin(), results.end(), [](const Result& r) { return r.ok; });
     std::printf("%s\n", ok ? "all checks passed" : "SOME CHECKS FAILED");

@@ -17,6 +17,7 @@
 #include "command_path_kernels.cuh"
 #include "common/cuda_check.h"
 #include "common/error.h"
+#include "common/testing/cuda_buffers.h"
 #include "proxy/session.h"
 #include "proxy/testing/probe_transport.h"
 #include "runtime/error_report.h"
@@ -24,42 +25,12 @@
 namespace uccl::ep::gpu_test {
 namespace {
 
+using uccl::ep::testing::DeviceArray;
+using uccl::ep::testing::Mapped;
+
 using Clock = std::chrono::steady_clock;
 using proxy::ProxySession;
 using proxy::SessionOptions;
-
-template <typename T>
-struct DeviceArray {  // on the current device
-  T* ptr = nullptr;
-  size_t n = 0;
-  explicit DeviceArray(size_t count) : n(count) {
-    UCCL_EP_CUDA_CHECK(cudaMalloc(reinterpret_cast<void**>(&ptr), n * sizeof(T)));
-    UCCL_EP_CUDA_CHECK(cudaMemset(ptr, 0, n * sizeof(T)));
-  }
-  ~DeviceArray() { cudaFree(ptr); }
-  DeviceArray(const DeviceArray&) = delete;
-  DeviceArray& operator=(const DeviceArray&) = delete;
-  std::vector<T> read() const {
-    std::vector<T> out(n);
-    UCCL_EP_CUDA_CHECK(cudaMemcpy(out.data(), ptr, n * sizeof(T), cudaMemcpyDeviceToHost));
-    return out;
-  }
-};
-
-template <typename T>
-struct Mapped {  // pinned host memory with a device alias
-  T* host = nullptr;
-  T* dev = nullptr;
-  explicit Mapped(size_t n) {
-    UCCL_EP_CUDA_CHECK(cudaHostAlloc(reinterpret_cast<void**>(&host), n * sizeof(T),
-                                     cudaHostAllocMapped | cudaHostAllocPortable));
-    std::memset(static_cast<void*>(host), 0, n * sizeof(T));
-    UCCL_EP_CUDA_CHECK(cudaHostGetDevicePointer(reinterpret_cast<void**>(&dev), host, 0));
-  }
-  ~Mapped() { cudaFreeHost(host); }
-  Mapped(const Mapped&) = delete;
-  Mapped& operator=(const Mapped&) = delete;
-};
 
 // A kernel's error record, abort flag and failure counter.
 struct Diag {

@@ -14,7 +14,7 @@ namespace uccl::ep::kernels::intranode {
 /// splitting the self copies over both blocks (7 + 8 self warps, groups of 16) beats a sender-only
 /// split by ~40 %; at EP 4 the sender-only split (5 self warps, groups of 6 and 8) is the better
 /// one (with the publisher warp, splitting at EP 4 measured 238 vs 349 GB/s FP8). The publisher
-/// warp raised FP8 dispatch at EP 4 from 317 to 349-354 GB/s (DeepEP-counted).
+/// warp raised FP8 dispatch at EP 4 from 317 to 335-354 GB/s (DeepEP-counted, three runs).
 template <int kNumRanks>
 struct DispatchWarpSplit {
   static_assert(kNumRanks >= 2 && kNumRanks <= kNumWarps, "unsupported rank count");
