@@ -1,7 +1,8 @@
 // GPU benchmark of the command path on one GPU: a kernel pushes WRITE commands from many warps
 // into Q queues; the CPU proxy (1-4 threads) executes them through a null-like transport that
 // checks every command and samples latency. Reports commands/s per GPU and push->execution
-// latency p50/p99, loaded (full rate) and unloaded (paced pushes).
+// latency p50/p99, loaded (full rate) and unloaded (one push in flight at a time, with
+// queue::push and with queue::LaneProducer).
 //
 //   uccl_ep_proxy_gpu_bench [--device D] [--queues Q] [--warps-per-queue W] [--capacity N]
 //                           [--proxy-threads 1,2,3,4] [--commands N] [--timeout-secs S]
@@ -9,7 +10,10 @@
 //
 // --transport probe (default): the null transport plus a check of every command (count and
 // sequence sum) and latency samples; null: the registry's null transport, counts only (no
-// latency figures).
+// latency figures). Latency compares the GPU stamp of a push with the host clock when the
+// proxy executes it; the offset between the clocks comes from ping calibrations before and
+// after each run (clock_sync.cuh), interpolated. The unloaded rows also give the GPU time of
+// one push (one clock, no offset).
 //
 // Targets (the issue's): >= 25 M commands/s per GPU with at most 4 proxy threads, unloaded
 // p50 <= 2 us. The summary says whether they were met; the exit status only reflects checks
@@ -58,36 +62,59 @@ constexpr double kTargetP50Ns = 2000;
 
 // ---- Device side
 
+// loaded: every warp pushes with push_warp, full speed. unloaded: one lane pushes one command
+// every interval_ns, to the queues in turn (queue::push: ticket atomic); unloaded_lane: the same
+// with one queue::LaneProducer per queue (no atomic). Unloaded runs never have two pushes in
+// flight: system-scope fences of concurrent pushes slow each other down (measured).
+enum class Scenario { kLoaded, kUnloaded, kUnloadedLane };
+const char* scenario_name(Scenario s) {
+  return s == Scenario::kLoaded ? "loaded" : s == Scenario::kUnloaded ? "unloaded" : "unl_lane";
+}
+constexpr uint32_t kMaxLaneQueues = 64;  // unloaded_lane uses the first min(queues, 64) queues
+
 struct PushArgs {
   const queue::QueueDeviceHandle* queues;  // [num_queues], device memory
   uint32_t num_queues, warps_per_queue;
-  uint32_t rounds;  // warp mode: push_warp rounds (32 commands each); paced: commands
-  bool paced;       // lane 0 of each warp pushes one command every interval_ns
+  uint32_t rounds;  // loaded: push_warp rounds (32 commands each); unloaded: commands
+  Scenario scenario;
   uint64_t interval_ns;
   device::DeviceDiag diag;
   uint32_t* failures;
+  uint64_t* push_ns;  // unloaded: [rounds] time each push took on the GPU
 };
+
+// One lane pushes `a.rounds` commands, one every interval_ns, to queue i % queues.
+__device__ void push_paced(const PushArgs& a) {
+  const bool lane_producers = a.scenario == Scenario::kUnloadedLane;
+  const uint32_t queues = lane_producers ? min(a.num_queues, kMaxLaneQueues) : a.num_queues;
+  queue::LaneProducer producers[kMaxLaneQueues];
+  if (lane_producers)
+    for (uint32_t q = 0; q < queues; ++q) producers[q] = queue::LaneProducer(a.queues[q]);
+  uint64_t last = device::global_timer_ns();
+  bool ok = true;
+  for (uint32_t i = 0; i < a.rounds && ok; ++i) {
+    while (device::global_timer_ns() - last < a.interval_ns) {
+    }
+    last = device::global_timer_ns();
+    const protocol::Command c = probe::stamp_write(1, i, last);
+    ok = lane_producers ? producers[i % queues].push(c, a.diag)
+                        : queue::push(a.queues[i % queues], c, a.diag);
+    a.push_ns[i] = device::global_timer_ns() - last;
+  }
+  for (uint32_t q = 0; lane_producers && q < queues; ++q) producers[q].finish();
+  if (!ok) atomicAdd(a.failures, 1);
+}
 
 // Warp w pushes into queue w % num_queues. Sequence numbers are unique over the launch.
 __global__ void __launch_bounds__(kThreadsPerBlock) push_kernel(PushArgs a) {
   const uint32_t warp = (blockIdx.x * blockDim.x + threadIdx.x) / 32;
   const uint32_t lane = threadIdx.x % 32;
-  if (warp >= a.num_queues * a.warps_per_queue) return;
-  const queue::QueueDeviceHandle q = a.queues[warp % a.num_queues];
-  if (a.paced) {
-    if (lane != 0) return;
-    uint64_t last = device::global_timer_ns();
-    for (uint32_t i = 0; i < a.rounds; ++i) {
-      while (device::global_timer_ns() - last < a.interval_ns) {
-      }
-      last = device::global_timer_ns();
-      if (!queue::push(q, probe::stamp_write(1, warp * a.rounds + i, last), a.diag)) {
-        atomicAdd(a.failures, 1);
-        return;
-      }
-    }
+  if (a.scenario != Scenario::kLoaded) {
+    if (warp == 0 && lane == 0) push_paced(a);
     return;
   }
+  if (warp >= a.num_queues * a.warps_per_queue) return;
+  const queue::QueueDeviceHandle q = a.queues[warp % a.num_queues];
   for (uint32_t r = 0; r < a.rounds; ++r) {
     const uint32_t seq = (warp * a.rounds + r) * 32 + lane;
     if (!queue::push_warp(q, probe::stamp_write(1, seq, device::global_timer_ns()), true, a.diag)) {
@@ -116,7 +143,9 @@ struct Result {
   uint64_t commands = 0;
   double seconds = 0, commands_per_s = 0, p50_ns = 0, p99_ns = 0;
   double min_ns = 0;          // < 0: the clock calibration is off by at least that much
-  uint64_t clock_rtt_ns = 0;  // the calibration before this run: offset known to +- rtt / 2
+  double push_p50_ns = 0;     // unloaded: GPU time of one push (stamp to return), one clock
+  uint64_t clock_rtt_ns = 0;  // calibrations around this run: offset known to +- rtt / 2
+  double drift_ns_per_s = 0;  // how far the clock offset moved during the run
   std::string cpus, failure;
 };
 
@@ -157,23 +186,27 @@ struct KernelDiag {
 
 // Fills r's rate, latency and failure after a run.
 void summarize(Result& r, const Flags& fl, bool paced, uint64_t expected,
-               const std::vector<std::shared_ptr<probe::ProbeRecord>>& records, cudaError_t sync,
-               const KernelDiag& diag, const proxy::Proxy& proxy, const proxy::StopResult& stop) {
+               const std::vector<std::shared_ptr<probe::ProbeRecord>>& records,
+               const uccl::ep::bench::ClockModel& clock, cudaError_t sync, const KernelDiag& diag,
+               const proxy::Proxy& proxy, const proxy::StopResult& stop) {
   uint64_t sum = 0;
   std::vector<int64_t> latencies;
   for (const auto& rec : records) {
     r.commands += rec->executed.load();
     sum += rec->sequence_sum;
-    latencies.insert(latencies.end(), rec->latency_ns.begin(), rec->latency_ns.end());
+    const std::vector<int64_t> l = uccl::ep::bench::latencies(rec->samples, clock);
+    latencies.insert(latencies.end(), l.begin(), l.end());
   }
+  r.clock_rtt_ns = 2 * clock.half_rtt_ns();
+  r.drift_ns_per_s = clock.drift_ns_per_s();
   if (fl.transport == "null") {  // no per-command record: count what the proxy completed
     r.commands = proxy.total_stats().completed;
     sum = expected * (expected + 1) / 2;
   }
   r.commands_per_s = paced ? 0 : static_cast<double>(r.commands) / r.seconds;
-  r.p50_ns = probe::percentile(latencies, 0.5);
-  r.p99_ns = probe::percentile(latencies, 0.99);
-  r.min_ns = probe::percentile(latencies, 0.0);
+  r.p50_ns = uccl::ep::testing::percentile(latencies, 0.5);
+  r.p99_ns = uccl::ep::testing::percentile(latencies, 0.99);
+  r.min_ns = uccl::ep::testing::percentile(latencies, 0.0);
   if (sync != cudaSuccess)
     r.failure = str_cat("kernel: ", cudaGetErrorString(sync));
   else if (diag.flags.get(1) != 0 || diag.record.host->flag != 0)
@@ -189,20 +222,23 @@ void summarize(Result& r, const Flags& fl, bool paced, uint64_t expected,
 }
 
 // One run: a session (rank 0, this GPU's queues) and a CPU-only peer session (rank 1, never
-// started) over the probe transport; the kernel pushes; the host waits for every command.
-Result run(const Flags& fl, int threads, bool paced, uint64_t clock_offset, cudaStream_t stream) {
+// started) over the probe transport; the kernel pushes; the host waits for every command. The
+// clock is calibrated before and after (`calibrate`), and latencies use the interpolation.
+template <typename Calibrate>
+Result run(const Flags& fl, int threads, Scenario scenario, Calibrate&& calibrate,
+           cudaStream_t stream) {
   Result r;
   r.threads = threads;
-  r.scenario = paced ? "unloaded" : "loaded";
-  const uint32_t warps = fl.queues * (paced ? 1 : fl.warps_per_queue);
+  r.scenario = scenario_name(scenario);
+  const bool paced = scenario != Scenario::kLoaded;
+  const uint32_t warps = paced ? 1 : fl.queues * fl.warps_per_queue;
   const uint32_t rounds =
-      paced ? (fl.quick ? 500u : 4000u)
+      paced ? (fl.quick ? 1000u : 8000u)
             : static_cast<uint32_t>(std::max<uint64_t>(1, fl.commands / (uint64_t{warps} * 32)));
-  const uint64_t expected = uint64_t{warps} * rounds * (paced ? 1 : 32);
+  const uint64_t expected = uint64_t{rounds} * (paced ? 1 : uint64_t{warps} * 32);
   std::vector<std::shared_ptr<probe::ProbeRecord>> records;
   for (int t = 0; t < threads; ++t) {
     records.push_back(std::make_shared<probe::ProbeRecord>(1u << 20));
-    records.back()->clock_offset_ns = clock_offset;
     records.back()->sample_every = paced ? 1 : 64;
   }
   std::vector<uint8_t> scratch(4096);
@@ -223,10 +259,12 @@ Result run(const Flags& fl, int threads, bool paced, uint64_t clock_offset, cuda
   KernelDiag diag;
   const device::DeviceDiag dd{diag.record.dev, diag.flags.ptr,
                               static_cast<uint64_t>(fl.timeout_secs * 1e9), 0};
-  const PushArgs args{
-      handles.ptr, fl.queues,         paced ? 1u : fl.warps_per_queue, rounds, paced, 10000,
-      dd,          diag.flags.ptr + 1};
+  DeviceArray<uint64_t> push_ns(paced ? rounds : 1);
+  const PushArgs args{handles.ptr, fl.queues, fl.warps_per_queue, rounds,     scenario,
+                      10000,       dd,        diag.flags.ptr + 1, push_ns.ptr};
   const uint32_t blocks = (warps * 32 + kThreadsPerBlock - 1) / kThreadsPerBlock;
+  uccl::ep::bench::ClockModel clock;
+  clock.before = calibrate();
   const uint64_t t0 = probe::host_now_ns();
   push_kernel<<<blocks, kThreadsPerBlock, 0, stream>>>(args);
   UCCL_EP_CHECK_LAUNCH("push_kernel");
@@ -242,7 +280,12 @@ Result run(const Flags& fl, int threads, bool paced, uint64_t clock_offset, cuda
   r.seconds = static_cast<double>(probe::host_now_ns() - t0) * 1e-9;
   const cudaError_t sync = cudaStreamSynchronize(stream);  // the kernel ends (deadline/error)
   const proxy::StopResult stop = session.stop(proxy::StopMode::kDrain);
-  summarize(r, fl, paced, expected, records, sync, diag, *session.proxy(), stop);
+  if (sync == cudaSuccess) clock.after = calibrate();
+  summarize(r, fl, paced, expected, records, clock, sync, diag, *session.proxy(), stop);
+  if (paced && sync == cudaSuccess) {
+    std::vector<uint64_t> push = push_ns.read();
+    r.push_p50_ns = uccl::ep::testing::percentile(push, 0.5);
+  }
   return r;
 }
 
@@ -294,8 +337,10 @@ bool parse_flags(int argc, char** argv, Flags& fl) {
          (fl.capacity & (fl.capacity - 1)) == 0 && fl.timeout_secs > 0;
 }
 
-void write_json(const Flags& fl, const char* gpu, uint64_t rtt, const std::vector<Result>& rs,
+void write_json(const Flags& fl, const char* gpu, const std::vector<Result>& rs,
                 bool throughput_met, const std::string& latency_status) {
+  uint64_t rtt = 0;  // the worst calibration of the benchmark
+  for (const Result& r : rs) rtt = std::max(rtt, r.clock_rtt_ns);
   std::FILE* f = std::fopen(fl.json.c_str(), "w");
   if (f == nullptr) {
     std::fprintf(stderr, "cannot write %s\n", fl.json.c_str());
@@ -318,11 +363,12 @@ void write_json(const Flags& fl, const char* gpu, uint64_t rtt, const std::vecto
                  "    {\"scenario\": \"%s\", \"proxy_threads\": %d, \"cpus\": \"%s\", "
                  "\"commands\": %llu, \"seconds\": %.6f, \"commands_per_s\": %.1f, "
                  "\"latency_p50_ns\": %.0f, \"latency_p99_ns\": %.0f, \"latency_min_ns\": %.0f, "
-                 "\"clock_rtt_ns\": %llu, \"ok\": %s, \"failure\": \"%s\"}%s\n",
+                 "\"push_p50_ns\": %.0f, \"clock_rtt_ns\": %llu, \"clock_drift_ns_per_s\": %.0f, "
+                 "\"ok\": %s, \"failure\": \"%s\"}%s\n",
                  r.scenario.c_str(), r.threads, r.cpus.c_str(),
                  static_cast<unsigned long long>(r.commands), r.seconds, r.commands_per_s, r.p50_ns,
-                 r.p99_ns, r.min_ns, static_cast<unsigned long long>(r.clock_rtt_ns),
-                 r.failure.empty() ? "true" : "false", failure.c_str(),
+                 r.p99_ns, r.min_ns, r.push_p50_ns, static_cast<unsigned long long>(r.clock_rtt_ns),
+                 r.drift_ns_per_s, r.failure.empty() ? "true" : "false", failure.c_str(),
                  i + 1 < rs.size() ? "," : "");
   }
   std::fprintf(f, "  ]\n}\n");
@@ -353,29 +399,30 @@ int main(int argc, char** argv) {
     UCCL_EP_CUDA_CHECK(cudaGetDeviceProperties(&prop, fl.device));
     cudaStream_t stream = nullptr;
     UCCL_EP_CUDA_CHECK(cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking));
-    // The clock is calibrated again before every run (the host and GPU clocks drift apart by a
-    // fraction of a microsecond per second). Latencies stay signed: a minimum below -rtt/2 means
+    // The clock is calibrated before and after every run (the host and GPU clocks drift apart
+    // by up to microseconds per second). Latencies stay signed: a minimum below -rtt/2 means
     // the calibration was wrong, and the latency target is then reported as inconclusive.
     auto calibrate = [&] {
       return uccl::ep::bench::calibrate_clock(stream, [] { return probe::host_now_ns(); });
     };
-    const uint64_t rtt = calibrate().rtt_ns;
-    std::printf("%s (device %d), %u queues x %u warps, capacity %u; clock offset +-%.2f us\n",
-                prop.name, fl.device, fl.queues, fl.warps_per_queue, fl.capacity, rtt * 0.5e-3);
-    std::printf("%-9s %-7s %-12s %-10s %-9s %-9s %-9s %s\n", "scenario", "threads", "cpus",
-                "Mcmd/s", "p50 us", "p99 us", "min us", "check");
+    std::printf(
+        "%s (device %d), %u queues x %u warps, capacity %u; host/GPU clock calibrated before "
+        "and after each run (offset known to +- the 'clk+-' column)\n",
+        prop.name, fl.device, fl.queues, fl.warps_per_queue, fl.capacity);
+    std::printf("%-9s %-7s %-12s %-8s %-7s %-7s %-7s %-8s %-7s %-9s %s\n", "scenario", "threads",
+                "cpus", "Mcmd/s", "p50 us", "p99 us", "min us", "push us", "clk+-us", "drift/s",
+                "check");
     std::vector<Result> results;
     bool ok = true, throughput_met = false, latency_met = false, calibration_ok = true;
-    for (bool paced : {false, true}) {
+    for (Scenario scenario : {Scenario::kLoaded, Scenario::kUnloaded, Scenario::kUnloadedLane}) {
+      const bool paced = scenario != Scenario::kLoaded;
       for (int t : fl.proxy_threads) {
         Result r;
         try {
-          const uccl::ep::bench::ClockSync clock = calibrate();
-          r = run(fl, t, paced, clock.offset_ns, stream);
-          r.clock_rtt_ns = clock.rtt_ns;
+          r = run(fl, t, scenario, calibrate, stream);
         } catch (const std::exception& e) {
           r.threads = t;
-          r.scenario = paced ? "unloaded" : "loaded";
+          r.scenario = scenario_name(scenario);
           r.failure = e.what();
         }
         ok = ok && r.failure.empty();
@@ -387,9 +434,10 @@ int main(int argc, char** argv) {
             latency_met = latency_met || r.p50_ns <= kTargetP50Ns;
           }
         }
-        std::printf("%-9s %-7d %-12s %-10.2f %-9.2f %-9.2f %-9.2f %s\n", r.scenario.c_str(), t,
-                    r.cpus.c_str(), r.commands_per_s * 1e-6, r.p50_ns * 1e-3, r.p99_ns * 1e-3,
-                    r.min_ns * 1e-3, r.failure.empty() ? "ok" : r.failure.c_str());
+        std::printf("%-9s %-7d %-12s %-8.2f %-7.2f %-7.2f %-7.2f %-8.2f %-7.2f %-9.0f %s\n",
+                    r.scenario.c_str(), t, r.cpus.c_str(), r.commands_per_s * 1e-6, r.p50_ns * 1e-3,
+                    r.p99_ns * 1e-3, r.min_ns * 1e-3, r.push_p50_ns * 1e-3, r.clock_rtt_ns * 0.5e-3,
+                    r.drift_ns_per_s, r.failure.empty() ? "ok" : r.failure.c_str());
         std::fflush(stdout);
         results.push_back(r);
       }
@@ -402,7 +450,7 @@ int main(int argc, char** argv) {
     std::printf("target >= %.0f M commands/s with <= 4 threads: %s; unloaded p50 <= %.1f us: %s\n",
                 kTargetCommandsPerSec * 1e-6, throughput_met ? "met" : "NOT met",
                 kTargetP50Ns * 1e-3, latency_status.c_str());
-    if (!fl.json.empty()) write_json(fl, prop.name, rtt, results, throughput_met, latency_status);
+    if (!fl.json.empty()) write_json(fl, prop.name, results, throughput_met, latency_status);
     cudaStreamDestroy(stream);
     std::printf("%s\n", ok ? "all checks passed" : "SOME CHECKS FAILED");
     return ok ? 0 : 1;

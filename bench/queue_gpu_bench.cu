@@ -35,8 +35,12 @@
 
 namespace {
 
+using uccl::ep::bench::ClockModel;
+using uccl::ep::bench::ClockSync;
 using uccl::ep::testing::DeviceArray;
 using uccl::ep::testing::Mapped;
+using uccl::ep::testing::percentile;
+using uccl::ep::testing::StampSample;
 
 namespace queue = uccl::ep::queue;
 namespace protocol = uccl::ep::protocol;
@@ -54,7 +58,6 @@ using uccl::ep::bench::queue_gpu::Scenario;
 using uccl::ep::bench::queue_gpu::write_json;
 
 constexpr uint32_t kMaxBatch = 16;
-constexpr uint64_t kStampMask = (uint64_t{1} << 56) - 1;  // push stamps carried in word1
 constexpr int kThreadsPerBlock = 128;
 
 // ---- Device side
@@ -172,8 +175,6 @@ struct Env {
   int device = 0;
   cudaStream_t stream = nullptr;
   double timeout_secs = 10;
-  uint64_t clock_offset_ns = 0;  // globaltimer - host clock (modulo 2^64)
-  uint64_t clock_rtt_ns = 0;     // uncertainty of the offset: +- rtt / 2
 };
 
 // Diagnostics of one kernel launch: the error record, the abort flag and a failure counter.
@@ -248,14 +249,14 @@ class ConsumerPool {
     return n;
   }
   // Checks counts, per-producer order and checksums after stop(); "" when all is well.
-  std::string verify(std::vector<int64_t>& latencies, uint64_t& last_ns) const;
+  std::string verify(std::vector<StampSample>& samples, uint64_t& last_ns) const;
   std::vector<queue::Consumer>& consumers() { return consumers_; }
 
  private:
   struct Worker {
     std::atomic<uint64_t> consumed{0};
     uint64_t checksum = 0, last_ns = 0;
-    std::vector<int64_t> latencies;
+    std::vector<StampSample> samples;  // (seen, pushed) of every 16th command
     std::string error;
   };
   void run(uint32_t t);
@@ -293,21 +294,14 @@ bool ConsumerPool::handle(Worker& w, queue::Consumer& c, const Command& cmd, uin
                       next, " was due (loss, duplicate or reorder)");
   next = seq + 1;
   w.checksum += mix(c.index(), f.peer, seq);
-  if ((index & 15) == 0 && w.latencies.size() < w.latencies.capacity()) {
-    // Stamps keep 56 bits of globaltimer: subtract modulo 2^56, in GPU time.
-    const uint64_t stamp = (f.local_offset >> 4) | ((f.bytes >> 4) << 32);
-    // Sign-extended: a negative latency shows a calibration error instead of hiding it.
-    const uint64_t d = (now + env_.clock_offset_ns - stamp) & kStampMask;
-    w.latencies.push_back(d > kStampMask / 2
-                              ? static_cast<int64_t>(d) - static_cast<int64_t>(kStampMask + 1)
-                              : static_cast<int64_t>(d));
-  }
+  if ((index & 15) == 0 && w.samples.size() < w.samples.capacity())
+    w.samples.push_back({now, (f.local_offset >> 4) | ((f.bytes >> 4) << 32)});
   return true;
 }
 
 void ConsumerPool::run(uint32_t t) {
   Worker& w = threads_[t];
-  w.latencies.reserve(1 << 18);
+  w.samples.reserve(1 << 18);
   Command batch[256];
   uint64_t index = 0;
   uint32_t idle = 0;
@@ -325,19 +319,21 @@ void ConsumerPool::run(uint32_t t) {
       w.consumed.fetch_add(writes, std::memory_order_relaxed);
       any = true;
     }
+    // Yield only after a long idle stretch (~a millisecond): a yield between two paced pushes
+    // (latency scenario, 5 us apart) would add a system call to their latency.
     idle = any ? 0 : idle + 1;
-    if (idle > 4096) std::this_thread::yield();
+    if (idle > (1u << 16)) std::this_thread::yield();
   }
 }
 
-std::string ConsumerPool::verify(std::vector<int64_t>& latencies, uint64_t& last_ns) const {
+std::string ConsumerPool::verify(std::vector<StampSample>& samples, uint64_t& last_ns) const {
   uint64_t checksum = 0, expected = 0;
   last_ns = 0;
   for (const Worker& w : threads_) {
     if (!w.error.empty()) return w.error;
     checksum += w.checksum;
     last_ns = std::max(last_ns, w.last_ns);
-    latencies.insert(latencies.end(), w.latencies.begin(), w.latencies.end());
+    samples.insert(samples.end(), w.samples.begin(), w.samples.end());
   }
   for (uint32_t q = 0; q < s_.queues; ++q) {
     for (uint32_t p = 0; p < producers_; ++p) {
@@ -352,14 +348,6 @@ std::string ConsumerPool::verify(std::vector<int64_t>& latencies, uint64_t& last
                      per_queue_ + fences_[q]);
   }
   return checksum == expected ? "" : "checksum mismatch";
-}
-
-template <typename T>
-double percentile(std::vector<T>& v, double q) {
-  if (v.empty()) return 0;
-  const size_t k = std::min(v.size() - 1, static_cast<size_t>(q * static_cast<double>(v.size())));
-  std::nth_element(v.begin(), v.begin() + static_cast<std::ptrdiff_t>(k), v.end());
-  return static_cast<double>(v[k]);
 }
 
 // ---- Scenarios
@@ -408,11 +396,11 @@ struct Launch {
 
 // After the kernel: device failures, the consumers' checks and counts.
 void finish(Result& r, const Launch& launch, ConsumerPool& pool, std::string failure,
-            std::vector<int64_t>& latencies, uint64_t& last_ns) {
+            std::vector<StampSample>& samples, uint64_t& last_ns) {
   const bool all = pool.wait_done(5);
   pool.stop();
   if (failure.empty()) failure = launch.device_failures();
-  if (failure.empty()) failure = pool.verify(latencies, last_ns);
+  if (failure.empty()) failure = pool.verify(samples, last_ns);
   if (failure.empty() && !all) failure = "not every command was consumed";
   if (r.failure.empty()) r.failure = failure;
   r.commands = pool.consumed();
@@ -440,10 +428,18 @@ std::string probe_full_queues(const Launch& launch, const Scenario& s, const Env
   return "";
 }
 
+ClockSync calibrate(const Env& env) {
+  return uccl::ep::bench::calibrate_clock(env.stream, [] { return now_ns(); });
+}
+
 // Runs the push kernel against the consumer pool. With `pause_ms`, the consumers start only
-// after that pause and probe_full_queues (back-pressure; then nothing may be lost).
+// after that pause and probe_full_queues (back-pressure; then nothing may be lost, and no
+// latency is measured). Latencies use clock calibrations before and after the run.
 Result run_push(const Scenario& s, const Env& env) {
   Result r{s};
+  const bool timed = s.pause_ms == 0;
+  ClockModel clock;
+  if (timed) clock.before = calibrate(env);
   Launch launch(s, env);
   ConsumerPool pool(launch.set, s, env);
   if (s.pause_ms == 0) pool.start();
@@ -458,9 +454,9 @@ Result run_push(const Scenario& s, const Env& env) {
     r.failure = probe_full_queues(launch, s, env);
     pool.start();
   }
-  std::vector<int64_t> latencies;
+  std::vector<StampSample> samples;
   uint64_t last_ns = 0;
-  finish(r, launch, pool, launch.wait(s, env), latencies, last_ns);
+  finish(r, launch, pool, launch.wait(s, env), samples, last_ns);
   float ms = 0;
   UCCL_EP_CUDA_CHECK(cudaEventElapsedTime(&ms, events[0], events[1]));
   for (cudaEvent_t e : events) cudaEventDestroy(e);
@@ -468,9 +464,14 @@ Result run_push(const Scenario& s, const Env& env) {
   r.seconds = last_ns > t0 ? static_cast<double>(last_ns - t0) * 1e-9 : 0;
   if (s.pause_ms == 0 && r.seconds > 0)
     r.commands_per_s = static_cast<double>(r.commands) / r.seconds;
+  if (!timed || !r.ok) return r;
+  clock.after = calibrate(env);
+  std::vector<int64_t> latencies = uccl::ep::bench::latencies(samples, clock);
   r.p50_ns = percentile(latencies, 0.5);
   r.p99_ns = percentile(latencies, 0.99);
   r.min_ns = percentile(latencies, 0.0);
+  r.clock_rtt_ns = 2 * clock.half_rtt_ns();
+  r.drift_ns_per_s = clock.drift_ns_per_s();
   return r;
 }
 
@@ -529,7 +530,7 @@ Result run_fence(const Env& env, uint32_t rounds) {
                                         launch.diag.make(env.timeout_secs), round_ns.ptr,
                                         launch.diag.failures());
   UCCL_EP_CHECK_LAUNCH("fence_kernel");
-  std::vector<int64_t> ignored;
+  std::vector<StampSample> ignored;
   uint64_t last_ns = 0;
   finish(r, launch, pool, launch.wait(s, env), ignored, last_ns);
   const uint64_t done = pool.consumers()[0].fence_done();
@@ -545,16 +546,6 @@ std::vector<Result> run_all(const Flags& fl, const Env& env) {
   const uint32_t div = fl.quick ? 10 : 1;
   const uint32_t most_threads = *std::max_element(fl.cpu_threads.begin(), fl.cpu_threads.end());
   std::vector<Result> results;
-  // The clock is calibrated again before every scenario (the host and GPU clocks drift apart
-  // by a fraction of a microsecond per second).
-  auto fresh = [&] {
-    Env e = env;
-    const uccl::ep::bench::ClockSync c =
-        uccl::ep::bench::calibrate_clock(env.stream, [] { return now_ns(); });
-    e.clock_offset_ns = c.offset_ns;
-    e.clock_rtt_ns = c.rtt_ns;
-    return e;
-  };
   auto add = [&](Result r) {
     print_result(r);
     results.push_back(std::move(r));
@@ -563,26 +554,26 @@ std::vector<Result> run_all(const Flags& fl, const Env& env) {
   for (uint32_t threads : fl.cpu_threads) {  // one producer lane per queue
     Scenario s = base;
     s.name = "lane", s.iterations = 200000 / div, s.cpu_threads = threads;
-    add(run_push(s, fresh()));
+    add(run_push(s, env));
   }
   for (uint32_t threads : fl.cpu_threads) {  // 16 warps share each queue
     Scenario s = base;
     s.name = "many_warps", s.warps_per_queue = 16, s.iterations = 20000 / div;
     s.cpu_threads = threads;
-    add(run_push(s, fresh()));
+    add(run_push(s, env));
   }
   Scenario batch = base;
   batch.name = "batch", batch.mode = Mode::kBatch, batch.warps_per_queue = 4, batch.batch = 8;
   batch.iterations = 100000 / div, batch.cpu_threads = most_threads;
-  add(run_push(batch, fresh()));
+  add(run_push(batch, env));
   Scenario warp = base;
   warp.name = "warp", warp.mode = Mode::kWarp, warp.warps_per_queue = 4;
   warp.iterations = 4000 / div, warp.cpu_threads = most_threads;
-  add(run_push(warp, fresh()));
+  add(run_push(warp, env));
   Scenario latency = base;  // paced: one push every 5 us, the unloaded latency
   latency.name = "latency", latency.queues = 1, latency.iterations = 20000 / div;
   latency.cpu_threads = 1, latency.interval_ns = 5000;
-  add(run_push(latency, fresh()));
+  add(run_push(latency, env));
   const Scenario backpressure{.name = "backpressure",
                               .queues = 4,
                               .warps_per_queue = 2,
@@ -590,7 +581,7 @@ std::vector<Result> run_all(const Flags& fl, const Env& env) {
                               .cpu_threads = 2,
                               .capacity = 64,
                               .pause_ms = 300};
-  add(run_push(backpressure, fresh()));
+  add(run_push(backpressure, env));
   add(run_stopped_push(env, false));
   add(run_stopped_push(env, true));
   add(run_fence(env, 2000 / div));
@@ -609,16 +600,14 @@ int main(int argc, char** argv) {
     cudaDeviceProp prop{};
     UCCL_EP_CUDA_CHECK(cudaGetDeviceProperties(&prop, fl.device));
     UCCL_EP_CUDA_CHECK(cudaStreamCreateWithFlags(&env.stream, cudaStreamNonBlocking));
-    const uccl::ep::bench::ClockSync clock =
-        uccl::ep::bench::calibrate_clock(env.stream, [] { return now_ns(); });
-    env.clock_offset_ns = clock.offset_ns;
-    env.clock_rtt_ns = clock.rtt_ns;
-    std::printf("%s (device %d); host/GPU clock offset known to +-%.2f us\n", prop.name, fl.device,
-                static_cast<double>(env.clock_rtt_ns) * 0.5e-3);
-    std::printf("%-13s %-5s %3s %4s %3s %6s %10s | %9s %9s %9s %9s\n", "scenario", "mode", "Q",
-                "W/Q", "CPU", "cap", "commands", "Mcmd/s", "p50 us", "p99 us", "min us");
+    std::printf(
+        "%s (device %d); latencies from a host/GPU clock calibration before and after each "
+        "scenario, known to +- the 'clk+-' column\n",
+        prop.name, fl.device);
+    std::printf("%-13s %-5s %3s %4s %3s %6s %10s | %9s %9s %9s %9s %7s\n", "scenario", "mode", "Q",
+                "W/Q", "CPU", "cap", "commands", "Mcmd/s", "p50 us", "p99 us", "min us", "clk+-us");
     const std::vector<Result> results = run_all(fl, env);
-    if (fl.json != nullptr) write_json(fl.json, prop.name, env.clock_rtt_ns, results);
+    if (fl.json != nullptr) write_json(fl.json, prop.name, results);
     const bool ok =
         std::all_of(results.begin(), results.end(), [](const Result& r) { return r.ok; });
     std::printf("%s\n", ok ? "all checks passed" : "SOME CHECKS FAILED");

@@ -26,7 +26,9 @@ struct Result {
   Scenario s;
   uint64_t commands = 0;
   double seconds = 0, kernel_seconds = 0, commands_per_s = 0, p50_ns = 0, p99_ns = 0;
-  double min_ns = 0;  // push-to-consume minimum; < 0: the clock calibration is off
+  double min_ns = 0;          // push-to-consume minimum; < 0: the clock calibration is off
+  uint64_t clock_rtt_ns = 0;  // latency scenarios: the offset is known to +- rtt / 2
+  double drift_ns_per_s = 0;  // how far the clock offset moved during the scenario
   bool ok = false;
   std::string failure;
 };
@@ -45,7 +47,6 @@ Flags parse_flags(int argc, char** argv);
 /// One table row (and the failure, if any) on stdout.
 void print_result(const Result& r);
 /// The results as JSON at `path` (a message on stderr when it cannot be written).
-void write_json(const char* path, const char* gpu, uint64_t clock_rtt_ns,
-                const std::vector<Result>& results);
+void write_json(const char* path, const char* gpu, const std::vector<Result>& results);
 
 }  // namespace uccl::ep::bench::queue_gpu

@@ -44,23 +44,22 @@ const char* mode_name(Mode m) {
 
 void print_result(const Result& r) {
   const Scenario& s = r.s;
-  std::printf("%-13s %-5s %3u %4u %3u %6u %10llu | %9.2f %9.2f %9.2f %9.2f %s\n", s.name.c_str(),
-              mode_name(s.mode), s.queues, s.warps_per_queue, s.cpu_threads, s.capacity,
-              static_cast<unsigned long long>(r.commands), r.commands_per_s * 1e-6, r.p50_ns * 1e-3,
-              r.p99_ns * 1e-3, r.min_ns * 1e-3, r.ok ? "ok" : "FAILED");
+  std::printf("%-13s %-5s %3u %4u %3u %6u %10llu | %9.2f %9.2f %9.2f %9.2f %7.2f %s\n",
+              s.name.c_str(), mode_name(s.mode), s.queues, s.warps_per_queue, s.cpu_threads,
+              s.capacity, static_cast<unsigned long long>(r.commands), r.commands_per_s * 1e-6,
+              r.p50_ns * 1e-3, r.p99_ns * 1e-3, r.min_ns * 1e-3, r.clock_rtt_ns * 0.5e-3,
+              r.ok ? "ok" : "FAILED");
   if (!r.ok) std::printf("  failure: %s\n", r.failure.c_str());
   std::fflush(stdout);
 }
 
-void write_json(const char* path, const char* gpu, uint64_t clock_rtt_ns,
-                const std::vector<Result>& results) {
+void write_json(const char* path, const char* gpu, const std::vector<Result>& results) {
   FILE* f = std::fopen(path, "w");
   if (f == nullptr) {
     std::fprintf(stderr, "cannot write %s\n", path);
     return;
   }
-  std::fprintf(f, "{\n  \"bench\": \"queue_gpu\",\n  \"gpu\": \"%s\",\n  \"clock_rtt_ns\": %llu,\n",
-               json_escape(gpu).c_str(), static_cast<unsigned long long>(clock_rtt_ns));
+  std::fprintf(f, "{\n  \"bench\": \"queue_gpu\",\n  \"gpu\": \"%s\",\n", json_escape(gpu).c_str());
   std::fprintf(f, "  \"results\": [\n");
   for (size_t i = 0; i < results.size(); ++i) {
     const Result& r = results[i];
@@ -71,10 +70,12 @@ void write_json(const char* path, const char* gpu, uint64_t clock_rtt_ns,
         "\"batch\": %u, \"cpu_threads\": %u, \"capacity\": %u, \"commands\": %llu, "
         "\"seconds\": %.6f, \"kernel_seconds\": %.6f, \"commands_per_s\": %.1f, "
         "\"latency_p50_ns\": %.0f, \"latency_p99_ns\": %.0f, \"latency_min_ns\": %.0f, "
-        "\"ok\": %s, \"failure\": \"%s\"}%s\n",
+        "\"clock_rtt_ns\": %llu, \"clock_drift_ns_per_s\": %.0f, \"ok\": %s, \"failure\": "
+        "\"%s\"}%s\n",
         s.name.c_str(), mode_name(s.mode), s.queues, s.warps_per_queue, s.batch, s.cpu_threads,
         s.capacity, static_cast<unsigned long long>(r.commands), r.seconds, r.kernel_seconds,
-        r.commands_per_s, r.p50_ns, r.p99_ns, r.min_ns, r.ok ? "true" : "false",
+        r.commands_per_s, r.p50_ns, r.p99_ns, r.min_ns,
+        static_cast<unsigned long long>(r.clock_rtt_ns), r.drift_ns_per_s, r.ok ? "true" : "false",
         json_escape(r.failure).c_str(), i + 1 < results.size() ? "," : "");
   }
   std::fprintf(f, "  ]\n}\n");

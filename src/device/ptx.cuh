@@ -67,6 +67,18 @@ __device__ __forceinline__ void st_relaxed_sys(int32_t* p, int32_t v) {
 __device__ __forceinline__ void st_relaxed_sys(uint64_t* p, uint64_t v) {
   asm volatile("st.relaxed.sys.global.u64 [%0], %1;" ::"l"(p), "l"(v) : "memory");
 }
+/// One 16-byte store of (lo, hi) at system scope (relaxed); `p` is 16-byte aligned. PTX does not
+/// promise that both halves become visible at once: readers must tolerate either order.
+__device__ __forceinline__ void st_relaxed_sys_v2(uint64_t* p, uint64_t lo, uint64_t hi) {
+  asm volatile("st.relaxed.sys.global.v2.u64 [%0], {%1, %2};" ::"l"(p), "l"(lo), "l"(hi)
+               : "memory");
+}
+/// Acquire-release fence at system scope: with a later relaxed store it forms a release (every
+/// earlier write of this thread, and every write it has observed, is visible first); with an
+/// earlier relaxed load, an acquire.
+__device__ __forceinline__ void fence_acq_rel_sys() {
+  asm volatile("fence.acq_rel.sys;" ::: "memory");
+}
 /// Raises `*p` to at least `v` with release semantics at GPU scope.
 __device__ __forceinline__ void red_max_release_gpu(uint64_t* p, uint64_t v) {
   asm volatile("red.release.gpu.global.max.u64 [%0], %1;" ::"l"(p), "l"(v) : "memory");

@@ -15,6 +15,11 @@
 //                      < 256 MiB), [63:56] WRITE_SIGNAL: value added to the signal (1..255)
 //         ATOMIC_ADD:  [31:0] value (int32, two's complement), [63:32] zero
 //         FENCE, BARRIER: zero
+//
+// A queue slot nobody has written since its consumer freed it holds word0 == 0 and
+// word1 == kEmptyWord1 (all ones). No valid command has that word1: it would be a WRITE whose
+// local range ends past 64 GiB, which check_write_limits refuses. Both halves therefore say
+// whether a slot's 16-byte store has arrived (queue_layout.h, rule 3).
 #pragma once
 
 #include <cstdint>
@@ -45,6 +50,7 @@ constexpr uint64_t kMaxOffset = (uint64_t{1} << 32) << kUnitShift;            //
 constexpr uint64_t kMaxWriteBytes = ((uint64_t{1} << 24) - 1) << kUnitShift;  // bytes <= this
 constexpr uint32_t kMaxSignalSlots = 1u << 16;                                // slot < this
 constexpr uint32_t kMaxFusedSignalValue = 255;  // WRITE_SIGNAL value in [1, 255]
+constexpr uint64_t kEmptyWord1 = ~uint64_t{0};  // word1 of a free queue slot (see above)
 
 /// Every field of a command, decoded.
 struct CommandFields {

@@ -29,6 +29,10 @@ void check_write_limits(uint64_t peer, uint64_t local_offset, uint64_t remote_of
   UCCL_EP_CHECK_VALUE(bytes % kUnit == 0, "command bytes=", bytes, " must be a multiple of 16");
   UCCL_EP_CHECK_VALUE(bytes <= kMaxWriteBytes, "command bytes=", bytes,
                       " must be <= ", kMaxWriteBytes, " (24 bits of 16-byte units)");
+  UCCL_EP_CHECK_VALUE(local_offset + bytes <= kMaxOffset && remote_offset + bytes <= kMaxOffset,
+                      "command range local_offset=", local_offset, " remote_offset=", remote_offset,
+                      " bytes=", bytes, " must end at or below ", kMaxOffset,
+                      " (64 GiB, the largest buffer commands can address)");
 }
 
 void check_fused_signal_limits(uint64_t slot, uint64_t value) {

@@ -7,7 +7,8 @@ namespace uccl::ep::protocol {
 
 /// Throws Error(kValue) naming the field, the value and the limit when a WRITE / WRITE_SIGNAL
 /// with these values cannot be encoded: peer < 4096; offsets 16-byte aligned and < 64 GiB;
-/// bytes a multiple of 16 and at most 256 MiB - 16.
+/// bytes a multiple of 16 and at most 256 MiB - 16; both ranges end at or below 64 GiB (so no
+/// valid word1 equals kEmptyWord1).
 void check_write_limits(uint64_t peer, uint64_t local_offset, uint64_t remote_offset,
                         uint64_t bytes);
 /// Signal slot < 65536; a fused WRITE_SIGNAL value in [1, 255].

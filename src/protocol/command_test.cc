@@ -2,6 +2,7 @@
 // reference packing, and every host-side limit check.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cstdint>
 #include <initializer_list>
 #include <limits>
@@ -202,7 +203,32 @@ constexpr uint64_t kLastOffset = kMaxOffset - kUnit;
 
 TEST(CommandLimits, WriteAcceptsItsLimits) {
   EXPECT_NO_THROW(check_write_limits(0, 0, 0, 0));
-  EXPECT_NO_THROW(check_write_limits(kMaxPeers - 1, kLastOffset, kLastOffset, kMaxWriteBytes));
+  EXPECT_NO_THROW(check_write_limits(kMaxPeers - 1, kLastOffset, kLastOffset, kUnit));
+  const uint64_t last_full = kMaxOffset - kMaxWriteBytes;
+  EXPECT_NO_THROW(check_write_limits(kMaxPeers - 1, last_full, last_full, kMaxWriteBytes));
+}
+
+TEST(CommandLimits, WriteRangeEndsWithinTheAddressableBuffer) {
+  expect_value_error([] { check_write_limits(0, kLastOffset, 0, 2 * kUnit); }, "range");
+  expect_value_error([] { check_write_limits(0, 0, kLastOffset, 2 * kUnit); }, "range");
+  expect_value_error([] { check_write_limits(0, kLastOffset, kLastOffset, kMaxWriteBytes); },
+                     "range");
+}
+
+// A free queue slot is recognised by word1 == kEmptyWord1: no accepted command may produce it.
+TEST(CommandLimits, NoAcceptedCommandLooksLikeAFreeSlot) {
+  EXPECT_EQ(kEmptyWord1, ~uint64_t{0});
+  // The only WRITE_SIGNAL with an all-ones word1 (last local unit, largest size, value 255)
+  // is refused.
+  const Command all_ones = encode_write_signal(0, kLastOffset, 0, kMaxWriteBytes, 0, 255);
+  EXPECT_EQ(all_ones.word1, kEmptyWord1);
+  expect_value_error([] { check_write_limits(0, kLastOffset, 0, kMaxWriteBytes); }, "range");
+  const uint64_t last_full = kMaxOffset - kMaxWriteBytes;
+  EXPECT_NE(encode_write_signal(0, last_full, 0, kMaxWriteBytes, 0, 255).word1, kEmptyWord1);
+  EXPECT_NE(encode_write_signal(0, kLastOffset, 0, kUnit, 0, 255).word1, kEmptyWord1);
+  EXPECT_NE(encode_atomic_add(0, 0, -1).word1, kEmptyWord1);
+  EXPECT_NE(encode_fence(~0u).word1, kEmptyWord1);
+  EXPECT_NE(encode_barrier(0xffff, ~0u).word1, kEmptyWord1);
 }
 
 TEST(CommandLimits, WriteRejectsEachField) {
@@ -245,9 +271,14 @@ TEST(CommandLimits, AcceptedValuesRoundTrip) {
   Values v(5);
   for (int i = 0; i < 2000; ++i) {
     const uint32_t peer = v.peer(), slot = v.slot();
-    const uint64_t local = v.offset(), remote = v.offset(), bytes = v.bytes();
+    const uint64_t bytes = v.bytes();
+    // Offsets below 64 GiB whose range ends at or below it.
+    const uint64_t last_unit = std::min(kMaxOffset - bytes, kLastOffset) >> kUnitShift;
+    const uint64_t local = v.in(0, last_unit) << kUnitShift;
+    const uint64_t remote = v.in(0, last_unit) << kUnitShift;
     const uint32_t value = static_cast<uint32_t>(v.in(1, kMaxFusedSignalValue));
     ASSERT_NO_THROW(check_write_limits(peer, local, remote, bytes));
+    ASSERT_NE(encode_write_signal(peer, local, remote, bytes, slot, value).word1, kEmptyWord1);
     ASSERT_NO_THROW(check_fused_signal_limits(slot, value));
     const CommandFields f = decode(encode_write_signal(peer, local, remote, bytes, slot, value));
     ASSERT_EQ(f.peer, peer);

@@ -32,13 +32,17 @@ int Consumer::peek(Command* out, int max) {
   uint32_t i = 0;
   for (; i < limit; ++i) {
     Command& slot = view_.slots[(head_ + i) & mask_];
-    // Acquire: a non-zero word0 makes this slot's word1 visible (the producer fenced between).
+    // Acquire: a non-zero word0 orders the load of word1 after it. A slot is ready when both
+    // halves hold the new command: a 16-byte store that reached memory as two halves shows
+    // word0 != 0 with word1 still kEmptyWord1, and is taken on a later peek.
     const uint64_t word0 =
         i < num_ready_ ? std::atomic_ref<uint64_t>(slot.word0).load(std::memory_order_relaxed)
                        : load_acquire(slot.word0);
     if (word0 == 0) break;
+    const uint64_t word1 = std::atomic_ref<uint64_t>(slot.word1).load(std::memory_order_relaxed);
+    if (word1 == protocol::kEmptyWord1) break;
     out[i].word0 = word0;
-    out[i].word1 = slot.word1;
+    out[i].word1 = word1;
   }
   if (i > num_ready_) num_ready_ = i;
   return static_cast<int>(i);
@@ -51,11 +55,12 @@ void Consumer::release(int n) {
   if (n == 0) return;
   for (int i = 0; i < n; ++i) {
     Command& slot = view_.slots[(head_ + static_cast<uint32_t>(i)) & mask_];
+    std::atomic_ref<uint64_t>(slot.word1).store(protocol::kEmptyWord1, std::memory_order_relaxed);
     std::atomic_ref<uint64_t>(slot.word0).store(0, std::memory_order_relaxed);
   }
   head_ += static_cast<uint32_t>(n);
   num_ready_ -= static_cast<uint32_t>(n);
-  // Release: a producer that reads this tail (acquire) also sees the cleared word0s, so its
+  // Release: a producer that reads this tail (acquire) also sees the cleared slots, so its
   // next write to these slots is ordered after our clears and is never lost.
   std::atomic_ref<uint64_t>(view_.control->tail).store(head_, std::memory_order_release);
 }

@@ -22,9 +22,10 @@ struct QueueHostView {
 /// nothing and take no lock.
 ///
 /// Ordering (docs/command_path.md): a slot is ready when its word0 (loaded with acquire) is
-/// non-zero; that load makes the slot's word1 visible. release() clears word0 of the released
-/// slots and then stores the new tail with release, so a producer that reads the tail (acquire)
-/// sees the cleared slots and never loses a later write to them.
+/// non-zero and its word1 is not kEmptyWord1: both halves of the producer's 16-byte store have
+/// arrived. release() frees the released slots (word0 = 0, word1 = kEmptyWord1) and then
+/// stores the new tail with release, so a producer that reads the tail (acquire) sees the freed
+/// slots and never loses a later write to them.
 class Consumer {
  public:
   Consumer() = default;

@@ -63,7 +63,8 @@ uint64_t HostProducer::push_batch(const Command* commands, uint32_t n) {
   const uint64_t cached =
       std::atomic_ref<uint64_t>(queue_.producer->cached_tail).load(std::memory_order_acquire);
   if (first + n > cached + queue_.capacity) wait_for_space(first, n);
-  // Rule 3: every word1, one fence, every word0.
+  // Rule 3, host form: every word1, one fence, every word0 (no portable 16-byte store; the
+  // consumer takes a slot only when both halves changed, so this order is one it accepts).
   const uint32_t mask = queue_.capacity - 1;
   for (uint32_t i = 0; i < n; ++i) queue_.slots[(first + i) & mask].word1 = commands[i].word1;
   if constexpr (!kThreadSanitizer) std::atomic_thread_fence(std::memory_order_seq_cst);

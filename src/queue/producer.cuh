@@ -1,5 +1,6 @@
 // Device producer of GPU->CPU command queues: reserve slots with one atomic add, wait (with a
-// deadline) only while the queue is full, publish a batch with one system-scope fence.
+// deadline) only while the queue is full, publish each command with one 16-byte store after one
+// system-scope fence per batch.
 //
 // Ordering rules (queue_layout.h; docs/command_path.md has the full argument):
 //  R1 Reserve: `first = atomicAdd(&producer->ticket, n)` gives n consecutive tickets; any lane
@@ -9,13 +10,15 @@
 //     t - capacity). The producer compares with `producer->cached_tail` (device memory, acquire
 //     at gpu scope) and reads `control->tail` over PCIe (acquire, system scope) only when the
 //     queue looks full; it then raises cached_tail (atomic max, release at gpu scope). The
-//     consumer cleared the slots before it released the tail, so the acquire chain
+//     consumer freed the slots before it released the tail, so the acquire chain
 //     consumer -> tail -> cached_tail -> this producer orders our writes after its clears.
 //     The wait has the deadline of timed_wait and stops when the queue's error word is set.
-//  R3 Publish: write word1 of every reserved slot, one __threadfence_system(), then word0 of
-//     every slot (strong relaxed stores). The consumer loads word0 with acquire: a non-zero
-//     word0 therefore proves that slot's word1 is visible. One fence serves the whole batch
-//     (a 16-byte release store per command would cost one fence each).
+//  R3 Publish: one `fence.acq_rel.sys`, then each command as one 16-byte relaxed store. The
+//     fence releases everything the pushing thread wrote or observed before (the data a WRITE
+//     names); it is the one cost of a push (~0.6 us on H200, measured) and a batch pays it
+//     once. PTX does not promise that a 16-byte store becomes visible as one piece, so a free
+//     slot holds word0 == 0 and word1 == kEmptyWord1 and the consumer takes a slot only when
+//     both halves have changed (no valid command has either free value).
 //  R4 Completion: FENCE / BARRIER commands complete when the proxy stores fence_done /
 //     barrier_done (release); wait_fence / wait_barrier load them with acquire (system scope).
 //
@@ -39,7 +42,6 @@ namespace detail {
 using device::lane_id;
 using device::lanemask_lt;
 using device::red_max_release_gpu;
-using device::st_relaxed_sys;
 
 /// R1: reserves `n` consecutive tickets; returns the first.
 __device__ __forceinline__ uint64_t reserve_tickets(const QueueDeviceHandle& q, uint32_t n) {
@@ -71,9 +73,11 @@ static __device__ __noinline__ bool report_bad_batch(QueueDeviceHandle q, uint32
   return false;
 }
 
-/// R2 slow path: re-reads the consumer's tail until tickets [first, first + n) have room.
+/// R2 slow path: re-reads the consumer's tail until tickets [first, first + n) have room; the
+/// tail it saw goes into cached_tail (and `*seen_tail` when given).
 static __device__ __noinline__ bool wait_for_room(QueueDeviceHandle q, uint64_t first, uint32_t n,
-                                                  device::DeviceDiag d) {
+                                                  device::DeviceDiag d,
+                                                  uint64_t* seen_tail = nullptr) {
   const uint64_t start = device::global_timer_ns();
   uint64_t tail = 0;
   uint32_t error = 0;
@@ -89,6 +93,7 @@ static __device__ __noinline__ bool wait_for_room(QueueDeviceHandle q, uint64_t 
                          });
   if (stopped && error == 0) {
     red_max_release_gpu(&q.producer->cached_tail, tail);
+    if (seen_tail != nullptr) *seen_tail = tail;
     return true;
   }
   if (error != 0) {
@@ -139,29 +144,34 @@ static __device__ __noinline__ bool wait_done_slow(QueueDeviceHandle q, const ui
 
 }  // namespace detail
 
+/// R3 for one slot (after the fence): one 16-byte store.
+__device__ __forceinline__ void store_slot(protocol::Command& slot,
+                                           const protocol::Command& command) {
+  device::st_relaxed_sys_v2(&slot.word0, command.word0, command.word1);
+}
+
 /// R3 for one lane: writes `n` (<= kMaxBatch) commands into the reserved tickets
-/// [first, first + n): every word1, one system-scope fence, every word0. `commands` stays in
-/// registers when `n` and the indexing unroll.
+/// [first, first + n): one system-scope fence, then one 16-byte store per command. `commands`
+/// stays in registers when `n` and the indexing unroll.
 template <uint32_t kMaxBatch>
 __device__ __forceinline__ void write_slots(const QueueDeviceHandle& q, uint64_t first,
                                             const protocol::Command (&commands)[kMaxBatch],
                                             uint32_t n) {
   const uint32_t mask = q.capacity - 1;
+  device::fence_acq_rel_sys();
 #pragma unroll
   for (uint32_t i = 0; i < kMaxBatch; ++i)
-    if (i < n) detail::st_relaxed_sys(&q.slots[(first + i) & mask].word1, commands[i].word1);
-  __threadfence_system();
-#pragma unroll
-  for (uint32_t i = 0; i < kMaxBatch; ++i)
-    if (i < n) detail::st_relaxed_sys(&q.slots[(first + i) & mask].word0, commands[i].word0);
+    if (i < n) store_slot(q.slots[(first + i) & mask], commands[i]);
 }
 
 /// Pushes `n` commands (n <= kMaxBatch and n <= capacity; 0 is a no-op) from the calling lane
 /// as one batch: one atomic add, one fence; the commands get consecutive tickets, the first in
-/// `*first_ticket` when given. Every command must be valid (word0 != 0, i.e. made by a
-/// protocol::encode_* function). Blocks while the queue is full. Returns false when the wait
-/// stopped (deadline: recorded in the diag; proxy error; another wait of the rank timed out):
-/// the caller must stop pushing and let the kernel finish.
+/// `*first_ticket` when given. Every command must be valid (made by a protocol::encode_*
+/// function from values the host checked: word0 != 0, word1 != kEmptyWord1). The push
+/// releases every earlier write of the calling thread (and what it observed, e.g. after a
+/// __syncwarp or __syncthreads): data a WRITE names may be written just before. Blocks while the
+/// queue is full. Returns false when the wait stopped (deadline: recorded in the diag; proxy error;
+/// another wait of the rank timed out): the caller must stop pushing and let the kernel finish.
 template <uint32_t kMaxBatch>
 __device__ __forceinline__ bool push_batch(const QueueDeviceHandle& q,
                                            const protocol::Command (&commands)[kMaxBatch],
@@ -186,8 +196,8 @@ __device__ __forceinline__ bool push(const QueueDeviceHandle& q, const protocol:
 /// Warp-cooperative push: all 32 lanes of the warp call it together (converged); every lane
 /// with `active` pushes its own `command`. Active lanes get consecutive tickets in lane order
 /// (stored in `*ticket` on that lane when given) from one atomic add and one wait, done by the
-/// first active lane; each lane then writes its own slot (word1, fence, word0: one warp
-/// instruction each). Returns the same value on every lane (see push_batch).
+/// first active lane; each lane then fences and writes its own slot (one warp instruction
+/// each). Returns the same value on every lane (see push_batch).
 __device__ __forceinline__ bool push_warp(const QueueDeviceHandle& q,
                                           const protocol::Command& command, bool active,
                                           const device::DeviceDiag& diag,
@@ -214,14 +224,56 @@ __device__ __forceinline__ bool push_warp(const QueueDeviceHandle& q,
   if (!ok) return false;
   if (active) {
     const uint64_t mine = first + __popc(active_mask & detail::lanemask_lt());
-    protocol::Command& slot = q.slots[mine & (q.capacity - 1)];
-    detail::st_relaxed_sys(&slot.word1, command.word1);
-    __threadfence_system();
-    detail::st_relaxed_sys(&slot.word0, command.word0);
+    device::fence_acq_rel_sys();
+    store_slot(q.slots[mine & (q.capacity - 1)], command);
     if (ticket != nullptr) *ticket = mine;
   }
   return true;
 }
+
+/// A queue owned by one lane: the latency-critical way to push. The ticket and the cached tail
+/// live in registers, so a push is one room check against a register, the R3 fence and one
+/// 16-byte store: no atomic (on H200 the ticket atomic costs about as much as the fence). While
+/// a LaneProducer of a queue is live, no other producer (lane, warp or host) may push to that
+/// queue; finish() hands the queue back (later kernels and producers continue after its
+/// tickets). Rules R2-R4 are unchanged; R1 is this lane's counter.
+class LaneProducer {
+ public:
+  /// Not bound to a queue (assign a bound one before pushing), e.g. for arrays.
+  LaneProducer() = default;
+  /// Takes the queue over: reads its ticket and cached tail (device memory, once).
+  __device__ explicit LaneProducer(const QueueDeviceHandle& q)
+      : q_(q),
+        ticket_(device::ld_acquire_gpu(&q.producer->ticket)),
+        cached_tail_(device::ld_acquire_gpu(&q.producer->cached_tail)) {}
+
+  /// Pushes one valid command (see push_batch), releasing the calling lane's earlier writes.
+  /// Blocks while the queue is full; returns false when that wait stopped (deadline, proxy
+  /// error, another wait of the rank timed out): stop pushing and let the kernel finish (the
+  /// queue is dead). The command's ticket goes to `*ticket` when given.
+  __device__ bool push(const protocol::Command& command, const device::DeviceDiag& diag,
+                       uint64_t* ticket = nullptr) {
+    if (ticket_ + 1 > cached_tail_ + q_.capacity &&
+        !detail::wait_for_room(q_, ticket_, 1, diag, &cached_tail_))
+      return false;
+    device::fence_acq_rel_sys();
+    store_slot(q_.slots[ticket_ & (q_.capacity - 1)], command);
+    if (ticket != nullptr) *ticket = ticket_;
+    ++ticket_;
+    return true;
+  }
+
+  /// Hands the queue back: stores the next ticket, so a later LaneProducer or push continues
+  /// after this lane's commands. Call once, after the last push (also after a failed push).
+  __device__ void finish() { q_.producer->ticket = ticket_; }
+
+  /// The next ticket this lane will use.
+  __device__ uint64_t next_ticket() const { return ticket_; }
+
+ private:
+  QueueDeviceHandle q_{};
+  uint64_t ticket_ = 0, cached_tail_ = 0;
+};
 
 /// Waits until the proxy has completed every FENCE of this queue with sequence <= `sequence`
 /// (QueueControl::fence_done >= sequence). One lane calls it. Returns false on deadline

@@ -11,12 +11,14 @@
 //     (acquire, system scope) only then, with a deadline; a full queue never overwrites. The
 //     tail it saw goes into `cached_tail` with an atomic max (release; readers acquire), so a
 //     push that trusts the cache is still ordered after the consumer's clears (rule 4).
-//  3. It writes `word1` of every reserved slot, fences at system scope once, then writes every
-//     `word0` (non-zero opcode): a batch costs one fence, and `word0 != 0` proves the slot's
-//     `word1` is visible.
-//  4. The consumer reads slots in ticket order (acquire load of `word0`), stops at the first
-//     `word0 == 0`, clears `word0` of the slots it took, then publishes `tail` (release) once
-//     per batch.
+//  3. It fences at system scope once per batch (`fence.acq_rel.sys`: releases the data the
+//     commands name), then writes each command with one 16-byte store. A free slot holds
+//     `word0 == 0` and `word1 == kEmptyWord1`; no valid command has either value, so a slot
+//     whose two halves have both changed holds a whole command, even if the 16-byte store
+//     reached memory in two pieces.
+//  4. The consumer reads slots in ticket order (acquire load of `word0`, then `word1`), stops
+//     at the first slot that is not whole, frees the slots it took (word0 = 0,
+//     word1 = kEmptyWord1), then publishes `tail` (release) once per batch.
 //  5. Completion flows back through `fence_done` / `barrier_done` (release by the proxy,
 //     acquire by the GPU) and `error`, which makes every GPU wait on this queue stop.
 // producer.cuh (device), host_producer.cc and consumer.cc implement these rules.

@@ -67,6 +67,11 @@ QueueSet::QueueSet(uint32_t num_queues, uint32_t capacity,
                 str_cat("queue allocator '", allocator_name(), "' returned memory not aligned to ",
                         kQueueAlignment, " bytes"));
   }
+  // Every slot starts free: word0 == 0 and word1 == kEmptyWord1 (queue_layout.h, rule 3).
+  for (uint32_t q = 0; q < num_queues; ++q) {
+    protocol::Command* slots = host_view(q).slots;
+    for (uint32_t i = 0; i < capacity; ++i) slots[i] = {0, protocol::kEmptyWord1};
+  }
 }
 
 QueueSet::~QueueSet() {

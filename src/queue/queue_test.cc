@@ -107,7 +107,7 @@ TEST(QueueSet, RejectsBadShapes) {
   expect_error([] { QueueSet(1, 8, nullptr); }, ErrorKind::kValue, {"allocator"});
 }
 
-TEST(QueueSet, LayoutIsAlignedDisjointAndZeroed) {
+TEST(QueueSet, LayoutIsAlignedDisjointAndFree) {
   for (uint32_t capacity : {1u, 2u, 8u, 64u}) {
     QueueSet set = make_set(3, capacity);
     EXPECT_EQ(set.layout().shared_bytes(),
@@ -123,9 +123,9 @@ TEST(QueueSet, LayoutIsAlignedDisjointAndZeroed) {
       EXPECT_EQ(reinterpret_cast<uintptr_t>(v.slots) % 128, 0u);
       EXPECT_EQ(reinterpret_cast<uintptr_t>(v.control) % 128, 0u);
       EXPECT_EQ(reinterpret_cast<uintptr_t>(h.producer) % 128, 0u);
-      const auto* bytes = reinterpret_cast<const uint8_t*>(v.slots);
-      EXPECT_TRUE(
-          std::all_of(bytes, bytes + capacity * sizeof(Command), [](uint8_t b) { return b == 0; }));
+      EXPECT_TRUE(std::all_of(v.slots, v.slots + capacity, [](const Command& c) {
+        return c.word0 == 0 && c.word1 == protocol::kEmptyWord1;  // every slot starts free
+      }));
       EXPECT_EQ(v.control->tail + v.control->fence_done + v.control->error, 0u);
       EXPECT_EQ(h.producer->ticket + h.producer->cached_tail, 0u);
       const auto s = reinterpret_cast<uintptr_t>(v.slots);
@@ -220,8 +220,10 @@ TEST(Consumer, PeekIsRepeatableAndReleasePublishesTheTail) {
   consumer.release(2);
   EXPECT_EQ(consumer.head(), 2u);
   EXPECT_EQ(set.host_view(0).control->tail, 2u);
-  EXPECT_EQ(set.host_view(0).slots[0].word0, 0u);  // released slots are cleared
+  EXPECT_EQ(set.host_view(0).slots[0].word0, 0u);  // released slots are free again
   EXPECT_EQ(set.host_view(0).slots[1].word0, 0u);
+  EXPECT_EQ(set.host_view(0).slots[0].word1, protocol::kEmptyWord1);
+  EXPECT_EQ(set.host_view(0).slots[1].word1, protocol::kEmptyWord1);
   EXPECT_NE(set.host_view(0).slots[2].word0, 0u);
   EXPECT_EQ(consumer.peek(out, 8), 1);
   EXPECT_EQ(protocol::decode(out[0]).local_offset >> 4, 2u);
@@ -243,6 +245,32 @@ TEST(Consumer, StopsAtTheFirstEmptySlot) {
   view.slots[0] = make_command(0, 0);
   EXPECT_EQ(consumer.peek(out, 4), 2);
   EXPECT_EQ(out[1].word1, make_command(0, 1).word1);
+}
+
+// A 16-byte store that reaches host memory as two halves: the slot is taken only once both
+// halves are there, whichever arrives first.
+TEST(Consumer, TakesASlotOnlyWhenBothHalvesArrived) {
+  QueueSet set = make_set(1, 4);
+  const QueueHostView view = set.host_view(0);
+  Consumer consumer(view);
+  Command out[4];
+  const Command c0 = make_command(0, 0), c1 = make_command(0, 1);
+  view.slots[0].word0 = c0.word0;  // word0 first
+  EXPECT_EQ(consumer.peek(out, 4), 0);
+  view.slots[0].word1 = c0.word1;
+  view.slots[1].word1 = c1.word1;  // word1 first
+  EXPECT_EQ(consumer.peek(out, 4), 1);
+  view.slots[1].word0 = c1.word0;
+  ASSERT_EQ(consumer.peek(out, 4), 2);
+  EXPECT_EQ(out[0].word0, c0.word0);
+  EXPECT_EQ(out[0].word1, c0.word1);
+  EXPECT_EQ(out[1].word0, c1.word0);
+  EXPECT_EQ(out[1].word1, c1.word1);
+  consumer.release(2);
+  // A FENCE (word1 == 0) is a valid second half: 0 is not the free marker.
+  view.slots[2] = protocol::encode_fence(7);
+  ASSERT_EQ(consumer.peek(out, 4), 1);
+  EXPECT_EQ(protocol::decode(out[0]).sequence, 7u);
 }
 
 TEST(Consumer, RejectsBadViews) {

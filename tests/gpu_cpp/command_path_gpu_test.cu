@@ -33,6 +33,7 @@ const std::vector<Scenario>& scenarios() {
   static const std::vector<Scenario> all = {
       {"ipc_shared_queues", [](const gt::TestEnv& e) { return gt::run_ipc(e, 4); }},
       {"ipc_in_kernel_fences", [](const gt::TestEnv& e) { return gt::run_ipc(e, 1); }},
+      {"ipc_lane_producers", [](const gt::TestEnv& e) { return gt::run_ipc(e, 1, true); }},
       {"libfabric_tcp_host_pinned", gt::run_libfabric},
       {"backpressure", gt::run_backpressure},
       {"proxy_deadline", gt::run_proxy_deadline},

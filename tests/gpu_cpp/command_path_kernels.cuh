@@ -51,14 +51,52 @@ struct WriteArgs {
   bool probe_commands;    // push probe::stamp_write instead (no data; back-pressure, deadlines)
   device::DeviceDiag diag;
   uint32_t* failures;
+  bool lane_producers = false;  // one warp per queue: lane 0 owns it (queue::LaneProducer)
 };
 
+/// Fills the source slot of write k with its pattern.
+__device__ __forceinline__ void fill_source(const WriteArgs& a, uint32_t k) {
+  int4* dst = reinterpret_cast<int4*>(a.source + uint64_t{k} * kSlotBytes);
+  for (uint32_t v = 0; v < write_bytes(k) / 16; ++v)
+    dst[v] = make_int4(
+        static_cast<int>(pattern_word(k, 4 * v)), static_cast<int>(pattern_word(k, 4 * v + 1)),
+        static_cast<int>(pattern_word(k, 4 * v + 2)), static_cast<int>(pattern_word(k, 4 * v + 3)));
+}
+
+/// lane_producers mode: every lane fills its source slot; after a __syncwarp lane 0 pushes the
+/// warp's 32 writes and a FENCE(round + 1) through its LaneProducer and waits for the fence.
+/// Lane 0's fence releases the other lanes' data too (cumulativity through the __syncwarp).
+__device__ void write_rounds_lane_producer(const WriteArgs& a, uint32_t warp, uint32_t lane) {
+  const queue::QueueDeviceHandle q = a.queues[warp];
+  queue::LaneProducer producer(q);  // constructed by every lane; only lane 0 pushes
+  bool ok = true;
+  for (uint32_t r = 0; r < a.rounds && ok; ++r) {
+    const uint32_t first = (warp * a.rounds + r) * 32;
+    fill_source(a, first + lane);
+    __syncwarp();
+    if (lane == 0) {
+      for (uint32_t i = 0; i < 32 && ok; ++i) ok = producer.push(write_command(first + i), a.diag);
+      ok = ok && producer.push(protocol::encode_fence(r + 1), a.diag) &&
+           queue::wait_fence(q, r + 1, a.diag);
+    }
+    ok = __shfl_sync(0xffffffffu, ok, 0);
+  }
+  if (lane == 0) {
+    producer.finish();
+    if (!ok) atomicAdd(a.failures, 1);
+  }
+}
+
 /// Warp w serves queue w % num_queues: each lane fills its source slot, then the warp pushes
-/// its 32 commands with one reservation (push_warp).
+/// its 32 commands with one reservation (push_warp), or lane 0 pushes them (lane_producers).
 __global__ void __launch_bounds__(kThreadsPerBlock) write_kernel(WriteArgs a) {
   const uint32_t warp = (blockIdx.x * blockDim.x + threadIdx.x) / 32;
   const uint32_t lane = threadIdx.x % 32;
   if (warp >= a.num_queues * a.warps_per_queue) return;
+  if (a.lane_producers) {
+    write_rounds_lane_producer(a, warp, lane);
+    return;
+  }
   const queue::QueueDeviceHandle q = a.queues[warp % a.num_queues];
   for (uint32_t r = 0; r < a.rounds; ++r) {
     const uint32_t k = (warp * a.rounds + r) * 32 + lane;
@@ -66,12 +104,7 @@ __global__ void __launch_bounds__(kThreadsPerBlock) write_kernel(WriteArgs a) {
     if (a.probe_commands) {
       c = proxy::testing::stamp_write(1, k, device::global_timer_ns());
     } else {
-      int4* dst = reinterpret_cast<int4*>(a.source + uint64_t{k} * kSlotBytes);
-      for (uint32_t v = 0; v < write_bytes(k) / 16; ++v)
-        dst[v] = make_int4(static_cast<int>(pattern_word(k, 4 * v)),
-                           static_cast<int>(pattern_word(k, 4 * v + 1)),
-                           static_cast<int>(pattern_word(k, 4 * v + 2)),
-                           static_cast<int>(pattern_word(k, 4 * v + 3)));
+      fill_source(a, k);
       c = write_command(k);  // push_warp fences each lane's stores before its slot is published
     }
     if (!queue::push_warp(q, c, true, a.diag)) {

@@ -135,8 +135,11 @@ void launch_writers(const WriteArgs& a, cudaStream_t s, const Diag& diag, double
   write_kernel<<<(warps * 32 + kThreadsPerBlock - 1) / kThreadsPerBlock, kThreadsPerBlock, 0, s>>>(
       a);
   UCCL_EP_CHECK_LAUNCH("write_kernel");
-  if (!a.fence_each_round) {
-    fence_kernel<<<1, 128, 0, s>>>(a.queues, a.num_queues, 1, diag.make(secs), diag.failures());
+  // After the writers (also after LaneProducer::finish): a standard push continues the queues.
+  if (!a.fence_each_round || a.lane_producers) {
+    const uint32_t sequence = a.lane_producers ? a.rounds + 1 : 1;  // after the in-kernel ones
+    fence_kernel<<<1, 128, 0, s>>>(a.queues, a.num_queues, sequence, diag.make(secs),
+                                   diag.failures());
     UCCL_EP_CHECK_LAUNCH("fence_kernel");
   }
 }
@@ -145,7 +148,7 @@ void launch_writers(const WriteArgs& a, cudaStream_t s, const Diag& diag, double
 
 // ---- ipc: GPU 0 -> GPU 1 in this process
 
-std::string run_ipc(const TestEnv& env, uint32_t warps_per_queue) {
+std::string run_ipc(const TestEnv& env, uint32_t warps_per_queue, bool lane_producers) {
   int count = 0;
   if (cudaGetDeviceCount(&count) != cudaSuccess || count < 2) throw Skip{"needs 2 GPUs"};
   preload_kernels(1);
@@ -193,7 +196,7 @@ std::string run_ipc(const TestEnv& env, uint32_t warps_per_queue) {
                       warps_per_queue, rounds,
                       src.ptr,         warps_per_queue == 1,
                       false,           diag.make(env.timeout_secs),
-                      diag.failures()};
+                      diag.failures(), lane_producers && warps_per_queue == 1};
     launch_writers(a, producer.s, diag, env.timeout_secs);
     if (!wait_stream(producer.s, env.timeout_secs + 30)) failure = "the producers did not finish";
     if (failure.empty()) failure = kernel_failures(diag, env.timeout_secs);

@@ -21,7 +21,9 @@ struct TestEnv {
 /// the ipc transport into GPU 1's buffer (ranks 0 and 1 in this process); a kernel on GPU 1
 /// checks each signal is visible only after its data; then every byte and signal is checked.
 /// `warps_per_queue` 1: in-kernel FENCE each round; more: a FENCE kernel at the end.
-std::string run_ipc(const TestEnv& env, uint32_t warps_per_queue);
+/// `lane_producers` (one warp per queue): lane 0 owns its queue (queue::LaneProducer) and
+/// pushes the warp's writes and fences; a FENCE kernel with standard pushes follows.
+std::string run_ipc(const TestEnv& env, uint32_t warps_per_queue, bool lane_producers = false);
 
 /// The same traffic through libfabric tcp;ofi_rxm with host-pinned buffers: rank 0 here (GPU
 /// producers), rank 1 a child process (CPU only) that checks what arrives.

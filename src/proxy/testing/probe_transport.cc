@@ -20,12 +20,10 @@ transport::PostStatus ProbeTransport::post_write(int channel, int peer, uint64_t
   if (s != transport::PostStatus::kPosted) return s;
   ProbeRecord& r = *record_;
   r.sequence_sum += (remote_offset >> protocol::kUnitShift) + 1;
-  if (++count_ % r.sample_every == 0 && r.latency_ns.size() < r.latency_ns.capacity()) {
+  if (++count_ % r.sample_every == 0 && r.samples.size() < r.samples.capacity()) {
     const uint64_t stamp =
         (local_offset >> protocol::kUnitShift) | ((bytes >> protocol::kUnitShift) << 32);
-    // Stamps keep 56 bits of GPU time: subtract modulo 2^56 and sign-extend.
-    r.latency_ns.push_back(
-        signed_stamp_delta((host_now_ns() + r.clock_offset_ns - stamp) & kStampMask));
+    r.samples.push_back({host_now_ns(), stamp});
   }
   r.executed.store(count_, std::memory_order_relaxed);
   return s;

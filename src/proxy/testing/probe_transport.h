@@ -1,6 +1,6 @@
 // Test and benchmark support: a null-like transport that checks the commands the proxy
-// executes (counts, per-producer sequence sums) and samples push->execution latency from GPU
-// timestamps carried in WRITE commands.
+// executes (counts, per-producer sequence sums) and samples (host time, GPU push stamp) pairs
+// from WRITE commands, for push->execution latency once the clock offset is known.
 #pragma once
 
 #include <algorithm>
@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "common/hd.h"
+#include "common/testing/latency_stamps.h"
 #include "protocol/command.h"
 #include "transport/null/null_transport.h"
 #include "transport/transport.h"
@@ -24,7 +25,6 @@ UCCL_HD protocol::Command stamp_write(uint32_t peer, uint32_t seq, uint64_t stam
   return protocol::encode_write(peer, (stamp_ns & 0xffffffffu) << 4, uint64_t{seq} << 4,
                                 ((stamp_ns >> 32) & 0xffffffu) << 4);
 }
-constexpr uint64_t kStampMask = (uint64_t{1} << 56) - 1;
 
 /// Nanoseconds of the host steady clock since the process's first call (the probe's clock).
 uint64_t host_now_ns();
@@ -32,12 +32,11 @@ uint64_t host_now_ns();
 /// What one ProbeTransport saw. `executed` may be read while the proxy runs; the rest after
 /// the proxy stopped.
 struct ProbeRecord {
-  std::atomic<uint64_t> executed{0};  // WRITEs posted
-  uint64_t sequence_sum = 0;          // sum of (sequence + 1) over WRITEs
-  std::vector<int64_t> latency_ns;    // samples, signed (capacity reserved up front)
-  uint32_t sample_every = 16;         // one latency sample per this many WRITEs
-  uint64_t clock_offset_ns = 0;       // GPU globaltimer - host_now_ns() (mod 2^64)
-  explicit ProbeRecord(size_t max_samples) { latency_ns.reserve(max_samples); }
+  std::atomic<uint64_t> executed{0};                    // WRITEs posted
+  uint64_t sequence_sum = 0;                            // sum of (sequence + 1) over WRITEs
+  std::vector<uccl::ep::testing::StampSample> samples;  // (host_now_ns(), GPU stamp) pairs
+  uint32_t sample_every = 16;                           // one latency sample per this many WRITEs
+  explicit ProbeRecord(size_t max_samples) { samples.reserve(max_samples); }
 };
 
 /// Completes everything at once like the null transport; records every WRITE in `record`.
@@ -69,23 +68,5 @@ class ProbeTransport final : public transport::Transport {
   std::shared_ptr<ProbeRecord> record_;
   uint64_t count_ = 0;
 };
-
-/// p-quantile (0..1) of `v` (reorders it); 0 when empty.
-/// Latency from a difference of 56-bit stamps taken modulo 2^56, sign-extended: a negative
-/// value means the clock calibration is off by at least that much (it is reported, not hidden).
-inline int64_t signed_stamp_delta(uint64_t masked_delta) {
-  return masked_delta > kStampMask / 2
-             ? static_cast<int64_t>(masked_delta) - static_cast<int64_t>(kStampMask + 1)
-             : static_cast<int64_t>(masked_delta);
-}
-
-/// The p-quantile (0 <= p <= 1) of `v` (reordered); 0 when empty.
-template <typename T>
-double percentile(std::vector<T>& v, double p) {
-  if (v.empty()) return 0;
-  const size_t k = std::min(v.size() - 1, static_cast<size_t>(p * static_cast<double>(v.size())));
-  std::nth_element(v.begin(), v.begin() + static_cast<std::ptrdiff_t>(k), v.end());
-  return static_cast<double>(v[k]);
-}
 
 }  // namespace uccl::ep::proxy::testing
