@@ -62,46 +62,51 @@ constexpr double kTargetP50Ns = 2000;
 
 // ---- Device side
 
-// loaded: every warp pushes with push_warp, full speed. unloaded: one lane pushes one command
-// every interval_ns, to the queues in turn (queue::push: ticket atomic); unloaded_lane: the same
-// with one queue::LaneProducer per queue (no atomic). Unloaded runs never have two pushes in
-// flight: system-scope fences of concurrent pushes slow each other down (measured).
+// loaded: every warp pushes with push_warp, full speed. unloaded: lane 0 of warp q pushes into
+// queue q (queue::push: ticket atomic); unl_lane: the same with a queue::LaneProducer (no
+// atomic). Unloaded pushes follow one schedule over all queues, interval_ns apart, so two are
+// never in flight at once (concurrent system-scope fences slow each other down, measured).
 enum class Scenario { kLoaded, kUnloaded, kUnloadedLane };
 const char* scenario_name(Scenario s) {
   return s == Scenario::kLoaded ? "loaded" : s == Scenario::kUnloaded ? "unloaded" : "unl_lane";
 }
-constexpr uint32_t kMaxLaneQueues = 64;  // unloaded_lane uses the first min(queues, 64) queues
 
 struct PushArgs {
   const queue::QueueDeviceHandle* queues;  // [num_queues], device memory
   uint32_t num_queues, warps_per_queue;
-  uint32_t rounds;  // loaded: push_warp rounds (32 commands each); unloaded: commands
+  uint32_t rounds;  // loaded: push_warp rounds (32 commands each); unloaded: commands per queue
   Scenario scenario;
   uint64_t interval_ns;
   device::DeviceDiag diag;
   uint32_t* failures;
-  uint64_t* push_ns;  // unloaded: [rounds] time each push took on the GPU
+  uint64_t* push_ns;     // unloaded: [rounds * num_queues] GPU time of each push
+  uint64_t* start_time;  // unloaded: the schedule's start (globaltimer), set by warp 0
 };
 
-// One lane pushes `a.rounds` commands, one every interval_ns, to queue i % queues.
-__device__ void push_paced(const PushArgs& a) {
-  const bool lane_producers = a.scenario == Scenario::kUnloadedLane;
-  const uint32_t queues = lane_producers ? min(a.num_queues, kMaxLaneQueues) : a.num_queues;
-  queue::LaneProducer producers[kMaxLaneQueues];
-  if (lane_producers)
-    for (uint32_t q = 0; q < queues; ++q) producers[q] = queue::LaneProducer(a.queues[q]);
-  uint64_t last = device::global_timer_ns();
-  bool ok = true;
-  for (uint32_t i = 0; i < a.rounds && ok; ++i) {
-    while (device::global_timer_ns() - last < a.interval_ns) {
-    }
-    last = device::global_timer_ns();
-    const protocol::Command c = probe::stamp_write(1, i, last);
-    ok = lane_producers ? producers[i % queues].push(c, a.diag)
-                        : queue::push(a.queues[i % queues], c, a.diag);
-    a.push_ns[i] = device::global_timer_ns() - last;
+// Unloaded: push k of queue q (lane 0 of warp q) is due at start + (k * Q + q) * interval_ns.
+template <bool kLaneProducer>
+__device__ void push_scheduled(const PushArgs& a, uint32_t q) {
+  if (q == 0) device::st_release_gpu(a.start_time, device::global_timer_ns() + 200000);
+  uint64_t start = 0;
+  while ((start = device::ld_acquire_gpu(a.start_time)) == 0) {
   }
-  for (uint32_t q = 0; lane_producers && q < queues; ++q) producers[q].finish();
+  [[maybe_unused]] queue::LaneProducer producer;
+  if constexpr (kLaneProducer) producer = queue::LaneProducer(a.queues[q]);
+  bool ok = true;
+  for (uint32_t k = 0; k < a.rounds && ok; ++k) {
+    const uint32_t i = k * a.num_queues + q;  // the global push index (and sequence)
+    const uint64_t due = start + uint64_t{i} * a.interval_ns;
+    while (device::global_timer_ns() < due) {
+    }
+    const uint64_t stamp = device::global_timer_ns();
+    const protocol::Command c = probe::stamp_write(1, i, stamp);
+    if constexpr (kLaneProducer)
+      ok = producer.push(c, a.diag);
+    else
+      ok = queue::push(a.queues[q], c, a.diag);
+    a.push_ns[i] = device::global_timer_ns() - stamp;
+  }
+  if constexpr (kLaneProducer) producer.finish();
   if (!ok) atomicAdd(a.failures, 1);
 }
 
@@ -110,7 +115,11 @@ __global__ void __launch_bounds__(kThreadsPerBlock) push_kernel(PushArgs a) {
   const uint32_t warp = (blockIdx.x * blockDim.x + threadIdx.x) / 32;
   const uint32_t lane = threadIdx.x % 32;
   if (a.scenario != Scenario::kLoaded) {
-    if (warp == 0 && lane == 0) push_paced(a);
+    if (lane != 0 || warp >= a.num_queues) return;
+    if (a.scenario == Scenario::kUnloadedLane)
+      push_scheduled<true>(a, warp);
+    else
+      push_scheduled<false>(a, warp);
     return;
   }
   if (warp >= a.num_queues * a.warps_per_queue) return;
@@ -231,11 +240,11 @@ Result run(const Flags& fl, int threads, Scenario scenario, Calibrate&& calibrat
   r.threads = threads;
   r.scenario = scenario_name(scenario);
   const bool paced = scenario != Scenario::kLoaded;
-  const uint32_t warps = paced ? 1 : fl.queues * fl.warps_per_queue;
-  const uint32_t rounds =
-      paced ? (fl.quick ? 1000u : 8000u)
+  const uint32_t warps = fl.queues * (paced ? 1 : fl.warps_per_queue);
+  const uint32_t rounds =  // unloaded: about 1000 (quick) or 8000 commands in all
+      paced ? std::max(1u, (fl.quick ? 1000u : 8000u) / fl.queues)
             : static_cast<uint32_t>(std::max<uint64_t>(1, fl.commands / (uint64_t{warps} * 32)));
-  const uint64_t expected = uint64_t{rounds} * (paced ? 1 : uint64_t{warps} * 32);
+  const uint64_t expected = uint64_t{warps} * rounds * (paced ? 1 : 32);
   std::vector<std::shared_ptr<probe::ProbeRecord>> records;
   for (int t = 0; t < threads; ++t) {
     records.push_back(std::make_shared<probe::ProbeRecord>(1u << 20));
@@ -259,9 +268,10 @@ Result run(const Flags& fl, int threads, Scenario scenario, Calibrate&& calibrat
   KernelDiag diag;
   const device::DeviceDiag dd{diag.record.dev, diag.flags.ptr,
                               static_cast<uint64_t>(fl.timeout_secs * 1e9), 0};
-  DeviceArray<uint64_t> push_ns(paced ? rounds : 1);
-  const PushArgs args{handles.ptr, fl.queues, fl.warps_per_queue, rounds,     scenario,
-                      10000,       dd,        diag.flags.ptr + 1, push_ns.ptr};
+  DeviceArray<uint64_t> push_ns(paced ? uint64_t{warps} * rounds : 1);
+  DeviceArray<uint64_t> start_time(1);
+  const PushArgs args{handles.ptr, fl.queues, fl.warps_per_queue, rounds,      scenario,
+                      10000,       dd,        diag.flags.ptr + 1, push_ns.ptr, start_time.ptr};
   const uint32_t blocks = (warps * 32 + kThreadsPerBlock - 1) / kThreadsPerBlock;
   uccl::ep::bench::ClockModel clock;
   clock.before = calibrate();

@@ -84,6 +84,9 @@ __device__ __forceinline__ void st_relaxed_sys_v2(uint64_t* p, uint64_t lo, uint
 __device__ __forceinline__ void fence_acq_rel_sys() {
   asm volatile("fence.acq_rel.sys;" ::: "memory");
 }
+__device__ __forceinline__ void st_release_gpu(uint64_t* p, uint64_t v) {
+  asm volatile("st.release.gpu.global.u64 [%0], %1;" ::"l"(p), "l"(v) : "memory");
+}
 /// Raises `*p` to at least `v` with release semantics at GPU scope.
 __device__ __forceinline__ void red_max_release_gpu(uint64_t* p, uint64_t v) {
   asm volatile("red.release.gpu.global.max.u64 [%0], %1;" ::"l"(p), "l"(v) : "memory");
