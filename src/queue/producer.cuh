@@ -157,10 +157,11 @@ __device__ __forceinline__ void store_slot(protocol::Command& slot,
 /// itself adds nothing measurable. A read of another host word (e.g. the tail) does not drain
 /// reliably. Not used by push_batch / push_warp, whose throughput would pay one PCIe read per
 /// command.
+/// The load is volatile: ptxas deletes a relaxed load whose value is unused.
 __device__ __forceinline__ void drain_slot(const protocol::Command& slot) {
   uint64_t unused;
-  asm volatile("ld.relaxed.sys.global.u64 %0, [%1];" : "=l"(unused) : "l"(&slot.word0) : "memory");
-  asm volatile("" ::"l"(unused));  // a "use" that emits no instruction (nothing waits)
+  asm volatile("ld.volatile.global.u64 %0, [%1];" : "=l"(unused) : "l"(&slot.word0) : "memory");
+  asm volatile("" ::"l"(unused));
 }
 
 /// R3 for one lane: writes `n` (<= kMaxBatch) commands into the reserved tickets
