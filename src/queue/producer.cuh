@@ -155,8 +155,8 @@ __device__ __forceinline__ void store_slot(protocol::Command& slot,
 /// no write of its own left to flush over PCIe. Measured on H200 (4-GPU host, one push every
 /// 10 us GPU-wide): the fence of the next push 0.6 us with it, 1.4 us without; the read-back
 /// itself adds nothing measurable. A read of another host word (e.g. the tail) does not drain
-/// reliably. Not used by push_batch / push_warp, whose throughput would pay one PCIe read per
-/// command.
+/// reliably. Only LaneProducer uses it: push / push_batch / push_warp serve many producers,
+/// whose throughput would pay one PCIe read per command.
 /// The load is volatile: ptxas deletes a relaxed load whose value is unused.
 __device__ __forceinline__ void drain_slot(const protocol::Command& slot) {
   uint64_t unused;
@@ -200,16 +200,13 @@ __device__ __forceinline__ bool push_batch(const QueueDeviceHandle& q,
   return true;
 }
 
-/// Pushes one command from the calling lane; see push_batch. Also drains the slot (drain_slot),
-/// so this lane's next push does not pay for flushing this one.
+/// Pushes one command from the calling lane; see push_batch. No read-back (drain_slot): with
+/// many lanes pushing, a PCIe read per command cut the queue benchmark's 16-warps-per-queue
+/// rate from 29 to 13 M commands/s (measured); latency-bound lanes use LaneProducer.
 __device__ __forceinline__ bool push(const QueueDeviceHandle& q, const protocol::Command& command,
                                      const device::DeviceDiag& diag, uint64_t* ticket = nullptr) {
   const protocol::Command one[1] = {command};
-  uint64_t first = 0;
-  if (!push_batch<1>(q, one, 1, diag, &first)) return false;
-  drain_slot(q.slots[first & (q.capacity - 1)]);
-  if (ticket != nullptr) *ticket = first;
-  return true;
+  return push_batch<1>(q, one, 1, diag, ticket);
 }
 
 /// Warp-cooperative push: all 32 lanes of the warp call it together (converged); every lane
