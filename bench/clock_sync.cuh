@@ -6,7 +6,7 @@
 // write like the way out's read reply). Offset = GPU stamp - midpoint of the host's send and
 // receive times; one sample's error is at most half its round trip. The estimate is the median
 // over the samples within 10 % (at least 100 ns) of the fastest round trip. The two clocks
-// drift apart by up to a few microseconds per second on H200 (measured), so a benchmark
+// drift apart by 0.3 to 14 microseconds per second on H200 hosts (measured), so a benchmark
 // calibrates before and after each run and interpolates (ClockModel).
 #pragma once
 
