@@ -41,6 +41,18 @@ DEFAULT_CONFIG_RANKS = (2, 4, 8)  # rank counts of the intranode tuned-config ta
 NVL_RECV_TOKENS = 256  # Config's nvl_recv of DeepEP's tuning (the handle's dispatch)
 NUM_NVL_BYTES = int(2e9)
 HANDLE_CHUNK = 8  # nvl_chunk of the BF16 dispatch that makes the handle (DeepEP's test config)
+# Counters of a wait-profile build (src/device/wait_profile.cuh): summed wait ns per WaitSite
+# (src/protocol/intranode_layout.h), then summed warp run ns per role.
+WAIT_SITES = {
+    1: "barrier",
+    2: "dispatch_range",
+    3: "dispatch_tail",
+    4: "dispatch_head",
+    5: "combine_tail",
+    6: "combine_head",
+}
+NUM_WAIT_SITES = 16
+WARP_ROLES = ("send", "self", "recv", "publish")
 
 
 @dataclass(frozen=True)
@@ -86,6 +98,12 @@ def parse_args(argv=None) -> argparse.Namespace:
         help="ring sizes (Config num_max_nvl_chunked_recv_tokens) to sweep; chunks below each",
     )
     p.add_argument("--quick", action="store_true", help="few sweep points and iterations")
+    p.add_argument(
+        "--wait-profile",
+        action="store_true",
+        help="at each mode's best config, print where warps spend their time (needs a build "
+        "with -Ccmake.define.UCCL_EP_WAIT_PROFILE=ON)",
+    )
     args = p.parse_args(argv)
     sizes = (args.num_tokens, args.hidden, args.num_topk, args.num_experts, args.num_sms)
     if min(*sizes, *args.nvl_recv) <= 0:
@@ -217,6 +235,31 @@ class IntranodeBench:
             rates[f"deepep_{name}"] = bu.gbps(nbytes["deepep"], seconds)
             rates[f"nvlink_{name}"] = bu.gbps(nbytes["nvlink"], seconds)
         return {"label": label, "nvl_chunk": chunk, **times, "max_over_ranks": worst, "gbps": rates}
+
+    def wait_profile(self, mode: str, best_index: int) -> dict | None:
+        """Per call at the best config of `mode`: summed run time of the warps of each role and
+        summed time they waited, per wait site (warp-microseconds; a wait-profile build), or
+        None in a normal build."""
+        ext = importlib.import_module("uccl.ep._C")
+        kernel = "combine" if mode.endswith("combine") else "dispatch"
+        bu.sync_all()
+        if not ext.wait_profile(kernel, True):
+            return None
+        _, _, config = self.configs(mode)[best_index]
+        full, _ = self.calls(mode, config)
+        n = self.settings.kernel_iters
+        for _ in range(self.settings.warmups):
+            full()
+        bu.sync_all()
+        ext.wait_profile(kernel, True)
+        for _ in range(n):
+            full()
+        bu.sync_all()
+        counts = ext.wait_profile(kernel, True)
+        out = {f"wait_{name}_us": counts[site] / n / 1e3 for site, name in WAIT_SITES.items()}
+        for i, role in enumerate(WARP_ROLES):
+            out[f"run_{role}_us"] = counts[NUM_WAIT_SITES + i] / n / 1e3
+        return out
 
     def sweep(self, mode: str) -> dict:
         """Every config of `mode`; the best has the lowest slowest-rank (MAX) kernel time."""
@@ -453,6 +496,34 @@ def print_summary(summary: dict, targets: dict, reports: list[dict]) -> None:
         )
 
 
+def print_wait_profile(reports: list[dict]) -> None:
+    """Per mode and rank: warp-microseconds per call each role ran, and the share of it spent in
+    each wait (a role that barely waits is the one that limits the kernel)."""
+    if any(r["wait_profile"] is None for r in reports) or not reports:
+        print("\nwait profile: not a wait-profile build (-Ccmake.define.UCCL_EP_WAIT_PROFILE=ON)")
+        return
+    waits_of = {  # role -> the wait sites its warps use
+        "send": ("dispatch_head", "combine_head"),
+        "recv": ("dispatch_range", "dispatch_tail", "combine_tail"),
+    }
+    for mode in MODES:
+        print(f"\n== wait profile, {mode} (warp-us per call at the best config) ==")
+        for report in reports:
+            p = report["wait_profile"][mode]
+            cells = []
+            for role in WARP_ROLES:
+                run = p[f"run_{role}_us"]
+                if run <= 0:
+                    continue
+                waits = ", ".join(
+                    f"{site} {100 * p[f'wait_{site}_us'] / run:.0f}%"
+                    for site in waits_of.get(role, ())
+                    if p[f"wait_{site}_us"] > 0
+                )
+                cells.append(f"{role} {run:.0f}" + (f" ({waits})" if waits else ""))
+            print(f"  rank {report['rank']}: " + "; ".join(cells))
+
+
 def environment(device, ep) -> dict:
     nccl = torch.cuda.nccl.version()
     return {
@@ -483,6 +554,8 @@ def publish(args, settings: Settings, num_ranks: int, reports: list[dict], env: 
     summary = summarize(reports)
     targets = evaluate_targets(summary, num_ranks)
     print_summary(summary, targets, reports)
+    if args.wait_profile:
+        print_wait_profile(reports)
     doc = {
         "benchmark": "bench_intranode",
         "date": datetime.datetime.now(datetime.UTC).isoformat(),
@@ -540,6 +613,10 @@ def run(args) -> int:
     with bu.phase("setup: Buffer, get_dispatch_layout, first dispatch"):
         bench = IntranodeBench(args, settings, ep, rank, num_ranks, device)
     sweeps = {mode: bench.sweep(mode) for mode in MODES}
+    profiles = None
+    if args.wait_profile:
+        with bu.phase("wait profile"):
+            profiles = {m: bench.wait_profile(m, sweeps[m]["best_index"]) for m in MODES}
     with bu.phase("buffer.destroy"):
         bench.buffer.destroy()
     traffic = bench.traffic
@@ -551,6 +628,7 @@ def run(args) -> int:
         "modes": sweeps,
         "nccl": measure_nccl(traffic, args, settings, device, bench.flush),
         "copy_engine": measure_copy_engine(rank, num_ranks, device, settings),
+        "wait_profile": profiles,
     }
     with bu.phase("gather results"):
         reports = [None] * num_ranks

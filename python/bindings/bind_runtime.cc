@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "common/error.h"
+#include "kernels/intranode/launch.h"
 #include "runtime/validate.h"
 #include "tensor_convert.h"
 #include "uccl_ep/intranode.h"
@@ -183,6 +184,18 @@ void bind_buffer_info(nb::module_& m) {
       });
   m.def("validate_buffer_args", &runtime::validate_buffer_args, nb::arg("rank"),
         nb::arg("num_ranks"), nb::arg("num_nvl_bytes"));
+  m.def(
+      "wait_profile",
+      [](const std::string& kernel, bool reset) {
+        if (kernel == "dispatch") return kernels::intranode::read_dispatch_wait_profile(reset);
+        if (kernel == "combine") return kernels::intranode::read_combine_wait_profile(reset);
+        throw Error(ErrorKind::kValue,
+                    str_cat("wait_profile kernel='", kernel, "' must be 'dispatch' or 'combine'"));
+      },
+      nb::arg("kernel"), nb::arg("reset") = true,
+      "Diagnostic builds (-DUCCL_EP_WAIT_PROFILE=ON): summed wait ns per WaitSite (16), then "
+      "summed warp run ns per role (send, self, recv, publish) since the last reset. Empty "
+      "otherwise. Synchronize the device first.");
 }
 
 }  // namespace

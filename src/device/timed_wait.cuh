@@ -7,6 +7,7 @@
 
 #include "device/diag.h"
 #include "device/ptx.cuh"
+#include "device/wait_profile.cuh"
 #include "protocol/intranode_layout.h"
 
 namespace uccl::ep::device {
@@ -48,7 +49,10 @@ __device__ __forceinline__ bool timed_wait(const DeviceDiag& d, protocol::WaitSi
   if (poll(observed)) return true;
   const uint64_t start = global_timer_ns();
   for (uint32_t iter = 1;; ++iter) {
-    if (poll(observed)) return true;
+    if (poll(observed)) {
+      profile_add(static_cast<int>(site), global_timer_ns() - start);  // diagnostic builds
+      return true;
+    }
     if ((iter & 255u) == 0u) {
       if (aborted(d)) return false;
       const uint64_t waited = global_timer_ns() - start;

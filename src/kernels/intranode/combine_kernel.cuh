@@ -223,9 +223,11 @@ __global__ void __launch_bounds__(kNumThreads, 1) intranode_combine_kernel(const
   if (is_sender) {
     // Groups serve the other ranks only: this rank's own rows are read from x by its receiver.
     if (warp / G >= kNumRanks - 1) return;
+    const device::RoleTimer timer(device::WarpRole::kSend);
     combine_send<kNumRanks, G>(a, channel, other_rank(warp / G, a.rank), warp % G, lane,
                                s_progress + (warp / G) * G);
   } else {
+    const device::RoleTimer timer(device::WarpRole::kRecv);
     combine_recv<kNumRanks>(a, channel, warp, lane, s_progress);
   }
 }

@@ -331,6 +331,7 @@ __global__ void __launch_bounds__(kNumThreads, 1) intranode_dispatch_kernel(cons
   const int channel = blockIdx.x / 2;
   const bool is_sender = blockIdx.x % 2 == 0;
   if (is_sender && warp == Split::kPublisherWarp) {
+    const device::RoleTimer timer(device::WarpRole::kPublish);
     int total = 0;
     int32_t* tail = nullptr;
     if (lane < kNumRanks && lane != a.rank) {
@@ -346,6 +347,7 @@ __global__ void __launch_bounds__(kNumThreads, 1) intranode_dispatch_kernel(cons
   // One call site for the self copies of both blocks (a second inlined copy costs registers).
   const int num_self = is_sender ? Split::kSelfSend : Split::kSelfRecv;
   if (warp < num_self) {
+    const device::RoleTimer timer(device::WarpRole::kSelf);
     dispatch_send_self<kNumRanks, kSelfWarps>(a, channel,
                                               is_sender ? warp : Split::kSelfSend + warp, lane);
     return;
@@ -355,6 +357,7 @@ __global__ void __launch_bounds__(kNumThreads, 1) intranode_dispatch_kernel(cons
     const int g = (warp - Split::kSelfSend) / G;
     if (g >= kNumRanks - 1) return;
     const int dst = other_rank(g, a.rank);
+    const device::RoleTimer timer(device::WarpRole::kSend);
     dispatch_send<kNumRanks, G>(a, channel, dst, (warp - Split::kSelfSend) % G, lane,
                                 s_progress[dst]);
   } else {
@@ -362,6 +365,7 @@ __global__ void __launch_bounds__(kNumThreads, 1) intranode_dispatch_kernel(cons
     const int g = (warp - Split::kSelfRecv) / G;
     if (g >= kNumRanks - 1) return;
     const int src = other_rank(g, a.rank);
+    const device::RoleTimer timer(device::WarpRole::kRecv);
     dispatch_recv<kNumRanks, G>(a, channel, src, (warp - Split::kSelfRecv) % G, lane,
                                 s_progress[src]);
   }

@@ -3,6 +3,9 @@
 
 #include <cuda_runtime_api.h>
 
+#include <cstdint>
+#include <vector>
+
 #include "kernels/intranode/args.h"
 
 namespace uccl::ep::kernels::intranode {
@@ -22,5 +25,12 @@ void launch_notify(const NotifyArgs& args, cudaStream_t stream);
 void launch_dispatch(const DispatchArgs& args, cudaStream_t stream);
 /// Combine main kernel (2 * num_channels blocks).
 void launch_combine(const CombineArgs& args, cudaStream_t stream);
+
+/// Diagnostic builds (-DUCCL_EP_WAIT_PROFILE=ON): the dispatch / combine kernels' summed wait
+/// nanoseconds per WaitSite, then summed warp run time per WarpRole (device/wait_profile.cuh),
+/// over every launch since the last reset; zeroed when `reset`. Synchronize the device first.
+/// Empty in normal builds.
+std::vector<uint64_t> read_dispatch_wait_profile(bool reset);
+std::vector<uint64_t> read_combine_wait_profile(bool reset);
 
 }  // namespace uccl::ep::kernels::intranode

@@ -1,0 +1,47 @@
+// Diagnostic build only (CMake -DUCCL_EP_WAIT_PROFILE=ON): how long warps spend in each kind
+// of wait, and how long each warp role runs, summed over warps, so a benchmark can tell a
+// copy-bound role (little waiting) from a starved one. Off by default: then every hook below
+// is empty and costs nothing.
+//
+// The counters are per translation unit (`static __device__`): each kernel launcher's .cu
+// file reads its own copy (read_wait_profile in launch_dispatch.cu / launch_combine.cu).
+#pragma once
+
+#include <cstdint>
+
+#include "device/ptx.cuh"
+
+namespace uccl::ep::device {
+
+/// Warp roles whose run time is summed (index into the role counters).
+enum class WarpRole : int { kSend = 0, kSelf = 1, kRecv = 2, kPublish = 3, kCount = 4 };
+/// Counters: wait nanoseconds per WaitSite value [0, kWaitSites), then role nanoseconds.
+constexpr int kWaitSites = 16;
+constexpr int kProfileCounters = kWaitSites + static_cast<int>(WarpRole::kCount);
+
+#ifdef UCCL_EP_WAIT_PROFILE
+static __device__ unsigned long long g_wait_profile[kProfileCounters];
+
+/// Adds `ns` to counter `index` (lane 0 of the calling warp only).
+__device__ __forceinline__ void profile_add(int index, uint64_t ns) {
+  if ((threadIdx.x & 31) == 0)
+    atomicAdd(&g_wait_profile[index], static_cast<unsigned long long>(ns));
+}
+
+/// Sums the lifetime of one warp in `role` (construct at the role's start; counts to its end).
+struct RoleTimer {
+  WarpRole role;
+  uint64_t start;
+  __device__ explicit RoleTimer(WarpRole r) : role(r), start(global_timer_ns()) {}
+  __device__ ~RoleTimer() {
+    profile_add(kWaitSites + static_cast<int>(role), global_timer_ns() - start);
+  }
+};
+#else
+__device__ __forceinline__ void profile_add(int, uint64_t) {}
+struct RoleTimer {
+  __device__ explicit RoleTimer(WarpRole) {}
+};
+#endif
+
+}  // namespace uccl::ep::device
