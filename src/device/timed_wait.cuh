@@ -50,7 +50,9 @@ __device__ __forceinline__ bool timed_wait(const DeviceDiag& d, protocol::WaitSi
   const uint64_t start = global_timer_ns();
   for (uint32_t iter = 1;; ++iter) {
     if (poll(observed)) {
-      profile_add(static_cast<int>(site), global_timer_ns() - start);  // diagnostic builds
+#ifdef UCCL_EP_WAIT_PROFILE
+      profile_add(static_cast<int>(site), global_timer_ns() - start);
+#endif
       return true;
     }
     if ((iter & 255u) == 0u) {

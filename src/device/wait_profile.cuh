@@ -1,7 +1,7 @@
 // Diagnostic build only (CMake -DUCCL_EP_WAIT_PROFILE=ON): how long warps spend in each kind
 // of wait, and how long each warp role runs, summed over warps, so a benchmark can tell a
-// copy-bound role (little waiting) from a starved one. Off by default: then every hook below
-// is empty and costs nothing.
+// copy-bound role (little waiting) from a starved one. Off by default: then RoleTimer is empty
+// and timed_wait's hook is compiled out (the kernels' PTX is the same as without this file).
 //
 // The counters are per translation unit (`static __device__`): each kernel launcher's .cu
 // file reads its own copy (read_wait_profile in launch_dispatch.cu / launch_combine.cu).
@@ -38,7 +38,6 @@ struct RoleTimer {
   }
 };
 #else
-__device__ __forceinline__ void profile_add(int, uint64_t) {}
 struct RoleTimer {
   __device__ explicit RoleTimer(WarpRole) {}
 };
