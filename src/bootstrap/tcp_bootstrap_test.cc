@@ -2,8 +2,11 @@
 // deadlines that name the missing rank; malformed peers are refused.
 #include "bootstrap/tcp_bootstrap.h"
 
+#include <fcntl.h>
 #include <gtest/gtest.h>
 #include <signal.h>
+#include <sys/mman.h>
+#include <unistd.h>
 
 #include <string>
 #include <thread>
@@ -31,6 +34,25 @@ void exercise(Bootstrap& b) {
                             " got a wrong contribution of rank ", r, " in round ", round);
     b.barrier();
   }
+}
+
+// The shared-memory objects a dead child left go with it; those of other pids stay.
+TEST(ChildProcess, RemovesTheShmObjectsADeadChildLeft) {
+  const pid_t dead = 2000000000;  // above any pid_max: no live process has it
+  const std::string p = std::to_string(dead), other = std::to_string(dead + 1);
+  const std::vector<std::string> left = {"/uccl_ep_" + p + "_sig_0_ab", "/" + p + ":0:0"};
+  const std::string keep = "/uccl_ep_" + other + "_sig_0_ab";
+  for (const std::string& n : left) close(shm_open(n.c_str(), O_RDWR | O_CREAT, 0600));
+  close(shm_open(keep.c_str(), O_RDWR | O_CREAT, 0600));
+  uccl::ep::testing::remove_shm_leftovers(dead);
+  for (const std::string& n : left) {
+    EXPECT_LT(shm_open(n.c_str(), O_RDONLY, 0), 0) << n << " was not removed";
+    shm_unlink(n.c_str());
+  }
+  const int fd = shm_open(keep.c_str(), O_RDONLY, 0);
+  EXPECT_GE(fd, 0) << keep << " belongs to another pid and must stay";
+  if (fd >= 0) close(fd);
+  shm_unlink(keep.c_str());
 }
 
 TEST(TcpBootstrap, RanksAsThreads) {

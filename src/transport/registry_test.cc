@@ -1,9 +1,13 @@
 // The registry (names, option checks, stubs) and the environment variables that choose a
 // transport.
+#include <fcntl.h>
 #include <gtest/gtest.h>
+#include <sys/mman.h>
+#include <unistd.h>
 
 #include <functional>
 #include <string>
+#include <vector>
 
 #include "common/env.h"
 #include "transport/fake/fake_fabric.h"
@@ -84,6 +88,23 @@ TEST(SharedMemory, CreatesZeroedMappingAndUnlinks) {
   }
   SharedMemory again = SharedMemory::create(name, 64);  // unlinked by the destructor
   EXPECT_EQ(again.bytes(), 64u);
+}
+
+// A process killed before its destructors ran leaves its objects behind; a later process
+// with the same pid must still get fresh names (the counter alone repeats the old ones).
+TEST(SharedMemory, NamesAvoidWhatAProcessWithThisPidLeftBehind) {
+  const std::string pid = std::to_string(getpid());
+  std::vector<std::string> stale;
+  for (int k = 0; k < 256; ++k) {
+    stale.push_back("/uccl_ep_" + pid + "_sig_" + std::to_string(k));
+    const int fd = shm_open(stale.back().c_str(), O_RDWR | O_CREAT | O_EXCL, 0600);
+    if (fd >= 0) close(fd);
+  }
+  const std::string a = SharedMemory::unique_name("sig"), b = SharedMemory::unique_name("sig");
+  EXPECT_NE(a, b);
+  EXPECT_EQ(a.rfind("/uccl_ep_" + pid + "_sig_", 0), 0u) << a;
+  EXPECT_NO_THROW(SharedMemory::create(a, 64));
+  for (const std::string& n : stale) shm_unlink(n.c_str());
 }
 
 TEST(Env, ParsesTransportAndProvider) {

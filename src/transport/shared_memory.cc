@@ -7,7 +7,10 @@
 
 #include <atomic>
 #include <cerrno>
+#include <chrono>
+#include <cstdio>
 #include <cstring>
+#include <random>
 
 #include "common/error.h"
 
@@ -42,8 +45,18 @@ SharedMemory SharedMemory::create(const std::string& name, size_t bytes) {
 }
 
 std::string SharedMemory::unique_name(const std::string& tag) {
+  // The pid alone is not enough: a process killed before its destructors ran leaves its objects
+  // behind, and a later process with the same pid would find its names taken (O_EXCL).
+  static const uint64_t nonce = [] {
+    std::random_device rd;
+    return (static_cast<uint64_t>(rd()) << 32) ^ rd() ^
+           static_cast<uint64_t>(std::chrono::steady_clock::now().time_since_epoch().count());
+  }();
   static std::atomic<uint64_t> counter{0};
-  return str_cat("/uccl_ep_", static_cast<int64_t>(getpid()), "_", tag, "_", counter++);
+  char suffix[17];
+  std::snprintf(suffix, sizeof(suffix), "%016llx", static_cast<unsigned long long>(nonce));
+  return str_cat("/uccl_ep_", static_cast<int64_t>(getpid()), "_", tag, "_", counter++, "_",
+                 suffix);
 }
 
 SharedMemory::SharedMemory(SharedMemory&& other) noexcept

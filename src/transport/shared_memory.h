@@ -13,7 +13,8 @@ class SharedMemory {
   /// Creates (exclusively) and maps `bytes` zeroed bytes under `name` ("/uccl_ep_..."). The
   /// destructor unmaps and unlinks it. Throws Error(kRuntime) with the errno text.
   static SharedMemory create(const std::string& name, size_t bytes);
-  /// A name unique to this process and `tag` ("/uccl_ep_<pid>_<tag>_<counter>").
+  /// A name unique to this process and `tag` ("/uccl_ep_<pid>_<tag>_<counter>_<nonce>"; the
+  /// random nonce keeps a new process clear of objects a killed one with the same pid left).
   static std::string unique_name(const std::string& tag);
 
   SharedMemory() = default;

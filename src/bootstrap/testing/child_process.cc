@@ -1,7 +1,9 @@
 // Test support: child processes of the test binary with a parent-death signal and deadlines.
 #include "bootstrap/testing/child_process.h"
 
+#include <dirent.h>
 #include <signal.h>
+#include <sys/mman.h>
 #include <sys/prctl.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -68,6 +70,7 @@ ChildExit ChildProcess::wait(double timeout_secs) {
     int status = 0;
     const pid_t r = waitpid(pid_, &status, WNOHANG);
     if (r == pid_) {
+      remove_shm_leftovers(pid_);  // nothing when it exited cleanly
       pid_ = -1;
       if (WIFEXITED(status)) e.code = WEXITSTATUS(status);
       if (WIFSIGNALED(status)) e.signal = WTERMSIG(status);
@@ -87,7 +90,24 @@ void ChildProcess::kill() {
   ::kill(pid_, SIGKILL);
   int status = 0;
   waitpid(pid_, &status, 0);
+  remove_shm_leftovers(pid_);
   pid_ = -1;
+}
+
+void remove_shm_leftovers(pid_t pid) {
+  // Only for a reaped child of ours: its pid can be reused at once, and a new process would
+  // then meet these names (uccl-ep's signal regions; libfabric shm's "<pid>:..." regions).
+  const std::string ours = str_cat("uccl_ep_", static_cast<int64_t>(pid), "_");
+  const std::string fabric = str_cat(static_cast<int64_t>(pid), ":");
+  DIR* dir = opendir("/dev/shm");
+  if (dir == nullptr) return;
+  std::vector<std::string> names;
+  while (const dirent* e = readdir(dir)) {
+    const std::string n = e->d_name;
+    if (n.rfind(ours, 0) == 0 || n.rfind(fabric, 0) == 0) names.push_back("/" + n);
+  }
+  closedir(dir);
+  for (const std::string& n : names) shm_unlink(n.c_str());
 }
 
 std::string arg_value(int argc, char** argv, const std::string& name) {

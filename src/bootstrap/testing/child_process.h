@@ -40,6 +40,11 @@ class ChildProcess {
   pid_t pid_ = -1;
 };
 
+/// Unlinks the POSIX shared-memory objects a dead process `pid` left in /dev/shm (uccl-ep's
+/// "uccl_ep_<pid>_..." and libfabric shm's "<pid>:..."). Call only once `pid` was reaped;
+/// ChildProcess does it after wait() and kill().
+void remove_shm_leftovers(pid_t pid);
+
 /// The value of "--name=value" or "--name value" in argv, or "" when absent.
 std::string arg_value(int argc, char** argv, const std::string& name);
 
