@@ -7,8 +7,12 @@
 // file reads its own copy (read_wait_profile in launch_dispatch.cu / launch_combine.cu).
 #pragma once
 
-#include <cstdint>
+#include <cuda_runtime.h>
 
+#include <cstdint>
+#include <vector>
+
+#include "common/cuda_check.h"
 #include "device/ptx.cuh"
 
 namespace uccl::ep::device {
@@ -37,10 +41,26 @@ struct RoleTimer {
     profile_add(kWaitSites + static_cast<int>(role), global_timer_ns() - start);
   }
 };
+
+/// Host: this translation unit's counters (see the file comment); zeroed when `reset`.
+static inline std::vector<uint64_t> read_wait_profile(bool reset) {
+  std::vector<uint64_t> out(kProfileCounters);
+  const size_t bytes = out.size() * sizeof(uint64_t);
+  UCCL_EP_CUDA_CHECK(cudaMemcpyFromSymbol(out.data(), g_wait_profile, bytes));
+  if (reset) {
+    const std::vector<uint64_t> zero(out.size(), 0);
+    UCCL_EP_CUDA_CHECK(cudaMemcpyToSymbol(g_wait_profile, zero.data(), bytes));
+  }
+  return out;
+}
 #else
 struct RoleTimer {
   __device__ explicit RoleTimer(WarpRole) {}
 };
+/// Host: normal builds count nothing.
+static inline std::vector<uint64_t> read_wait_profile(bool) {
+  return {};
+}
 #endif
 
 }  // namespace uccl::ep::device

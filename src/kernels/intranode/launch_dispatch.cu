@@ -24,19 +24,7 @@ void launch_dispatch(const DispatchArgs& args, cudaStream_t stream) {
 }
 
 std::vector<uint64_t> read_dispatch_wait_profile(bool reset) {
-#ifdef UCCL_EP_WAIT_PROFILE
-  std::vector<uint64_t> out(device::kProfileCounters);
-  const size_t bytes = out.size() * sizeof(uint64_t);
-  UCCL_EP_CUDA_CHECK(cudaMemcpyFromSymbol(out.data(), device::g_wait_profile, bytes));
-  if (reset) {
-    const std::vector<uint64_t> zero(out.size(), 0);
-    UCCL_EP_CUDA_CHECK(cudaMemcpyToSymbol(device::g_wait_profile, zero.data(), bytes));
-  }
-  return out;
-#else
-  (void)reset;
-  return {};
-#endif
+  return device::read_wait_profile(reset);  // this file's counters
 }
 
 }  // namespace uccl::ep::kernels::intranode
