@@ -6,6 +6,8 @@
 #     micro:   copy-strategy micro-benchmark (bench/copy_microbench.cu)
 #     probe:   cached dispatch / combine over chunk and ring sizes (bench/probe_intranode_configs.py)
 #     sweep:   warp copies over SM counts and warps per SM: push, both ways, pull
+#     bench:   bench/bench_intranode.py per EP size, after the SM direct-write all-to-all bound
+#              (bench/direct_a2a_bound.cu) on the same GPUs
 #     cmdpath: GPU->CPU queue and proxy benchmarks (commands/s, push-to-execution latency) and
 #              the libfabric transport against raw fi_writedata (tcp;ofi_rxm, shm; CPU only;
 #              needs libfabric headers, see below)
@@ -101,6 +103,9 @@ if has bench && [[ $ngpu -ge 2 ]]; then
   for r in $ranks; do
     echo "== bench EP$r"
     devices=$(seq -s, 0 $((r - 1)))
+    # The SM direct-write all-to-all bound on the same GPUs (bench/direct_a2a_bound.cu).
+    CUDA_VISIBLE_DEVICES=$devices timeout 300 $BUILD_DIR/uccl_ep_direct_a2a_bound --gpus "$r" \
+      --json "$OUT/direct_a2a_ep$r.json" || status=1
     CUDA_VISIBLE_DEVICES=$devices timeout 900 torchrun --standalone --nproc_per_node="$r" \
       bench/bench_intranode.py --json "$OUT/bench_ep$r.json" ${BENCH_ARGS:-} \
       >"$OUT/bench_ep$r.log" 2>&1 || status=1

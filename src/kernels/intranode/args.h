@@ -98,5 +98,10 @@ constexpr int kNumWarps = kNumThreads / 32;
 #define UCCL_EP_COPY_UNROLL 4
 #endif
 constexpr int kCopyUnroll = UCCL_EP_COPY_UNROLL;
+/// 16-byte loads each lane of a combine receiver keeps in flight, over all ranks of a token.
+#ifndef UCCL_EP_COMBINE_LOADS
+#define UCCL_EP_COMBINE_LOADS 8
+#endif
+constexpr int kCombineLoads = UCCL_EP_COMBINE_LOADS;
 
 }  // namespace uccl::ep::kernels::intranode

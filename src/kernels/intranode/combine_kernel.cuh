@@ -62,12 +62,13 @@ __device__ __forceinline__ void combine_send(const CombineArgs& a, int channel, 
     for (int i = first; ok && i < i1; i += G) {
       uint8_t* slot = ring + (i % capacity) * a.rings.slot_bytes;
       const int64_t row = row0 + i;
+      // The weight is loaded before the row so its latency hides behind the copy.
+      const bool has_weight = a.topk_weights != nullptr && lane < a.num_topk;
+      const float weight = has_weight ? __ldg(a.topk_weights + row * a.num_topk + lane) : 0.0f;
       device::warp_copy_v4<kCopyUnroll, true>(
           reinterpret_cast<int4*>(slot), reinterpret_cast<const int4*>(a.x + row * a.hidden_bytes),
           hidden_int4, lane);
-      if (a.topk_weights != nullptr && lane < a.num_topk)
-        reinterpret_cast<float*>(slot + a.slot.topk_weights_offset)[lane] =
-            __ldg(a.topk_weights + row * a.num_topk + lane);
+      if (has_weight) reinterpret_cast<float*>(slot + a.slot.topk_weights_offset)[lane] = weight;
     }
     __syncwarp();  // then a CTA release; the tail's system release covers it (publish_progress)
     if (lane == 0) {
@@ -111,16 +112,31 @@ __device__ __forceinline__ void combine_reduce_token(const CombineArgs& a, int64
   const auto* bias0 = reinterpret_cast<const int4*>(a.bias0 + token * a.hidden_bytes);
   const auto* bias1 = reinterpret_cast<const int4*>(a.bias1 + token * a.hidden_bytes);
   auto* out = reinterpret_cast<int4*>(a.combined_x + token * a.hidden_bytes);
-  // kUnroll consecutive 16-byte words per lane and rank in flight: 8 loads per lane in total.
-  constexpr int kUnroll = kNumRanks >= 8 ? 1 : 8 / kNumRanks;
+  // Up to EP 4 the weights are loaded before the row so their latency hides behind it (at EP 8
+  // the registers they take cost spills; they are loaded after the row).
+  constexpr bool kEarlyWeights = kNumRanks <= 4;
+  const bool has_weights = a.combined_topk_weights != nullptr && lane < a.num_topk;
+  auto load_weight = [&](int r) {
+    return has_weights && (mask >> r & 1u)
+               ? device::ld_cg(r == a.rank ? a.topk_weights + self_row * a.num_topk + lane
+                                           : reinterpret_cast<const float*>(
+                                                 slots[r] + a.slot.topk_weights_offset) +
+                                                 lane)
+               : 0.0f;
+  };
+  float weights[kNumRanks];
+  if constexpr (kEarlyWeights) {
+#pragma unroll
+    for (int r = 0; r < kNumRanks; ++r) weights[r] = load_weight(r);
+  }
+  // kUnroll consecutive 16-byte words per lane and rank in flight: kCombineLoads loads per lane
+  // in total. The fp32 sums live only while one word is reduced (registers for the loads).
+  constexpr int kUnroll = kNumRanks >= kCombineLoads ? 1 : kCombineLoads / kNumRanks;
   for (int i0 = lane; i0 < hidden_int4; i0 += 32 * kUnroll) {
-    float acc[kUnroll][8];
     int4 v[kUnroll][kNumRanks];
 #pragma unroll
     for (int u = 0; u < kUnroll; ++u) {
       const int i = i0 + 32 * u;
-#pragma unroll
-      for (int j = 0; j < 8; ++j) acc[u][j] = 0.0f;
       if (i >= hidden_int4) continue;
 #pragma unroll
       for (int r = 0; r < kNumRanks; ++r)
@@ -130,23 +146,21 @@ __device__ __forceinline__ void combine_reduce_token(const CombineArgs& a, int64
     for (int u = 0; u < kUnroll; ++u) {
       const int i = i0 + 32 * u;
       if (i >= hidden_int4) continue;
-      if (a.bias0 != nullptr) accumulate_bf16x8(acc[u], device::ld_nc_v4(bias0 + i));
-      if (a.bias1 != nullptr) accumulate_bf16x8(acc[u], device::ld_nc_v4(bias1 + i));
+      float acc[8];
+#pragma unroll
+      for (int j = 0; j < 8; ++j) acc[j] = 0.0f;
+      if (a.bias0 != nullptr) accumulate_bf16x8(acc, device::ld_nc_v4(bias0 + i));
+      if (a.bias1 != nullptr) accumulate_bf16x8(acc, device::ld_nc_v4(bias1 + i));
 #pragma unroll
       for (int r = 0; r < kNumRanks; ++r)
-        if (mask >> r & 1u) accumulate_bf16x8(acc[u], v[u][r]);
-      device::st_na_v4(out + i, pack_bf16x8(acc[u]));
+        if (mask >> r & 1u) accumulate_bf16x8(acc, v[u][r]);
+      device::st_na_v4(out + i, pack_bf16x8(acc));
     }
   }
-  if (a.combined_topk_weights != nullptr && lane < a.num_topk) {
-    float w = 0.0f;
+  if (has_weights) {
+    float w = 0.0f;  // ascending rank order; ranks not in `mask` add 0
 #pragma unroll
-    for (int r = 0; r < kNumRanks; ++r)
-      if (mask >> r & 1u)
-        w += device::ld_cg(
-            r == a.rank
-                ? a.topk_weights + self_row * a.num_topk + lane
-                : reinterpret_cast<const float*>(slots[r] + a.slot.topk_weights_offset) + lane);
+    for (int r = 0; r < kNumRanks; ++r) w += kEarlyWeights ? weights[r] : load_weight(r);
     a.combined_topk_weights[token * a.num_topk + lane] = w;
   }
 }
@@ -164,8 +178,15 @@ __device__ __forceinline__ void combine_recv(const CombineArgs& a, int channel, 
   const int64_t self_base =
       (a.rank > 0 ? a.rank_prefix_matrix[(a.rank - 1) * kNumRanks + a.rank] : 0) +
       a.recv_channel_prefix_matrix[a.rank * a.num_channels + channel];
+  // Lane r < kNumRanks holds the slot of token t from rank r; the next token's slots are loaded
+  // while this one is reduced (a dependent load per token would add a memory round trip).
+  auto load_slot = [&](int64_t t) {
+    return lane < kNumRanks && t < range.end ? a.send_head[t * kNumRanks + lane] : -1;
+  };
+  int next_slot = load_slot(range.begin + warp);
   for (int64_t t = range.begin + warp; t < range.end; t += kNumWarps) {
-    const int slot = lane < kNumRanks ? a.send_head[t * kNumRanks + lane] : -1;
+    const int slot = next_slot;
+    next_slot = load_slot(t + kNumWarps);
     if (ok && slot >= 0 && lane != a.rank && cached_tail <= slot) {
       ok = device::timed_wait(a.diag, protocol::WaitSite::kCombineTail, lane, channel, slot + 1,
                               [&](int64_t& observed) {

@@ -74,22 +74,25 @@ __device__ __forceinline__ void dispatch_copy_token(const DispatchArgs& a, int t
     if (j < num_scale_loads && i < a.num_scales)
       scales[j] = __ldg(a.x_scales + t * a.scale_token_stride + i * a.scale_hidden_stride);
   }
-  // Expert and weight are loaded together (a weight load that waited for the expert id would
-  // add a memory round trip before the row copy).
-  int32_t local_expert = -1;
-  float weight = 0.0f;
-  if (a.topk_idx != nullptr && lane < a.num_topk) {
-    const int64_t expert = __ldg(a.topk_idx + t * a.num_topk + lane);
-    const float w = __ldg(a.topk_weights + t * a.num_topk + lane);
-    const int64_t first = static_cast<int64_t>(dst_rank) * a.num_local_experts;
-    if (expert >= first && expert < first + a.num_local_experts) {
-      local_expert = static_cast<int32_t>(expert - first);
-      weight = w;
-    }
+  // Expert and weight are loaded together and only used after the row copy (a comparison
+  // before it would wait for them: a memory round trip per token).
+  const bool has_topk = a.topk_idx != nullptr && lane < a.num_topk;
+  int64_t expert = -1;
+  float w = 0.0f;
+  if (has_topk) {
+    expert = __ldg(a.topk_idx + t * a.num_topk + lane);
+    w = __ldg(a.topk_weights + t * a.num_topk + lane);
   }
   device::warp_copy_v4<kCopyUnroll, true>(reinterpret_cast<int4*>(d.x),
                                           reinterpret_cast<const int4*>(a.x + t * a.hidden_bytes),
                                           static_cast<int>(a.hidden_bytes / 16), lane);
+  int32_t local_expert = -1;
+  float weight = 0.0f;
+  const int64_t first = static_cast<int64_t>(dst_rank) * a.num_local_experts;
+  if (has_topk && expert >= first && expert < first + a.num_local_experts) {
+    local_expert = static_cast<int32_t>(expert - first);
+    weight = w;
+  }
   if (d.scales != nullptr && a.x_scales != nullptr) {
 #pragma unroll
     for (int j = 0; j < kMaxScalesPerLane; ++j) {
@@ -99,7 +102,7 @@ __device__ __forceinline__ void dispatch_copy_token(const DispatchArgs& a, int t
     for (int i = lane + 32 * kMaxScalesPerLane; i < a.num_scales; i += 32)
       d.scales[i] = __ldg(a.x_scales + t * a.scale_token_stride + i * a.scale_hidden_stride);
   }
-  if (a.topk_idx != nullptr && lane < a.num_topk) {
+  if (has_topk) {
     if (d.topk32 != nullptr) d.topk32[lane] = local_expert;
     if (d.topk64 != nullptr) d.topk64[lane] = local_expert;
     if (d.weights != nullptr) d.weights[lane] = weight;
@@ -121,11 +124,16 @@ __device__ __forceinline__ void dispatch_send_self(const DispatchArgs& a, int ch
     a.recv_channel_prefix_matrix[a.rank * a.num_channels + channel] = start;
   const int64_t base =
       (a.rank > 0 ? a.rank_prefix_matrix[(a.rank - 1) * kNumRanks + a.rank] : 0) + start;
+  // Each lane loads the routing flag of its token of the next 32 while this batch is copied.
+  auto load_flag = [&](int t) {
+    return t < range.end && a.is_token_in_rank[static_cast<int64_t>(t) * kNumRanks + a.rank];
+  };
+  bool next_flag = load_flag(range.begin + lane);
   int sent = 0;
   for (int t0 = range.begin; t0 < range.end; t0 += 32) {
     const int t = t0 + lane;
-    const bool mine =
-        t < range.end && a.is_token_in_rank[static_cast<int64_t>(t) * kNumRanks + a.rank];
+    const bool mine = next_flag;
+    next_flag = load_flag(t + 32);
     const uint32_t mask = __ballot_sync(0xffffffffu, mine);
     const int slot_before = sent + __popc(mask & ((1u << lane) - 1u));
     if (a.send_head != nullptr && gwarp == 0 && t < range.end)
@@ -165,6 +173,11 @@ __device__ __forceinline__ void dispatch_send(const DispatchArgs& a, int channel
                            protocol::encode_range(start, prefix[channel]));
   }
 
+  // Each lane loads the routing flag of its token of the next 32 while this batch is copied.
+  auto load_flag = [&](int t) {
+    return t < range.end && a.is_token_in_rank[static_cast<int64_t>(t) * kNumRanks + dst];
+  };
+  bool next_flag = load_flag(range.begin + lane);
   int sent = 0, cached_head = 0;
   bool ok = true;
   for (int t0 = range.begin; t0 < range.end; t0 += a.max_send_tokens) {
@@ -185,7 +198,8 @@ __device__ __forceinline__ void dispatch_send(const DispatchArgs& a, int channel
     // 32 tokens at a time: each lane loads one routing flag, the ballot gives every slot.
     for (int base = t0; base < t1; base += 32) {
       const int t = base + lane;
-      const bool to_dst = t < t1 && a.is_token_in_rank[static_cast<int64_t>(t) * kNumRanks + dst];
+      const bool to_dst = t < t1 && next_flag;
+      next_flag = load_flag(min(base + 32, t1) + lane);  // the next batch, maybe of the next window
       const uint32_t mask = __ballot_sync(0xffffffffu, to_dst);
       const int slot_before = sent + __popc(mask & ((1u << lane) - 1u));
       if (a.send_head != nullptr && gwarp == 0 && t < t1)

@@ -13,7 +13,10 @@ namespace uccl::ep::kernels::intranode {
 /// numbered over both blocks' self warps. Measured on H200 (bench/bench_intranode.py): at EP 2
 /// splitting the self copies over both blocks (7 + 8 self warps, groups of 16) beats a sender-only
 /// split by ~40 %; at EP 4 the sender-only split (5 self warps, groups of 6 and 8) is the better
-/// one (with the publisher warp, splitting at EP 4 measured 238 vs 349 GB/s FP8). The publisher
+/// one (with the publisher warp, splitting at EP 4 measured 238 vs 349 GB/s FP8; keeping the
+/// sender block as it is and adding 3 or 6 self warps to the receiver block, whose groups wait
+/// ~40 % of their time, measured 269 / 267 vs 353 FP8 and 287 / 288 vs 360 BF16: the send warps
+/// themselves got ~40 % slower, for reasons not understood). The publisher
 /// warp raised FP8 dispatch at EP 4 from 317 to 335-354 GB/s (DeepEP-counted, three runs).
 template <int kNumRanks>
 struct DispatchWarpSplit {

@@ -1,0 +1,333 @@
+// The SM direct-write all-to-all bound: every GPU writes each routed token row straight into
+// its final row on the destination GPU (peers over NVLink, itself locally), all GPUs at once,
+// with `--sms` blocks per GPU and nothing else: no rings, no receive copy, no synchronisation
+// beyond a start barrier. No dispatch that lands rows through SM stores can beat this figure on
+// the same machine, so it says how far a target is from what the links and SMs allow.
+//
+//   direct_a2a_bound [--gpus N] [--sms 24] [--tokens 4096] [--hidden 7168] [--experts 256]
+//                    [--topk 8] [--repeat 10] [--json PATH]
+//
+// Routing: each token picks `topk` distinct experts uniformly (as bench_intranode.py), so it
+// goes to the ranks holding them. Rows from source s land in the destination's block s in
+// token order (DeepEP's layout). Reported per row size (BF16: hidden * 2 bytes; FP8: hidden +
+// hidden / 128 * 4 bytes of scales, DeepEP's FP8 accounting): the DeepEP-counted GB/s of the
+// slowest GPU (rows it receives, its own included, times the row size, over the all-to-all's
+// time: from the barrier's release to the last block's end, per GPU clock, the slowest GPU's),
+// median of `--repeat` runs. Every received row's first 16 bytes are checked afterwards.
+#include <cuda_runtime.h>
+
+#include <algorithm>
+#include <cstdint>
+#include <cstdio>
+#include <cstdlib>
+#include <random>
+#include <string>
+#include <vector>
+
+namespace {
+
+#define CHECK_CUDA(expr)                                                              \
+  do {                                                                                \
+    cudaError_t e_ = (expr);                                                          \
+    if (e_ != cudaSuccess) {                                                          \
+      std::fprintf(stderr, "CUDA error %s at %s:%d: %s\n", #expr, __FILE__, __LINE__, \
+                   cudaGetErrorString(e_));                                           \
+      std::exit(1);                                                                   \
+    }                                                                                 \
+  } while (0)
+
+constexpr int kMaxGpus = 8;
+constexpr int kThreads = 768;
+constexpr uint64_t kBarrierTimeoutNs = 10'000'000'000ull;
+
+struct Task {
+  int token, dest, row;  // source row, destination GPU, row there
+};
+struct Dests {
+  uint8_t* base[kMaxGpus];
+};
+
+__device__ __forceinline__ uint64_t global_ns() {
+  uint64_t t;
+  asm volatile("mov.u64 %0, %%globaltimer;" : "=l"(t));
+  return t;
+}
+__device__ __forceinline__ int4 ld_nc(const int4* p) {
+  int4 v;
+  asm volatile("ld.global.nc.L1::no_allocate.v4.s32 {%0,%1,%2,%3}, [%4];"
+               : "=r"(v.x), "=r"(v.y), "=r"(v.z), "=r"(v.w)
+               : "l"(p));
+  return v;
+}
+__device__ __forceinline__ void st_na(int4* p, int4 v) {
+  asm volatile("st.global.L1::no_allocate.v4.s32 [%0], {%1,%2,%3,%4};" ::"l"(p), "r"(v.x), "r"(v.y),
+               "r"(v.z), "r"(v.w)
+               : "memory");
+}
+
+/// Block b copies tasks [b * n / B, (b + 1) * n / B) (a channel's tokens, in order), warp-
+/// interleaved, 4 words per lane in flight. `arrivals` (on GPU 0) is the start barrier of all
+/// blocks of all GPUs; times[2b], times[2b+1] get the block's start and end (this GPU's clock).
+__global__ void __launch_bounds__(kThreads, 1)
+    a2a_kernel(const uint8_t* src, Dests dests, const Task* tasks, int num_tasks, int row_bytes,
+               unsigned* arrivals, unsigned expected, uint64_t* times, int* timed_out) {
+  if (threadIdx.x == 0) {
+    atomicAdd_system(arrivals, 1u);
+    const uint64_t t0 = global_ns();
+    while (*reinterpret_cast<volatile unsigned*>(arrivals) < expected) {
+      if (global_ns() - t0 > kBarrierTimeoutNs) {
+        *timed_out = 1;
+        break;
+      }
+    }
+    times[2 * blockIdx.x] = global_ns();
+  }
+  __syncthreads();
+  const int lane = threadIdx.x % 32, warp = threadIdx.x / 32, warps = kThreads / 32;
+  const int begin = static_cast<int>(static_cast<int64_t>(num_tasks) * blockIdx.x / gridDim.x);
+  const int end = static_cast<int>(static_cast<int64_t>(num_tasks) * (blockIdx.x + 1) / gridDim.x);
+  const int words = row_bytes / 16;
+  for (int i = begin + warp; i < end; i += warps) {
+    const Task t = tasks[i];
+    const auto* s = reinterpret_cast<const int4*>(src + static_cast<int64_t>(t.token) * row_bytes);
+    auto* d = reinterpret_cast<int4*>(dests.base[t.dest] + static_cast<int64_t>(t.row) * row_bytes);
+    for (int w = lane; w < words; w += 4 * 32) {
+      int4 v[4];
+#pragma unroll
+      for (int u = 0; u < 4; ++u)
+        if (w + 32 * u < words) v[u] = ld_nc(s + w + 32 * u);
+#pragma unroll
+      for (int u = 0; u < 4; ++u)
+        if (w + 32 * u < words) st_na(d + w + 32 * u, v[u]);
+    }
+  }
+  __syncthreads();
+  if (threadIdx.x == 0) times[2 * blockIdx.x + 1] = global_ns();
+}
+
+struct Args {
+  int gpus = 0, sms = 24, tokens = 4096, hidden = 7168, experts = 256, topk = 8, repeat = 10;
+  std::string json;
+};
+
+Args parse(int argc, char** argv) {
+  Args a;
+  for (int i = 1; i < argc; ++i) {
+    const std::string k = argv[i];
+    const bool has_value = i + 1 < argc;
+    auto value = [&] { return std::atoi(argv[++i]); };
+    if (k == "--gpus" && has_value)
+      a.gpus = value();
+    else if (k == "--sms" && has_value)
+      a.sms = value();
+    else if (k == "--tokens" && has_value)
+      a.tokens = value();
+    else if (k == "--hidden" && has_value)
+      a.hidden = value();
+    else if (k == "--experts" && has_value)
+      a.experts = value();
+    else if (k == "--topk" && has_value)
+      a.topk = value();
+    else if (k == "--repeat" && has_value)
+      a.repeat = value();
+    else if (k == "--json" && has_value)
+      a.json = argv[++i];
+    else {
+      std::fprintf(stderr, "direct_a2a_bound: unknown or incomplete flag '%s'\n", k.c_str());
+      std::exit(2);
+    }
+  }
+  return a;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  Args a = parse(argc, argv);
+  int available = 0;
+  CHECK_CUDA(cudaGetDeviceCount(&available));
+  const int n = a.gpus > 0 ? a.gpus : std::min(available, kMaxGpus);
+  if (n < 2 || n > available || n > kMaxGpus || a.experts % n != 0 || a.hidden % 128 != 0 ||
+      a.topk > a.experts || a.sms < 1 || a.repeat < 1) {
+    std::fprintf(stderr,
+                 "direct_a2a_bound: need 2..%d GPUs (have %d, asked %d), experts divisible by "
+                 "them, hidden a multiple of 128, topk <= experts, sms and repeat >= 1\n",
+                 kMaxGpus, available, n);
+    return 2;
+  }
+  for (int g = 0; g < n; ++g) {
+    CHECK_CUDA(cudaSetDevice(g));
+    for (int p = 0; p < n; ++p)
+      if (p != g) CHECK_CUDA(cudaDeviceEnablePeerAccess(p, 0));
+  }
+  // Routing: mask[g][t] has bit d when token t of GPU g goes to GPU d.
+  std::mt19937 rng(1234);
+  std::vector<std::vector<uint32_t>> mask(n, std::vector<uint32_t>(a.tokens, 0));
+  std::vector<int> experts(a.experts);
+  for (auto& per_gpu : mask)
+    for (auto& m : per_gpu) {
+      for (int e = 0; e < a.experts; ++e) experts[e] = e;
+      for (int k = 0; k < a.topk; ++k) {
+        std::swap(experts[k], experts[k + rng() % (a.experts - k)]);
+        m |= 1u << (experts[k] / (a.experts / n));
+      }
+    }
+  std::vector<std::vector<int>> count(n, std::vector<int>(n, 0));  // count[src][dst]
+  for (int s = 0; s < n; ++s)
+    for (int t = 0; t < a.tokens; ++t)
+      for (int d = 0; d < n; ++d) count[s][d] += mask[s][t] >> d & 1u;
+  std::vector<int> received(n, 0);
+  for (int d = 0; d < n; ++d)
+    for (int s = 0; s < n; ++s) received[d] += count[s][d];
+
+  unsigned* arrivals = nullptr;
+  int* timed_out = nullptr;
+  CHECK_CUDA(cudaSetDevice(0));
+  CHECK_CUDA(cudaMalloc(&arrivals, sizeof(unsigned)));
+  CHECK_CUDA(cudaMallocHost(&timed_out, sizeof(int)));
+  *timed_out = 0;
+
+  std::string json = "{\"gpus\": " + std::to_string(n) + ", \"sms\": " + std::to_string(a.sms) +
+                     ", \"tokens\": " + std::to_string(a.tokens) + ", \"results\": [";
+  const int bf16_row = a.hidden * 2, fp8_row = a.hidden + a.hidden / 128 * 4;
+  bool all_ok = true;
+  for (const int row_bytes : {bf16_row, fp8_row}) {
+    std::vector<uint8_t*> src(n), dst(n);
+    std::vector<Task*> tasks(n);
+    std::vector<int> num_tasks(n);
+    std::vector<uint64_t*> times(n);
+    std::vector<cudaStream_t> streams(n);
+    Dests dests{};
+    for (int g = 0; g < n; ++g) {
+      CHECK_CUDA(cudaSetDevice(g));
+      CHECK_CUDA(cudaMalloc(&src[g], static_cast<size_t>(a.tokens) * row_bytes));
+      CHECK_CUDA(cudaMalloc(&dst[g], static_cast<size_t>(received[g]) * row_bytes));
+      CHECK_CUDA(cudaMalloc(&times[g], 2 * a.sms * sizeof(uint64_t)));
+      CHECK_CUDA(cudaStreamCreateWithFlags(&streams[g], cudaStreamNonBlocking));
+      // Row t of GPU g starts with the words (g, t, g, t): what the check expects.
+      std::vector<int32_t> heads(static_cast<size_t>(a.tokens) * 4);
+      for (int t = 0; t < a.tokens; ++t) {
+        heads[4 * t] = heads[4 * t + 2] = g;
+        heads[4 * t + 1] = heads[4 * t + 3] = t;
+      }
+      CHECK_CUDA(cudaMemset(src[g], 0x5a, static_cast<size_t>(a.tokens) * row_bytes));
+      CHECK_CUDA(
+          cudaMemcpy2D(src[g], row_bytes, heads.data(), 16, 16, a.tokens, cudaMemcpyHostToDevice));
+      dests.base[g] = dst[g];
+    }
+    for (int g = 0; g < n; ++g) {  // tasks in token order, destinations rotated per token
+      std::vector<Task> list;
+      std::vector<int> next(n);
+      for (int d = 0; d < n; ++d) {
+        next[d] = 0;
+        for (int s = 0; s < g; ++s) next[d] += count[s][d];
+      }
+      for (int t = 0; t < a.tokens; ++t)
+        for (int j = 0; j < n; ++j) {
+          const int d = (g + t + j) % n;
+          if (mask[g][t] >> d & 1u) list.push_back({t, d, next[d]++});
+        }
+      num_tasks[g] = static_cast<int>(list.size());
+      CHECK_CUDA(cudaSetDevice(g));
+      CHECK_CUDA(cudaMalloc(&tasks[g], list.size() * sizeof(Task)));
+      CHECK_CUDA(
+          cudaMemcpy(tasks[g], list.data(), list.size() * sizeof(Task), cudaMemcpyHostToDevice));
+    }
+    std::vector<double> slowest_gbps;
+    for (int it = 0; it < a.repeat + 2; ++it) {  // two warm-ups
+      for (int g = 0; g < n; ++g) {
+        CHECK_CUDA(cudaSetDevice(g));
+        CHECK_CUDA(cudaDeviceSynchronize());
+        CHECK_CUDA(cudaMemset(dst[g], 0, static_cast<size_t>(received[g]) * row_bytes));
+        CHECK_CUDA(cudaDeviceSynchronize());
+      }
+      CHECK_CUDA(cudaSetDevice(0));
+      CHECK_CUDA(cudaMemset(arrivals, 0, sizeof(unsigned)));
+      CHECK_CUDA(cudaDeviceSynchronize());
+      for (int g = 0; g < n; ++g) {
+        CHECK_CUDA(cudaSetDevice(g));
+        a2a_kernel<<<a.sms, kThreads, 0, streams[g]>>>(src[g], dests, tasks[g], num_tasks[g],
+                                                       row_bytes, arrivals, n * a.sms, times[g],
+                                                       timed_out);
+        CHECK_CUDA(cudaGetLastError());
+      }
+      double worst_us = 0;
+      for (int g = 0; g < n; ++g) {
+        CHECK_CUDA(cudaSetDevice(g));
+        CHECK_CUDA(cudaStreamSynchronize(streams[g]));
+        std::vector<uint64_t> t(2 * a.sms);
+        CHECK_CUDA(
+            cudaMemcpy(t.data(), times[g], t.size() * sizeof(uint64_t), cudaMemcpyDeviceToHost));
+        uint64_t start = UINT64_MAX, end = 0;
+        for (int b = 0; b < a.sms; ++b) {
+          start = std::min(start, t[2 * b]);
+          end = std::max(end, t[2 * b + 1]);
+        }
+        worst_us = std::max(worst_us, (end - start) * 1e-3);
+      }
+      if (*timed_out) {
+        std::fprintf(stderr,
+                     "direct_a2a_bound: start barrier timed out (blocks not co-resident)\n");
+        return 1;
+      }
+      if (it < 2) continue;
+      double slowest = 1e30;
+      for (int g = 0; g < n; ++g)
+        slowest = std::min(slowest, static_cast<double>(received[g]) * row_bytes / worst_us / 1e3);
+      slowest_gbps.push_back(slowest);
+    }
+    // Check: row i of source s's block on d starts with (s, t, s, t) for the i-th token of s to d.
+    int bad = 0;
+    for (int d = 0; d < n; ++d) {
+      std::vector<int32_t> heads(static_cast<size_t>(received[d]) * 4);
+      CHECK_CUDA(cudaSetDevice(d));
+      CHECK_CUDA(cudaMemcpy2D(heads.data(), 16, dst[d], row_bytes, 16, received[d],
+                              cudaMemcpyDeviceToHost));
+      int row = 0;
+      for (int s = 0; s < n; ++s)
+        for (int t = 0; t < a.tokens; ++t)
+          if (mask[s][t] >> d & 1u) {
+            const int32_t* h = &heads[4 * static_cast<size_t>(row++)];
+            bad += h[0] != s || h[1] != t || h[2] != s || h[3] != t;
+          }
+    }
+    std::sort(slowest_gbps.begin(), slowest_gbps.end());
+    const double median = slowest_gbps[slowest_gbps.size() / 2];
+    const char* kind = row_bytes == bf16_row ? "bf16" : "fp8";
+    std::printf(
+        "direct-write all-to-all, %d GPUs, %d SMs each, %s rows of %d bytes: %.1f GB/s "
+        "DeepEP-counted (slowest GPU, median of %d; best %.1f); rows checked: %s\n",
+        n, a.sms, kind, row_bytes, median, a.repeat, slowest_gbps.back(),
+        bad == 0 ? "all correct" : "MISMATCH");
+    if (bad != 0) {
+      std::fprintf(stderr, "direct_a2a_bound: %d received rows hold the wrong token\n", bad);
+      all_ok = false;
+    }
+    char entry[256];
+    std::snprintf(entry, sizeof(entry),
+                  "%s{\"rows\": \"%s\", \"row_bytes\": %d, \"gbps_deepep_median\": %.2f, "
+                  "\"gbps_deepep_best\": %.2f, \"rows_ok\": %s}",
+                  row_bytes == bf16_row ? "" : ", ", kind, row_bytes, median, slowest_gbps.back(),
+                  bad == 0 ? "true" : "false");
+    json += entry;
+    for (int g = 0; g < n; ++g) {
+      CHECK_CUDA(cudaSetDevice(g));
+      CHECK_CUDA(cudaFree(src[g]));
+      CHECK_CUDA(cudaFree(dst[g]));
+      CHECK_CUDA(cudaFree(tasks[g]));
+      CHECK_CUDA(cudaFree(times[g]));
+      CHECK_CUDA(cudaStreamDestroy(streams[g]));
+    }
+  }
+  json += "]}\n";
+  if (!a.json.empty()) {
+    FILE* f = std::fopen(a.json.c_str(), "w");
+    if (f == nullptr) {
+      std::fprintf(stderr, "direct_a2a_bound: cannot write %s\n", a.json.c_str());
+      return 1;
+    }
+    std::fputs(json.c_str(), f);
+    std::fclose(f);
+  }
+  return all_ok ? 0 : 1;
+}
