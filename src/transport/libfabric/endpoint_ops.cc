@@ -8,6 +8,7 @@
 #include <atomic>
 
 #include "common/error.h"
+#include "transport/libfabric/api.h"
 #include "transport/libfabric/endpoint.h"
 #include "transport/libfabric/fabric.h"
 
@@ -330,7 +331,7 @@ int Endpoint::handle_error(Completion* out) {
   if (rc < 0) throw_fi("fi_cq_readerr", rc, -1, -1);
   char buf[256] = {};
   const char* detail = fi_cq_strerror(cq_, err.prov_errno, err.err_data, buf, sizeof(buf));
-  const std::string text = str_cat(fi_strerror(err.err), " (", -err.err, ", provider errno ",
+  const std::string text = str_cat(api().strerror(err.err), " (", -err.err, ", provider errno ",
                                    err.prov_errno, detail ? str_cat(": ", detail) : "", ")");
   if (Op* op = as_op(err.op_context)) {
     std::string what =

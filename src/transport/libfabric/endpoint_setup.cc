@@ -8,6 +8,7 @@
 
 #include "common/error.h"
 #include "common/log.h"
+#include "transport/libfabric/api.h"
 #include "transport/libfabric/endpoint.h"
 #include "transport/libfabric/fabric.h"
 #include "transport/wire.h"
@@ -71,7 +72,7 @@ void Endpoint::close_all() noexcept {
   if (cq_) fi_close(&cq_->fid);
   if (domain_) fi_close(&domain_->fid);
   if (fabric_) fi_close(&fabric_->fid);
-  if (info_) fi_freeinfo(info_);
+  if (info_) api().freeinfo(info_);
   av_ = nullptr;
   cq_ = nullptr;
   domain_ = nullptr;
@@ -90,7 +91,8 @@ void Endpoint::open_resources(bool want_hmem) {
   // included): the proxy's FENCE counts completions.
   info_->tx_attr->op_flags |= FI_DELIVERY_COMPLETE;
 
-  if (int rc = fi_fabric(info_->fabric_attr, &fabric_, nullptr)) throw_fi("fi_fabric", rc, -1, -1);
+  if (int rc = api().fabric(info_->fabric_attr, &fabric_, nullptr))
+    throw_fi("fi_fabric", rc, -1, -1);
   if (int rc = fi_domain(fabric_, info_, &domain_, nullptr)) throw_fi("fi_domain", rc, -1, -1);
   const uint32_t num_rx = std::min<uint32_t>(kMaxRxBuffers, info_->rx_attr->size);
   const uint32_t num_ops = options_.max_inflight + 2 * options_.num_ranks + 16;  // + control

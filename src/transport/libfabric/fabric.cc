@@ -1,5 +1,6 @@
 // libfabric provider selection: hints, the auto list, and why each candidate was refused.
 #include "transport/libfabric/fabric.h"
+#include "transport/libfabric/api.h"
 
 #include <rdma/fi_errno.h>
 
@@ -33,7 +34,7 @@ char* dup_cstr(std::string_view s) {
 }
 
 fi_info* make_hints(const std::string& provider, bool atomics, bool hmem) {
-  fi_info* hints = fi_allocinfo();
+  fi_info* hints = api().dupinfo(nullptr);  // fi_allocinfo()
   UCCL_EP_CHECK_RUNTIME(hints != nullptr, "libfabric: fi_allocinfo failed");
   hints->ep_attr->type = FI_EP_RDM;
   hints->caps = kBaseCaps | (atomics ? FI_ATOMIC : 0) | (hmem ? FI_HMEM : 0);
@@ -50,9 +51,9 @@ fi_info* make_hints(const std::string& provider, bool atomics, bool hmem) {
 fi_info* try_getinfo(const std::string& provider, bool atomics, bool hmem, std::string& why) {
   fi_info* hints = make_hints(provider, atomics, hmem);
   fi_info* list = nullptr;
-  const int rc =
-      fi_getinfo(FI_VERSION(FI_MAJOR_VERSION, FI_MINOR_VERSION), nullptr, nullptr, 0, hints, &list);
-  fi_freeinfo(hints);
+  const int rc = api().getinfo(FI_VERSION(FI_MAJOR_VERSION, FI_MINOR_VERSION), nullptr, nullptr, 0,
+                               hints, &list);
+  api().freeinfo(hints);
   if (rc != 0) {
     why = fi_error_text(rc);
     return nullptr;
@@ -60,8 +61,8 @@ fi_info* try_getinfo(const std::string& provider, bool atomics, bool hmem, std::
   fi_info* chosen = nullptr;
   for (fi_info* i = list; i && !chosen; i = i->next)
     if (i->fabric_attr && i->fabric_attr->prov_name && provider == i->fabric_attr->prov_name)
-      chosen = fi_dupinfo(i);
-  fi_freeinfo(list);
+      chosen = api().dupinfo(i);
+  api().freeinfo(list);
   if (!chosen) why = "no info with exactly this provider name";
   return chosen;
 }
@@ -75,7 +76,7 @@ std::string hex_text(uint64_t v) {
 }
 
 std::string fi_error_text(long rc) {
-  return str_cat(fi_strerror(static_cast<int>(rc < 0 ? -rc : rc)), " (", rc, ")");
+  return str_cat(api().strerror(static_cast<int>(rc < 0 ? -rc : rc)), " (", rc, ")");
 }
 
 bool hardware_atomics(const std::string& provider) {
@@ -83,7 +84,7 @@ bool hardware_atomics(const std::string& provider) {
 }
 
 std::string native_atomics_broken(const std::string& provider) {
-  const uint32_t v = fi_version();
+  const uint32_t v = api().version();
   if (provider == "shm" && (FI_MAJOR(v) < 1 || (FI_MAJOR(v) == 1 && FI_MINOR(v) <= 17))) {
     return str_cat("shm in libfabric ", FI_MAJOR(v), ".", FI_MINOR(v),
                    " applies the operand of a later fi_atomic to an earlier one when two "
@@ -135,7 +136,7 @@ std::string first_working_provider() {
   for (const char* p : kAutoProviders) {
     std::string why;
     if (fi_info* info = try_getinfo(p, false, false, why)) {
-      fi_freeinfo(info);
+      api().freeinfo(info);
       return p;
     }
   }

@@ -19,6 +19,7 @@
 #include "bootstrap/tcp_bootstrap.h"
 #include "bootstrap/testing/child_process.h"
 #include "common/error.h"
+#include "transport/libfabric/api.h"
 #include "transport/testing/driver.h"
 
 namespace uccl::ep::transport::libfabric {
@@ -395,6 +396,34 @@ TEST(LibfabricTransport, UnknownProviderListsWhatWasTried) {
     EXPECT_EQ(e.kind(), ErrorKind::kRuntime);
     EXPECT_NE(std::string(e.what()).find("nosuchprov"), std::string::npos) << e.what();
   }
+}
+
+// libfabric.so.1 is loaded at run time: a missing library is an error that names it and says
+// what to do, and the installed one provides every function the transport calls.
+TEST(LibfabricApi, MissingLibraryIsAClearError) {
+  try {
+    load_api("libuccl_ep_no_such_fabric.so.1");
+    FAIL() << "a library that does not exist was loaded";
+  } catch (const Error& e) {
+    EXPECT_EQ(e.kind(), ErrorKind::kRuntime);
+    const std::string what = e.what();
+    for (const char* needle :
+         {"libfabric transport unavailable", "libuccl_ep_no_such_fabric.so.1", "LD_LIBRARY_PATH"})
+      EXPECT_NE(what.find(needle), std::string::npos) << what;
+  }
+}
+
+TEST(LibfabricApi, InstalledLibraryProvidesEveryFunction) {
+  const Api& a = api();
+  ASSERT_NE(a.version, nullptr);
+  EXPECT_GE(FI_MAJOR(a.version()), 1u);
+  fi_info* info = a.dupinfo(nullptr);  // fi_allocinfo
+  ASSERT_NE(info, nullptr);
+  EXPECT_NE(info->ep_attr, nullptr);
+  a.freeinfo(info);
+  EXPECT_STRNE(a.strerror(FI_EAGAIN), "");
+  EXPECT_NE(a.getinfo, nullptr);
+  EXPECT_NE(a.fabric, nullptr);
 }
 
 // Child: rank 1 of a scenario.

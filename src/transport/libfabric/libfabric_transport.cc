@@ -1,5 +1,6 @@
 // LibfabricTransport: the public face of Endpoint, and the registry's libfabric factory.
 #include "transport/libfabric/libfabric_transport.h"
+#include "transport/libfabric/api.h"
 
 #include "common/error.h"
 #include "transport/factories.h"
@@ -55,7 +56,7 @@ std::string first_working_provider_name() {
 bool provider_available(const std::string& provider) {
   try {
     ProviderSelection sel = select_provider(provider, SignalPath::kRemoteCqData, false);
-    fi_freeinfo(sel.info);
+    api().freeinfo(sel.info);
     return true;
   } catch (const Error&) {
     return false;
