@@ -18,16 +18,24 @@ namespace uccl::ep::kernels::intranode {
 /// ~40 % of their time, measured 269 / 267 vs 353 FP8 and 287 / 288 vs 360 BF16: the send warps
 /// themselves got ~40 % slower, for reasons not understood). The publisher
 /// warp raised FP8 dispatch at EP 4 from 317 to 335-354 GB/s (DeepEP-counted, three runs).
+#ifndef UCCL_EP_EP2_GROUP_SEND
+#define UCCL_EP_EP2_GROUP_SEND 16
+#endif
+#ifndef UCCL_EP_EP2_GROUP_RECV
+#define UCCL_EP_EP2_GROUP_RECV 16
+#endif
 template <int kNumRanks>
 struct DispatchWarpSplit {
   static_assert(kNumRanks >= 2 && kNumRanks <= kNumWarps, "unsupported rank count");
   static constexpr bool kSplitSelf = kNumRanks == 2 || kNumRanks > 4;
-  static constexpr int kGroupSend = kNumRanks == 2 ? 16
+  static constexpr int kGroupSend = kNumRanks == 2 ? UCCL_EP_EP2_GROUP_SEND
                                     : kSplitSelf   ? (kNumWarps - 3) / (kNumRanks - 1)
                                                    : kNumWarps / kNumRanks;
   static constexpr int kPublisherWarp = kNumWarps - 1;
   static constexpr int kSelfSend = kPublisherWarp - (kNumRanks - 1) * kGroupSend;
-  static constexpr int kGroupRecv = kSplitSelf ? kGroupSend : kNumWarps / (kNumRanks - 1);
+  static constexpr int kGroupRecv = kNumRanks == 2 ? UCCL_EP_EP2_GROUP_RECV
+                                    : kSplitSelf   ? kGroupSend
+                                                   : kNumWarps / (kNumRanks - 1);
   static constexpr int kSelfRecv = kSplitSelf ? kNumWarps - (kNumRanks - 1) * kGroupRecv : 0;
   static constexpr int kMaxGroup = kGroupSend > kGroupRecv ? kGroupSend : kGroupRecv;
   static_assert(kSelfSend >= 1 && kGroupSend >= 1 && kGroupRecv >= 1, "empty warp group");
