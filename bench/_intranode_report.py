@@ -124,6 +124,56 @@ def evaluate_targets(summary: dict, num_ranks: int) -> dict:
     return {"num_ranks": num_ranks, "threshold_gbps_deepep_counted": threshold, "modes": modes}
 
 
+# Which row size of bench/direct_a2a_bound.cu each mode compares with.
+BOUND_ROWS = {"fp8_dispatch": "fp8", "bf16_dispatch": "bf16", "bf16_combine": "bf16"}
+
+
+def evaluate_bound(summary: dict, bound: dict | None, num_ranks: int) -> dict | None:
+    """Slowest rank's DeepEP-counted GB/s (kernel time; cached dispatch alongside) over the SM
+    direct-write all-to-all bound that bench/direct_a2a_bound.cu measured on the same GPUs
+    (its JSON document), or None without one. The bound must be for `num_ranks` GPUs."""
+    if bound is None:
+        return None
+    if bound.get("gpus") != num_ranks:
+        raise ValueError(
+            f"the direct-write bound was measured on {bound.get('gpus')} GPUs, "
+            f"the benchmark ran {num_ranks} ranks"
+        )
+    by_rows = {r["rows"]: r["gbps_deepep_median"] for r in bound["results"]}
+    modes = {}
+    for mode in MODES:
+        limit = by_rows[BOUND_ROWS[mode]]
+        stats = summary[mode]["stats"]
+        kernel = stats["gbps_deepep_kernel"]["min"]
+        cached = stats["gbps_deepep_kernel_cached"]["min"]
+        modes[mode] = {
+            "bound_gbps_deepep": limit,
+            "ratio_kernel": None if kernel is None else kernel / limit,
+            "ratio_kernel_cached": None if cached is None else cached / limit,
+        }
+    return {"num_ranks": num_ranks, "sms": bound.get("sms"), "modes": modes}
+
+
+def print_bound(bound: dict | None, targets: dict) -> None:
+    if bound is None:
+        return
+    threshold = targets["threshold_gbps_deepep_counted"]
+    print(
+        f"\nDirect-write all-to-all bound ({bound['sms']} SMs per GPU, same GPUs; "
+        "bench/direct_a2a_bound.cu), slowest rank:"
+    )
+    for mode, r in bound["modes"].items():
+        cached = r["ratio_kernel_cached"]
+        note = "" if cached is None else f", cached dispatch {fmt(cached, 3)}"
+        over = ""
+        if threshold is not None and threshold > r["bound_gbps_deepep"]:
+            over = " (the target is above the bound)"
+        print(
+            f"  {mode:14s} bound {fmt(r['bound_gbps_deepep'])} GB/s{over}; "
+            f"uccl / bound {fmt(r['ratio_kernel'], 3)}{note}"
+        )
+
+
 def print_summary(summary: dict, targets: dict, reports: list[dict]) -> None:
     print("\nGB/s below use kernel time; best config = lowest slowest-rank kernel time.")
     for mode in MODES:

@@ -39,8 +39,10 @@ from _intranode_report import (
     NUM_WAIT_SITES,
     WAIT_SITES,
     WARP_ROLES,
+    evaluate_bound,
     evaluate_targets,
     fmt,
+    print_bound,
     print_summary,
     print_wait_profile,
     summarize,
@@ -101,10 +103,17 @@ def parse_args(argv=None) -> argparse.Namespace:
         help="at each mode's best config, print where warps spend their time (needs a build "
         "with -Ccmake.define.UCCL_EP_WAIT_PROFILE=ON)",
     )
+    p.add_argument(
+        "--bound-json",
+        default=None,
+        help="JSON of bench/direct_a2a_bound.cu on the same GPUs: print uccl / bound per mode",
+    )
     args = p.parse_args(argv)
     sizes = (args.num_tokens, args.hidden, args.num_topk, args.num_experts, args.num_sms)
     if min(*sizes, *args.nvl_recv) <= 0:
         p.error("sizes must be positive")
+    if args.bound_json is not None and not os.path.isfile(args.bound_json):
+        p.error(f"--bound-json {args.bound_json!r}: no such file")
     if args.num_sms % 2 or args.hidden % bu.FP8_BLOCK or args.num_topk > args.num_experts:
         p.error("need an even --num-sms, --hidden % 128 == 0 and --num-topk <= --num-experts")
     return args
@@ -370,7 +379,12 @@ def publish(args, settings: Settings, num_ranks: int, reports: list[dict], env: 
     """Print the summary and write the JSON file (rank 0)."""
     summary = summarize(reports)
     targets = evaluate_targets(summary, num_ranks)
+    bound = None
+    if args.bound_json:
+        with open(args.bound_json) as f:
+            bound = evaluate_bound(summary, json.load(f), num_ranks)
     print_summary(summary, targets, reports)
+    print_bound(bound, targets)
     if args.wait_profile:
         print_wait_profile(reports)
     doc = {
@@ -389,6 +403,7 @@ def publish(args, settings: Settings, num_ranks: int, reports: list[dict], env: 
         },
         "best": summary,
         "targets": targets,
+        "direct_write_bound": bound,
         "per_rank": reports,
     }
     path = args.json or f"bench_intranode_ep{num_ranks}.json"

@@ -104,12 +104,14 @@ if has bench && [[ $ngpu -ge 2 ]]; then
     echo "== bench EP$r"
     devices=$(seq -s, 0 $((r - 1)))
     # The SM direct-write all-to-all bound on the same GPUs (bench/direct_a2a_bound.cu).
+    rm -f "$OUT/direct_a2a_ep$r.json"
     CUDA_VISIBLE_DEVICES=$devices timeout 300 $BUILD_DIR/uccl_ep_direct_a2a_bound --gpus "$r" \
       --json "$OUT/direct_a2a_ep$r.json" || status=1
     CUDA_VISIBLE_DEVICES=$devices timeout 900 torchrun --standalone --nproc_per_node="$r" \
       bench/bench_intranode.py --json "$OUT/bench_ep$r.json" ${BENCH_ARGS:-} \
+      $([[ -f $OUT/direct_a2a_ep$r.json ]] && echo --bound-json "$OUT/direct_a2a_ep$r.json") \
       >"$OUT/bench_ep$r.log" 2>&1 || status=1
-    tail -40 "$OUT/bench_ep$r.log"
+    tail -46 "$OUT/bench_ep$r.log"
   done
 fi
 echo "== gpu_check done: status $status"
