@@ -87,8 +87,14 @@ struct PushArgs {
 template <bool kLaneProducer>
 __device__ void push_scheduled(const PushArgs& a, uint32_t q) {
   if (q == 0) device::st_release_gpu(a.start_time, device::global_timer_ns() + 200000);
+  // Warp 0 may sit in a block not yet resident: give up (as a failure) after the deadline.
   uint64_t start = 0;
+  const uint64_t waiting_since = device::global_timer_ns();
   while ((start = device::ld_acquire_gpu(a.start_time)) == 0) {
+    if (device::global_timer_ns() - waiting_since > a.diag.timeout_ns) {
+      atomicAdd(a.failures, 1);
+      return;
+    }
   }
   [[maybe_unused]] queue::LaneProducer producer;
   if constexpr (kLaneProducer) producer = queue::LaneProducer(a.queues[q]);

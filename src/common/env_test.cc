@@ -61,6 +61,8 @@ TEST(ErrorReport, NamesRankPeerChannelAndCounters) {
   for (const char* part : {"rank 3", "peer 1", "channel 5", "expected 17", "observed 12",
                            "timed out", "ring tail", "5.0 s"})
     EXPECT_NE(m.find(part), std::string::npos) << part << " missing in: " << m;
+  r.site = static_cast<int32_t>(protocol::WaitSite::kDispatchPublish);
+  EXPECT_NE(runtime::describe_timeout(r, 5.0).find("copy warps' progress"), std::string::npos);
   r.site = static_cast<int32_t>(protocol::WaitSite::kRecvOverflow);
   EXPECT_NE(runtime::describe_timeout(r, 5.0).find("num_worst_tokens"), std::string::npos);
 }

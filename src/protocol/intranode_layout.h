@@ -139,6 +139,9 @@ enum class WaitSite : int32_t {
   kQueueFull = 8,      // push: expected = tail needed (ticket + n - capacity), observed = tail
   kQueueFence = 9,     // wait_fence: expected = FENCE sequence, observed = fence_done
   kQueueBarrier = 10,  // wait_barrier: expected = BARRIER sequence, observed = barrier_done
+  // Dispatch sender's publisher warp: its group's copy warps stopped short of the channel's
+  // tokens for that peer (expected = tokens, observed = slots released as the tail).
+  kDispatchPublish = 11,
 };
 
 /// Filled (once) by the first wait that times out; lives in host-mapped pinned memory.

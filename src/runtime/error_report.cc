@@ -24,6 +24,9 @@ const char* wait_site_name(protocol::WaitSite site) {
       return "combine sender: ring head (tokens the peer has consumed)";
     case WaitSite::kRecvOverflow:
       return "dispatch receiver: output rows";
+    case WaitSite::kDispatchPublish:
+      return "dispatch sender: its copy warps' progress for the peer's ring (slots released as "
+             "the tail)";
     case WaitSite::kQueueFull:
       return "a full GPU->CPU command queue (the channel is the queue index): the tail of slots "
              "its CPU proxy released";

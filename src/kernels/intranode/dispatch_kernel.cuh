@@ -353,8 +353,8 @@ __global__ void __launch_bounds__(kNumThreads, 1) intranode_dispatch_kernel(cons
       total = prefix[channel] - (channel > 0 ? prefix[channel - 1] : 0);
       tail = &a.peers.ctrl[lane]->ring_tail[channel][a.rank];
     }
-    publish_tails<kNumRanks, Split::kGroupSend>(a.diag, protocol::WaitSite::kDispatchTail, a.rank,
-                                                channel, lane, tail, total,
+    publish_tails<kNumRanks, Split::kGroupSend>(a.diag, protocol::WaitSite::kDispatchPublish,
+                                                a.rank, channel, lane, tail, total,
                                                 s_progress[min(lane, kNumRanks - 1)]);
     return;
   }
