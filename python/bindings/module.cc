@@ -15,6 +15,12 @@ NB_MODULE(_C, m) {
   using uccl::ep::Error;
   using uccl::ep::ErrorKind;
   m.doc() = "uccl-ep native core (framework-free; tensors cross as DLPack)";
+#ifdef NDEBUG
+  // With PyTorch loaded, objects referenced from exception tracebacks can outlive this module
+  // at interpreter shutdown (cpython issue 98253); nanobind would report them as leaks on
+  // every exit after a caught error. Debug builds keep the report.
+  nb::set_leak_warnings(false);
+#endif
   nb::register_exception_translator([](const std::exception_ptr& p, void*) {
     try {
       std::rethrow_exception(p);
