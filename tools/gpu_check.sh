@@ -12,7 +12,10 @@
 #              the libfabric transport against raw fi_writedata (tcp;ofi_rxm, shm; CPU only;
 #              needs libfabric headers, see below)
 #
-# Environment: UCCL_EP_TEST_RANKS (e.g. "2,4") limits the GPU suites; BENCH_ARGS adds flags
+# Environment: UCCL_EP_TEST_RANKS (e.g. "2,4") limits the GPU suites (default 2,4, and 8 when
+# GPUs are shared); UCCL_EP_TEST_SHARE_GPUS=0 keeps ranks from sharing GPUs (with fewer than 8
+# GPUs the test mode otherwise starts CUDA MPS and runs suites on more ranks than GPUs,
+# correctness only; see tests/gpu/README.md); BENCH_ARGS adds flags
 # to bench/bench_intranode.py (e.g. "--quick"); BENCH_RANKS (e.g. "4 2") picks the EP sizes
 # benchmarked (default: all local GPUs, then 2 when there are more); GPU_CHECK_CMAKE_ARGS adds
 # -C options to the build.
@@ -58,11 +61,39 @@ if ! python3 -m pip install --no-build-isolation --no-deps -v -Cbuild-dir=$BUILD
 fi
 grep -E "warning|error" "$OUT/build.log" | grep -v "^WARNING: Running pip" | head -20
 
+# With fewer than 8 GPUs, the suites also run on more ranks than GPUs, ranks sharing GPUs
+# (tests/gpu/_dist.py): that needs the CUDA MPS daemon, started here for the tests only.
+mps_dir=""
+start_mps() {
+  [[ ${UCCL_EP_TEST_SHARE_GPUS:-1} == 1 && $ngpu -ge 1 && $ngpu -lt 8 ]] || return 0
+  command -v nvidia-cuda-mps-control >/dev/null || { echo "no CUDA MPS: GPUs are not shared"; return 0; }
+  mps_dir=$(mktemp -d)
+  export CUDA_MPS_PIPE_DIRECTORY=$mps_dir/pipe CUDA_MPS_LOG_DIRECTORY=$mps_dir/log
+  mkdir -p "$CUDA_MPS_PIPE_DIRECTORY" "$CUDA_MPS_LOG_DIRECTORY"
+  if nvidia-cuda-mps-control -d; then
+    export UCCL_EP_TEST_SHARE_GPUS=1 UCCL_EP_TEST_RANKS=${UCCL_EP_TEST_RANKS:-2,4,8}
+    echo "CUDA MPS started; suites on ${UCCL_EP_TEST_RANKS} ranks (GPUs shared where needed)"
+  else
+    echo "CUDA MPS did not start: GPUs are not shared"
+    unset CUDA_MPS_PIPE_DIRECTORY CUDA_MPS_LOG_DIRECTORY
+    mps_dir=""
+  fi
+}
+stop_mps() {
+  [[ -n $mps_dir ]] || return 0
+  echo quit | nvidia-cuda-mps-control
+  unset CUDA_MPS_PIPE_DIRECTORY CUDA_MPS_LOG_DIRECTORY UCCL_EP_TEST_SHARE_GPUS
+  rm -rf "$mps_dir"
+  mps_dir=""
+}
+
 if has test; then
   echo "== tests"
-  timeout 900 python3 -m pytest tests -v -p no:cacheprovider 2>&1 | tee "$OUT/tests.log" | \
+  start_mps
+  timeout 1500 python3 -m pytest tests -v -p no:cacheprovider 2>&1 | tee "$OUT/tests.log" | \
     grep -E "PASS|FAIL|ERROR|SKIP|passed|failed|error" | tail -60
   [[ ${PIPESTATUS[0]} -eq 0 ]] || status=1
+  stop_mps
 fi
 
 if has micro && [[ $ngpu -ge 2 ]]; then

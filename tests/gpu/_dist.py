@@ -1,8 +1,17 @@
-"""Launcher for the multi-GPU tests: one spawned NCCL worker per GPU, a hard deadline, and
-named check results streamed back to the parent as they are made.
+"""Launcher for the multi-GPU tests: one spawned worker per rank, a hard deadline, and named
+check results streamed back to the parent as they are made.
+
+Placement: with at least as many GPUs as ranks, rank r runs alone on GPU r and the process
+group is NCCL. With fewer GPUs and ``UCCL_EP_TEST_SHARE_GPUS=1``, ranks share the local GPUs
+round-robin (rank r on GPU r % num_gpus) and the group is gloo (NCCL refuses two ranks on one
+GPU). Sharing needs the CUDA MPS daemon: without it the kernels of different processes take
+turns on a GPU instead of running side by side, and the ranks' spin-waits on each other crawl
+into the timeout. ``tools/gpu_check.sh`` starts MPS for the tests. Shared runs check
+correctness only (same-GPU peers use the same code path, through CUDA IPC on one device).
 
 A suite body has the signature ``body(rank, num_ranks, rec)`` where ``rec`` is a `Recorder`.
-It runs after ``torch.cuda.set_device(rank)`` and ``init_process_group("nccl")``.
+It runs after ``torch.cuda.set_device(rank_device(rank, num_ranks))`` and
+``init_process_group``.
 """
 
 from __future__ import annotations
@@ -22,6 +31,7 @@ import torch.distributed as dist
 import torch.multiprocessing as mp
 
 DEADLINE_ENV = "UCCL_EP_TEST_DEADLINE_SECS"
+SHARE_ENV = "UCCL_EP_TEST_SHARE_GPUS"
 DEFAULT_DEADLINE_SECS = 600.0
 # After every rank reported "done", how long its process may take to exit.
 EXIT_GRACE_SECS = 60.0
@@ -72,6 +82,49 @@ def deadline_secs() -> float:
     return float(raw) if raw else DEFAULT_DEADLINE_SECS
 
 
+def num_gpus_for(num_ranks: int) -> int:
+    """How many GPUs a launch of `num_ranks` ranks uses (0: it cannot run here): one per rank
+    when there are enough, else every local GPU, shared, when `UCCL_EP_TEST_SHARE_GPUS=1`."""
+    found = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    if found >= num_ranks:
+        return num_ranks
+    sharing = os.environ.get(SHARE_ENV, "").strip() == "1"
+    return found if sharing and found > 0 else 0
+
+
+def ranks_per_gpu(num_ranks: int) -> int:
+    """The most ranks of a launch on one GPU (1 unless GPUs are shared)."""
+    gpus = num_gpus_for(num_ranks)
+    return -(-num_ranks // gpus) if gpus else 0
+
+
+def rank_device(rank: int, num_ranks: int) -> int:
+    """The GPU of `rank` in a launch of `num_ranks` ranks."""
+    return rank % max(num_gpus_for(num_ranks), 1)
+
+
+def comm_device() -> torch.device:
+    """Where tensors for the test's own collectives live: the GPU under NCCL, the CPU under
+    gloo (shared GPUs; gloo all-gathers host tensors only)."""
+    if dist.get_backend() == "nccl":
+        return torch.device("cuda", torch.cuda.current_device())
+    return torch.device("cpu")
+
+
+def _init_group(rank: int, num_ranks: int, init_method: str | None) -> None:
+    """Binds this process to its GPU and joins the process group (NCCL, or gloo when GPUs
+    are shared)."""
+    dev = rank_device(rank, num_ranks)
+    torch.cuda.set_device(dev)
+    kwargs = {} if init_method is None else {"init_method": init_method}
+    if ranks_per_gpu(num_ranks) > 1:
+        dist.init_process_group("gloo", rank=rank, world_size=num_ranks, **kwargs)
+    else:
+        dist.init_process_group(
+            "nccl", rank=rank, world_size=num_ranks, device_id=torch.device("cuda", dev), **kwargs
+        )
+
+
 def _free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind(("127.0.0.1", 0))
@@ -86,14 +139,7 @@ def _worker_entry(rank: int, num_ranks: int, port: int, body: Callable, results)
 
     failed = False
     try:
-        torch.cuda.set_device(rank)
-        dist.init_process_group(
-            "nccl",
-            init_method=f"tcp://127.0.0.1:{port}",
-            rank=rank,
-            world_size=num_ranks,
-            device_id=torch.device("cuda", rank),
-        )
+        _init_group(rank, num_ranks, f"tcp://127.0.0.1:{port}")
         body(rank, num_ranks, Recorder(rank, sink))
     except BaseException:  # noqa: BLE001 - everything is reported to the parent
         failed = True
@@ -221,8 +267,9 @@ def _make_importable(fn: Callable) -> None:
 
 
 def launch(body: Callable, num_ranks: int, deadline: float | None = None) -> LaunchResult:
-    """Runs `body(rank, num_ranks, rec)` in `num_ranks` spawned processes (one GPU each) and
-    collects its checks. Never blocks longer than `deadline` seconds (plus exit grace)."""
+    """Runs `body(rank, num_ranks, rec)` in `num_ranks` spawned processes (placed as the
+    module docstring says) and collects its checks. Never blocks longer than `deadline`
+    seconds (plus exit grace)."""
     os.environ.update(SAFE_ENV)
     _make_importable(body)
     _make_importable(_worker_entry)
@@ -271,7 +318,8 @@ def launch(body: Callable, num_ranks: int, deadline: float | None = None) -> Lau
 
 def all_gather_rows(t: torch.Tensor, num_ranks: int) -> list[torch.Tensor]:
     """Every rank's `t` ([n_r, ...]; n_r may differ by rank, the rest may not), by rank.
-    Moved as raw bytes, so any dtype works."""
+    Moved as raw bytes, so any dtype works; results are on `t`'s device."""
+    home, t = t.device, t.to(comm_device())
     count = torch.tensor([t.size(0)], dtype=torch.int64, device=t.device)
     counts = [torch.empty_like(count) for _ in range(num_ranks)]
     dist.all_gather(counts, count)
@@ -285,7 +333,7 @@ def all_gather_rows(t: torch.Tensor, num_ranks: int) -> list[torch.Tensor]:
     padded[: t.size(0)] = as_bytes
     parts = [torch.empty_like(padded) for _ in range(num_ranks)]
     dist.all_gather(parts, padded)
-    return [p[:n].view(t.dtype).reshape(n, *row_shape) for p, n in zip(parts, sizes)]
+    return [p[:n].to(home).view(t.dtype).reshape(n, *row_shape) for p, n in zip(parts, sizes)]
 
 
 def run_under_torchrun(body: Callable) -> int:
@@ -293,9 +341,9 @@ def run_under_torchrun(body: Callable) -> int:
     os.environ.update(SAFE_ENV)
     rank = int(os.environ["RANK"])
     num_ranks = int(os.environ["WORLD_SIZE"])
-    local_rank = int(os.environ.get("LOCAL_RANK", rank))
-    torch.cuda.set_device(local_rank)
-    dist.init_process_group("nccl", device_id=torch.device("cuda", local_rank))
+    if int(os.environ.get("LOCAL_RANK", rank)) != rank:
+        raise RuntimeError("run_under_torchrun: one host only (LOCAL_RANK must equal RANK)")
+    _init_group(rank, num_ranks, None)
 
     def sink(c: Check) -> None:
         if not c.ok:

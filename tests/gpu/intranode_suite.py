@@ -20,11 +20,12 @@ import torch
 import torch.distributed as dist
 
 try:
-    from . import graph_section, stream_section
+    from . import _dist, graph_section, stream_section
     from . import reference as ref
     from ._dist import Recorder, all_gather_rows, run_under_torchrun
     from .reference import Scenario, ScenarioRef
 except ImportError:  # run as a script: the siblings are importable from sys.path[0]
+    import _dist
     import graph_section
     import reference as ref
     import stream_section
@@ -32,7 +33,7 @@ except ImportError:  # run as a script: the siblings are importable from sys.pat
     from reference import Scenario, ScenarioRef
 
 NVL_BYTES = int(2e9)
-NUM_SMS = 24  # of the suite's Config(24, 8, 256); Config fields are not readable from Python
+NUM_SMS = 24  # of the suite's Config(24, 8, 256) on unshared GPUs (see suite_num_sms)
 X_KINDS = ("bf16_rand", "bf16_const", "fp8_f32", "fp8_i32", "fp8_colmajor")
 FLOAT_KINDS = ("bf16_rand", "bf16_const", "fp8_f32", "fp8_colmajor")  # combinable after dequant
 ERROR_TYPES = (TypeError, ValueError, RuntimeError)
@@ -61,7 +62,8 @@ class Ctx:
     rec: Recorder
     ep: object  # the uccl.ep module
     buffer: object
-    config: object  # Config(NUM_SMS, 8, 256)
+    config: object  # Config(num_sms, 8, 256)
+    num_sms: int = NUM_SMS  # Config fields are not readable from Python
 
 
 @dataclass
@@ -87,6 +89,16 @@ class Scope:
         num_far = int(far.sum())
         detail = f"calc_diff {diff:.3e} (limit 5e-6); {num_far} of {far.numel()} elements off"
         return self.ok(what, diff < 5e-6 and num_far == 0, detail)
+
+
+def suite_num_sms(num_ranks: int) -> int:
+    """SMs per dispatch / combine: NUM_SMS, or less when ranks share a GPU, so that every
+    sharing rank's kernel is resident at once (each rank's blocks wait for its peers')."""
+    per_gpu = _dist.ranks_per_gpu(num_ranks)
+    if per_gpu <= 1:
+        return NUM_SMS
+    sms = torch.cuda.get_device_properties(device()).multi_processor_count
+    return max(2, min(NUM_SMS, sms // per_gpu // 2 * 2))
 
 
 def device() -> torch.device:
@@ -424,6 +436,7 @@ def random_case(it: int, num_ranks: int) -> tuple[Scenario, str, tuple[int, int]
 def section_random(ctx: Ctx) -> None:
     for it in range(RANDOM_ITERATIONS):
         sc, kind, (num_sms, nvl_send) = random_case(it, ctx.num_ranks)
+        num_sms = min(num_sms, ctx.num_sms)
         config = ctx.ep.Config(num_sms, nvl_send, 256)
         mode = Mode(config, async_finish=it % 3 == 1, num_biases=it % 3)
         where = (
@@ -437,7 +450,7 @@ def section_random(ctx: Ctx) -> None:
 def section_bad_inputs(ctx: Ctx, world: ScenarioRef) -> None:
     """Bad arguments raise a clear error naming the argument (all ranks do the same)."""
     b, cfg, num_experts = ctx.buffer, ctx.config, world.sc.num_experts
-    other = ctx.ep.Config(NUM_SMS - 14, 8, 256)  # num_sms differs from the dispatch's
+    other = ctx.ep.Config(max(2, ctx.num_sms - 14), 8, 256)  # num_sms differs from the dispatch's
     x, idx, w = world.own("bf16_rand")
     per_rank, _, per_expert, is_in, _ = b.get_dispatch_layout(idx, num_experts)
     lay = {"num_tokens_per_rank": per_rank, "is_token_in_rank": is_in, "config": cfg}
@@ -520,7 +533,7 @@ def run_section(ctx: Ctx, name: str, fn) -> bool:
         ctx.rec.check(f"{name}.completed", False, traceback.format_exc()[-1200:])
     else:
         ctx.rec.check(f"{name}.completed", True)
-    flag = torch.tensor([int(failed)], device=device())
+    flag = torch.tensor([int(failed)], device=_dist.comm_device())
     dist.all_reduce(flag)
     if ctx.rank == 0:
         print(f"[intranode] section {name}: {time.monotonic() - start:.1f} s", flush=True)
@@ -557,7 +570,10 @@ def run_suite(rank: int, num_ranks: int, rec: Recorder) -> None:
     os.environ.setdefault("UCCL_EP_TIMEOUT_SECS", "60")
     from uccl import ep
 
-    ctx = Ctx(rank, num_ranks, rec, ep, None, ep.Config(NUM_SMS, 8, 256))
+    num_sms = suite_num_sms(num_ranks)
+    if num_sms != NUM_SMS:  # shared GPUs: the library's default configs must fit as well
+        ep.Buffer.set_num_sms(num_sms)
+    ctx = Ctx(rank, num_ranks, rec, ep, None, ep.Config(num_sms, 8, 256), num_sms)
     w: dict[str, ScenarioRef] = {}  # filled by the setup section
     sections = [
         ("setup", lambda: section_setup(ctx, w)),

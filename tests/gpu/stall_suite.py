@@ -55,8 +55,9 @@ def run_suite(rank: int, num_ranks: int, rec: Recorder) -> None:
     os.environ["UCCL_EP_TIMEOUT_SECS"] = TIMEOUT_SECS  # read when the Buffer is built
     from uccl import ep
 
-    config = ep.Config(suite.NUM_SMS, 8, 256)
-    ctx = Ctx(rank, num_ranks, rec, ep, suite.make_buffer(ep, num_ranks), config)
+    num_sms = suite.suite_num_sms(num_ranks)
+    config = ep.Config(num_sms, 8, 256)
+    ctx = Ctx(rank, num_ranks, rec, ep, suite.make_buffer(ep, num_ranks), config, num_sms)
     world = suite.gather_world(ctx, Scenario("stall", (512,) * num_ranks, 1024, 64, seed=11))
     scope = Scope(ctx, "stall.good_dispatch", world.sc.name)
     suite.run_case(scope, world, "bf16_rand", Mode(config))

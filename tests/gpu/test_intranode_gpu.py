@@ -22,9 +22,14 @@ def rank_counts() -> list[int]:
 
 
 def require_gpus(num_ranks: int) -> None:
-    found = torch.cuda.device_count() if torch.cuda.is_available() else 0
-    if found < num_ranks:
-        pytest.skip(f"needs {num_ranks} GPUs, found {found}")
+    from . import _dist
+
+    if _dist.num_gpus_for(num_ranks) == 0:
+        found = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        pytest.skip(
+            f"needs {num_ranks} GPUs, found {found} "
+            f"(or {_dist.SHARE_ENV}=1 with CUDA MPS running to share them)"
+        )
 
 
 def run_and_assert(body, suite: str, num_ranks: int, deadline: float | None = None) -> None:
