@@ -22,7 +22,12 @@
 #include <string>
 #include <vector>
 
+#include "device/ptx.cuh"
+
 namespace {
+
+using uccl::ep::device::ld_nc_v4;
+using uccl::ep::device::st_na_v4;
 
 constexpr int kRowBytes = 14336;
 
@@ -35,19 +40,6 @@ constexpr int kRowBytes = 14336;
       std::exit(1);                                                                   \
     }                                                                                 \
   } while (0)
-
-__device__ __forceinline__ int4 ld_nc(const int4* p) {
-  int4 v;
-  asm volatile("ld.global.nc.L1::no_allocate.v4.s32 {%0,%1,%2,%3}, [%4];"
-               : "=r"(v.x), "=r"(v.y), "=r"(v.z), "=r"(v.w)
-               : "l"(p));
-  return v;
-}
-__device__ __forceinline__ void st_na(int4* p, int4 v) {
-  asm volatile("st.global.L1::no_allocate.v4.s32 [%0], {%1,%2,%3,%4};" ::"l"(p), "r"(v.x), "r"(v.y),
-               "r"(v.z), "r"(v.w)
-               : "memory");
-}
 
 /// Warp-wide copy of rows: warp w copies rows w, w + num_warps, ...; kUnroll words in flight per
 /// lane; a system fence every `fence_rows` rows of a warp (0: never).
@@ -66,10 +58,10 @@ __global__ void __launch_bounds__(768, 1)
       int4 v[kUnroll];
 #pragma unroll
       for (int u = 0; u < kUnroll; ++u)
-        if (i + 32 * u < kWords) v[u] = ld_nc(s + i + 32 * u);
+        if (i + 32 * u < kWords) v[u] = ld_nc_v4(s + i + 32 * u);
 #pragma unroll
       for (int u = 0; u < kUnroll; ++u)
-        if (i + 32 * u < kWords) st_na(d + i + 32 * u, v[u]);
+        if (i + 32 * u < kWords) st_na_v4(d + i + 32 * u, v[u]);
     }
     if (fence_rows > 0 && ++done % fence_rows == 0) __threadfence_system();
   }
@@ -232,7 +224,7 @@ __global__ void __launch_bounds__(768, 1)
     phase_bits ^= 1u << st;
     const int4* from = reinterpret_cast<const int4*>(buf + st * chunk);
     int4* to = reinterpret_cast<int4*>(d);
-    for (int i = lane; i < static_cast<int>(bytes / 16); i += 32) st_na(to + i, from[i]);
+    for (int i = lane; i < static_cast<int>(bytes / 16); i += 32) st_na_v4(to + i, from[i]);
     __syncwarp();
     // The stage's generic reads before the async proxy writes it again.
     asm volatile("fence.proxy.async.shared::cta;" ::: "memory");

@@ -24,7 +24,13 @@
 #include <string>
 #include <vector>
 
+#include "device/ptx.cuh"
+
 namespace {
+
+using uccl::ep::device::global_timer_ns;
+using uccl::ep::device::ld_nc_v4;
+using uccl::ep::device::st_na_v4;
 
 #define CHECK_CUDA(expr)                                                              \
   do {                                                                                \
@@ -47,24 +53,6 @@ struct Dests {
   uint8_t* base[kMaxGpus];
 };
 
-__device__ __forceinline__ uint64_t global_ns() {
-  uint64_t t;
-  asm volatile("mov.u64 %0, %%globaltimer;" : "=l"(t));
-  return t;
-}
-__device__ __forceinline__ int4 ld_nc(const int4* p) {
-  int4 v;
-  asm volatile("ld.global.nc.L1::no_allocate.v4.s32 {%0,%1,%2,%3}, [%4];"
-               : "=r"(v.x), "=r"(v.y), "=r"(v.z), "=r"(v.w)
-               : "l"(p));
-  return v;
-}
-__device__ __forceinline__ void st_na(int4* p, int4 v) {
-  asm volatile("st.global.L1::no_allocate.v4.s32 [%0], {%1,%2,%3,%4};" ::"l"(p), "r"(v.x), "r"(v.y),
-               "r"(v.z), "r"(v.w)
-               : "memory");
-}
-
 /// Block b copies tasks [b * n / B, (b + 1) * n / B) (a channel's tokens, in order), warp-
 /// interleaved, 4 words per lane in flight. `arrivals` (on GPU 0) is the start barrier of all
 /// blocks of all GPUs; times[2b], times[2b+1] get the block's start and end (this GPU's clock).
@@ -73,14 +61,14 @@ __global__ void __launch_bounds__(kThreads, 1)
                unsigned* arrivals, unsigned expected, uint64_t* times, int* timed_out) {
   if (threadIdx.x == 0) {
     atomicAdd_system(arrivals, 1u);
-    const uint64_t t0 = global_ns();
+    const uint64_t t0 = global_timer_ns();
     while (*reinterpret_cast<volatile unsigned*>(arrivals) < expected) {
-      if (global_ns() - t0 > kBarrierTimeoutNs) {
+      if (global_timer_ns() - t0 > kBarrierTimeoutNs) {
         *timed_out = 1;
         break;
       }
     }
-    times[2 * blockIdx.x] = global_ns();
+    times[2 * blockIdx.x] = global_timer_ns();
   }
   __syncthreads();
   const int lane = threadIdx.x % 32, warp = threadIdx.x / 32, warps = kThreads / 32;
@@ -95,14 +83,14 @@ __global__ void __launch_bounds__(kThreads, 1)
       int4 v[4];
 #pragma unroll
       for (int u = 0; u < 4; ++u)
-        if (w + 32 * u < words) v[u] = ld_nc(s + w + 32 * u);
+        if (w + 32 * u < words) v[u] = ld_nc_v4(s + w + 32 * u);
 #pragma unroll
       for (int u = 0; u < 4; ++u)
-        if (w + 32 * u < words) st_na(d + w + 32 * u, v[u]);
+        if (w + 32 * u < words) st_na_v4(d + w + 32 * u, v[u]);
     }
   }
   __syncthreads();
-  if (threadIdx.x == 0) times[2 * blockIdx.x + 1] = global_ns();
+  if (threadIdx.x == 0) times[2 * blockIdx.x + 1] = global_timer_ns();
 }
 
 struct Args {
