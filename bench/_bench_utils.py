@@ -171,7 +171,9 @@ def kernel_times_us(fn, main: str, flush: L2Flusher, num_warmups: int, num_tests
 
 
 def all_reduce_max(values: Sequence[float | None], device) -> list[float | None]:
-    """Element-wise MAX over ranks; None (missing on this rank) travels as -1."""
+    """Element-wise MAX over ranks; None (missing on this rank) travels as -1. Through the
+    host under gloo (--share-gpus runs)."""
+    device = device if dist.get_backend() == "nccl" else "cpu"
     t = torch.tensor([-1.0 if v is None else float(v) for v in values], device=device)
     dist.all_reduce(t, op=dist.ReduceOp.MAX)
     return [None if v < 0 else v for v in t.tolist()]

@@ -5,7 +5,9 @@ copy-engine peer-copy peak measured in the same run.
     torchrun --nproc_per_node=N bench/bench_intranode.py [--json PATH] [--quick]
         [--num-tokens 4096 --hidden 7168 --num-topk 8 --num-experts 256 --num-sms 24]
 
-bench/README.md says what every figure counts.
+bench/README.md says what every figure counts. With --share-gpus, more ranks than GPUs run
+as a smoke test of the benchmark's code paths (CUDA MPS needed; no baselines, no targets; the
+figures are not NVLink bandwidth).
 """
 
 from __future__ import annotations
@@ -104,6 +106,13 @@ def parse_args(argv=None) -> argparse.Namespace:
         "with -Ccmake.define.UCCL_EP_WAIT_PROFILE=ON)",
     )
     p.add_argument(
+        "--share-gpus",
+        action="store_true",
+        help="smoke run with ranks sharing GPUs (rank r on GPU r %% num_gpus; needs CUDA MPS): "
+        "gloo instead of NCCL, fewer SMs per rank, no NCCL or copy-engine baseline, no targets; "
+        "the figures are not NVLink bandwidth",
+    )
+    p.add_argument(
         "--bound-json",
         default=None,
         help="JSON of bench/direct_a2a_bound.cu on the same GPUs: print uccl / bound per mode",
@@ -114,6 +123,8 @@ def parse_args(argv=None) -> argparse.Namespace:
         p.error("sizes must be positive")
     if args.bound_json is not None and not os.path.isfile(args.bound_json):
         p.error(f"--bound-json {args.bound_json!r}: no such file")
+    if args.bound_json is not None and args.share_gpus:
+        p.error("--bound-json compares NVLink figures; a --share-gpus run has none")
     if args.num_sms % 2 or args.hidden % bu.FP8_BLOCK or args.num_topk > args.num_experts:
         p.error("need an even --num-sms, --hidden % 128 == 0 and --num-topk <= --num-experts")
     return args
@@ -301,9 +312,19 @@ def log_point(mode: str, point: dict) -> None:
 # Baselines
 
 
+SHARED_GPUS_NOTE = "ranks share GPUs (--share-gpus)"
+
+
+def skipped_nccl(why: str) -> dict:
+    empty = {"us": None, "gbps_deepep": None, "gbps_nvlink": None, "skipped": why}
+    return {mode: dict(empty) for mode in MODES}
+
+
 def measure_nccl(traffic: bu.Traffic, args, settings: Settings, device, flush) -> dict:
     """NCCL all_to_all_single moving what each mode moves (FP8 or BF16 bytes per token,
     dispatch direction, or the reverse for combine), counted like the uccl figures."""
+    if args.share_gpus:
+        return skipped_nccl(SHARED_GPUS_NOTE)
     out = {}
     for mode in MODES:
         splits = traffic.alltoall_splits(mode, args.hidden)
@@ -322,9 +343,11 @@ def measure_nccl(traffic: bu.Traffic, args, settings: Settings, device, flush) -
     return out
 
 
-def measure_copy_engine(rank: int, num_ranks: int, device, settings: Settings) -> dict:
+def measure_copy_engine(rank: int, num_ranks: int, device, settings: Settings, args) -> dict:
     """Peer copies through the copy engines: every rank to all others at once, and rank 0 to
     rank 1 alone. GB/s per GPU = outgoing bytes / time."""
+    if args.share_gpus:
+        return {"available": False, "reason": SHARED_GPUS_NOTE}
     device_ids = [None] * num_ranks
     dist.all_gather_object(device_ids, device.index)
     if len(set(device_ids)) != num_ranks:
@@ -378,11 +401,13 @@ BYTE_DEFINITIONS = {
 def publish(args, settings: Settings, num_ranks: int, reports: list[dict], env: dict) -> None:
     """Print the summary and write the JSON file (rank 0)."""
     summary = summarize(reports)
-    targets = evaluate_targets(summary, num_ranks)
+    targets = evaluate_targets(summary, num_ranks, with_threshold=not args.share_gpus)
     bound = None
     if args.bound_json:
         with open(args.bound_json) as f:
             bound = evaluate_bound(summary, json.load(f), num_ranks)
+    if args.share_gpus:
+        print(f"\nSMOKE RUN: {SHARED_GPUS_NOTE}; the figures below are not NVLink bandwidth.")
     print_summary(summary, targets, reports)
     print_bound(bound, targets)
     if args.wait_profile:
@@ -416,12 +441,30 @@ def publish(args, settings: Settings, num_ranks: int, reports: list[dict], env: 
 # Driver
 
 
-def init_distributed():
-    local_rank = int(os.environ["LOCAL_RANK"])
-    torch.cuda.set_device(local_rank)
-    device = torch.device("cuda", local_rank)
-    dist.init_process_group("nccl", device_id=device, timeout=datetime.timedelta(minutes=10))
+def init_distributed(share_gpus: bool):
+    """One rank per GPU under NCCL; with `share_gpus`, rank r on GPU r % num_gpus under gloo
+    (NCCL refuses two ranks on one GPU)."""
+    local_rank, num_gpus = int(os.environ["LOCAL_RANK"]), torch.cuda.device_count()
+    if local_rank >= num_gpus and not share_gpus:
+        raise ValueError(
+            f"LOCAL_RANK={local_rank} but this host has {num_gpus} GPUs: run one rank per GPU "
+            "(or --share-gpus for a smoke run)"
+        )
+    device = torch.device("cuda", local_rank % num_gpus)
+    torch.cuda.set_device(device)
+    timeout = datetime.timedelta(minutes=10)
+    if share_gpus:
+        dist.init_process_group("gloo", timeout=timeout)
+    else:
+        dist.init_process_group("nccl", device_id=device, timeout=timeout)
     return dist.get_rank(), dist.get_world_size(), device
+
+
+def shared_num_sms(args, num_ranks: int, device) -> int:
+    """--num-sms, capped so that the kernels of all ranks on one GPU are resident at once."""
+    per_gpu = -(-num_ranks // min(num_ranks, torch.cuda.device_count()))
+    sms = torch.cuda.get_device_properties(device).multi_processor_count
+    return max(2, min(args.num_sms, sms // per_gpu // 2 * 2))
 
 
 def import_uccl_ep():
@@ -439,9 +482,13 @@ def run(args) -> int:
     with bu.phase("import uccl.ep"):
         ep = import_uccl_ep()
     with bu.phase("init_process_group"):
-        rank, num_ranks, device = init_distributed()
+        rank, num_ranks, device = init_distributed(args.share_gpus)
     if num_ranks < 2 or args.num_experts % num_ranks:
         raise ValueError(f"need >= 2 ranks dividing --num-experts; got {num_ranks} ranks")
+    if args.share_gpus:
+        args.num_sms = shared_num_sms(args, num_ranks, device)
+        if rank == 0:
+            print(f"{SHARED_GPUS_NOTE}: {args.num_sms} SMs per rank; smoke run only", flush=True)
     with bu.phase("setup: Buffer, get_dispatch_layout, first dispatch"):
         bench = IntranodeBench(args, settings, ep, rank, num_ranks, device)
     sweeps = {mode: bench.sweep(mode) for mode in MODES}
@@ -459,7 +506,7 @@ def run(args) -> int:
         "bytes": {mode: traffic.bytes_for(mode, args.hidden) for mode in MODES},
         "modes": sweeps,
         "nccl": measure_nccl(traffic, args, settings, device, bench.flush),
-        "copy_engine": measure_copy_engine(rank, num_ranks, device, settings),
+        "copy_engine": measure_copy_engine(rank, num_ranks, device, settings, args),
         "wait_profile": profiles,
     }
     with bu.phase("gather results"):

@@ -2,12 +2,14 @@
 # Builds uccl-ep on a GPU machine, runs the CPU and GPU test suites and the intranode
 # benchmark on the local GPUs. Logs and JSON go to $OUT (default ./out).
 #
-#   tools/gpu_check.sh [MODE...]   MODE: all|test|bench|micro|sweep|probe|cmdpath (default: all = test bench)
+#   tools/gpu_check.sh [MODE...]   MODE: all|test|bench|smoke|micro|sweep|probe|cmdpath (default: all = test bench)
 #     micro:   copy-strategy micro-benchmark (bench/copy_microbench.cu)
 #     probe:   cached dispatch / combine over chunk and ring sizes (bench/probe_intranode_configs.py)
 #     sweep:   warp copies over SM counts and warps per SM: push, both ways, pull
 #     bench:   bench/bench_intranode.py per EP size, after the SM direct-write all-to-all bound
 #              (bench/direct_a2a_bound.cu) on the same GPUs
+#     smoke:   bench/bench_intranode.py --quick --share-gpus on 8 ranks over the local GPUs (CUDA
+#              MPS): the 8-rank benchmark's code paths on fewer GPUs; no baselines, no figures
 #     cmdpath: GPU->CPU queue and proxy benchmarks (commands/s, push-to-execution latency) and
 #              the libfabric transport against raw fi_writedata (tcp;ofi_rxm, shm; CPU only;
 #              needs libfabric headers, see below)
@@ -28,8 +30,8 @@ mkdir -p "$OUT"
 modes=" ${*:-all} "
 for m in $modes; do
   case $m in
-    all | test | bench | micro | sweep | probe | cmdpath) ;;
-    *) echo "gpu_check.sh: unknown mode '$m' (use all, test, bench, micro, sweep, probe, cmdpath)" >&2
+    all | test | bench | smoke | micro | sweep | probe | cmdpath) ;;
+    *) echo "gpu_check.sh: unknown mode '$m' (use all, test, bench, smoke, micro, sweep, probe, cmdpath)" >&2
        exit 2 ;;
   esac
 done
@@ -93,6 +95,19 @@ if has test; then
   timeout 1500 python3 -m pytest tests -v -p no:cacheprovider 2>&1 | tee "$OUT/tests.log" | \
     grep -E "PASS|FAIL|ERROR|SKIP|passed|failed|error" | tail -60
   [[ ${PIPESTATUS[0]} -eq 0 ]] || status=1
+  stop_mps
+fi
+
+if has smoke && [[ $ngpu -ge 1 && $ngpu -lt 8 ]]; then
+  echo "== bench smoke run: 8 ranks sharing $ngpu GPUs"
+  start_mps
+  if [[ -n $mps_dir ]]; then
+    timeout 600 torchrun --standalone --nproc_per_node=8 bench/bench_intranode.py --quick \
+      --share-gpus --json "$OUT/bench_smoke_ep8.json" >"$OUT/bench_smoke_ep8.log" 2>&1 || status=1
+    tail -30 "$OUT/bench_smoke_ep8.log"
+  else
+    echo "smoke: needs CUDA MPS"; status=1
+  fi
   stop_mps
 fi
 

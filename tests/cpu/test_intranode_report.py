@@ -73,3 +73,31 @@ def test_printed_lines_say_when_the_target_is_above_the_bound(capsys):
     bf16 = next(line for line in lines if "bf16_dispatch" in line)
     assert "above the bound" not in fp8 and "0.500" in fp8  # 450 < 500
     assert "(the target is above the bound)" in bf16 and "0.750" in bf16  # 450 > 400
+
+
+def targets_summary(kernel: float, e2e: float) -> dict:
+    stat = lambda v: {"min": v, "avg": 0.0, "max": 0.0}  # noqa: E731
+    return {
+        mode: {
+            "stats": {
+                "gbps_deepep_kernel": stat(kernel),
+                "gbps_deepep_e2e": stat(e2e),
+                "gbps_deepep_kernel_cached": stat(None),
+            }
+        }
+        for mode in report.MODES
+    }
+
+
+def test_targets_judge_the_slowest_rank_against_the_rank_count_threshold():
+    out = report.evaluate_targets(targets_summary(460.0, 440.0), 4)
+    assert out["threshold_gbps_deepep_counted"] == 450.0
+    fp8 = out["modes"]["fp8_dispatch"]
+    assert fp8["pass_kernel"] is True and fp8["pass_e2e"] is False
+    assert fp8["pass_kernel_cached"] is None
+
+
+def test_a_shared_gpu_smoke_run_has_no_targets():
+    out = report.evaluate_targets(targets_summary(460.0, 440.0), 8, with_threshold=False)
+    assert out["threshold_gbps_deepep_counted"] is None
+    assert all(m["pass_kernel"] is None and m["pass_e2e"] is None for m in out["modes"].values())
