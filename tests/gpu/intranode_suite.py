@@ -20,12 +20,13 @@ import torch
 import torch.distributed as dist
 
 try:
-    from . import _dist, graph_section, stream_section
+    from . import _dist, bad_input_section, graph_section, stream_section
     from . import reference as ref
     from ._dist import Recorder, all_gather_rows, run_under_torchrun
     from .reference import Scenario, ScenarioRef
 except ImportError:  # run as a script: the siblings are importable from sys.path[0]
     import _dist
+    import bad_input_section
     import graph_section
     import reference as ref
     import stream_section
@@ -447,45 +448,6 @@ def section_random(ctx: Ctx) -> None:
         run_case(Scope(ctx, "random", where), gather_world(ctx, sc), kind, mode)
 
 
-def section_bad_inputs(ctx: Ctx, world: ScenarioRef) -> None:
-    """Bad arguments raise a clear error naming the argument (all ranks do the same)."""
-    b, cfg, num_experts = ctx.buffer, ctx.config, world.sc.num_experts
-    other = ctx.ep.Config(max(2, ctx.num_sms - 14), 8, 256)  # num_sms differs from the dispatch's
-    x, idx, w = world.own("bf16_rand")
-    per_rank, _, per_expert, is_in, _ = b.get_dispatch_layout(idx, num_experts)
-    lay = {"num_tokens_per_rank": per_rank, "is_token_in_rank": is_in, "config": cfg}
-    full = {**lay, "num_tokens_per_expert": per_expert, "topk_idx": idx, "topk_weights": w}
-    handle = b.dispatch(x, **full)[4]
-    y = ref.expert_transform(b.dispatch(x, handle=handle, config=cfg)[0], ctx.rank)
-    int_idx = {**full, "topk_idx": idx.int()}
-    no_weights = {**full, "topk_weights": None}
-    bad_experts = {**lay, "num_tokens_per_expert": torch.cat([per_expert, per_expert[:1]])}
-    cached_topk = {"handle": handle, "topk_idx": idx, "topk_weights": w, "config": cfg}
-    layout, dispatch_, combine_ = b.get_dispatch_layout, b.dispatch, b.combine
-    cases = [  # (check, words the message must name one of, call); communicating ones last
-        ("layout_topk_idx_int32", "topk_idx", partial(layout, idx.int(), num_experts)),
-        ("layout_num_experts_indivisible", "num_experts", partial(layout, idx, num_experts + 1)),
-        ("dispatch_x_float32", "x", partial(dispatch_, x.float(), **full)),
-        ("dispatch_topk_idx_int32", "topk_idx", partial(dispatch_, x, **int_idx)),
-        ("dispatch_without_weights", "topk_weights topk_idx", partial(dispatch_, x, **no_weights)),
-        (
-            "dispatch_num_experts_indivisible",
-            "num_experts num_tokens_per_expert",
-            partial(dispatch_, x, **bad_experts),
-        ),
-        ("cached_dispatch_with_topk", "topk_idx handle", partial(dispatch_, x, **cached_topk)),
-        ("combine_x_float32", "x", partial(combine_, y.float(), handle, config=cfg)),
-        ("combine_num_sms_mismatch", "num_sms config", partial(combine_, y, handle, config=other)),
-        (
-            "cached_dispatch_num_sms_mismatch",
-            "num_sms config",
-            partial(dispatch_, x, handle=handle, config=other),
-        ),
-    ]
-    for what, words, call in cases:
-        expect_error(Scope(ctx, "bad_input", world.sc.name), what, call, tuple(words.split()))
-
-
 def section_destroy(ctx: Ctx) -> None:
     scope = Scope(ctx, "destroy", "end")
     ctx.buffer.destroy()
@@ -595,7 +557,7 @@ def run_suite(rank: int, num_ranks: int, rec: Recorder) -> None:
         ),
         ("random", lambda: section_random(ctx)),
         ("graphs", lambda: graph_section.section_graphs(ctx, w["small"])),
-        ("bad_input", lambda: section_bad_inputs(ctx, w["small"])),
+        ("bad_input", lambda: bad_input_section.section_bad_inputs(ctx, w["small"])),
         ("destroy", lambda: section_destroy(ctx)),
     ]
     probe = partial(section_probe, ctx)
