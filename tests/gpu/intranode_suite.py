@@ -20,13 +20,14 @@ import torch
 import torch.distributed as dist
 
 try:
-    from . import _dist, bad_input_section, graph_section, stream_section
+    from . import _dist, bad_input_section, determinism_section, graph_section, stream_section
     from . import reference as ref
     from ._dist import Recorder, all_gather_rows, run_under_torchrun
     from .reference import Scenario, ScenarioRef
 except ImportError:  # run as a script: the siblings are importable from sys.path[0]
     import _dist
     import bad_input_section
+    import determinism_section
     import graph_section
     import reference as ref
     import stream_section
@@ -547,6 +548,7 @@ def run_suite(rank: int, num_ranks: int, rec: Recorder) -> None:
         ("worst", lambda: section_worst(ctx, w["small"], w["big"])),
         ("cached", lambda: section_cached(ctx, w["small"])),
         ("combine", lambda: [section_combine(ctx, w[key]) for key in ("small", "big")]),
+        ("determinism", lambda: determinism_section.section_determinism(ctx, w["big"])),
         ("edges", lambda: section_edges(ctx, [w[key] for key in ("silent", "zero", "empty")])),
         ("stream_drop_references", lambda: stream_section.stream_drop_references(ctx, w["small"])),
         ("stream_previous_event", lambda: stream_section.stream_previous_event(ctx, w["small"])),
