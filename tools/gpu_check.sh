@@ -92,8 +92,9 @@ stop_mps() {
 if has test; then
   echo "== tests"
   start_mps
-  timeout 1500 python3 -m pytest tests -v -p no:cacheprovider 2>&1 | tee "$OUT/tests.log" | \
-    grep -E "PASS|FAIL|ERROR|SKIP|passed|failed|error" | tail -60
+  # -s: each multi-GPU suite prints its per-check table (the log keeps it; shown: the counts).
+  timeout 1500 python3 -m pytest tests -v -s -p no:cacheprovider 2>&1 | tee "$OUT/tests.log" | \
+    grep -E "PASSED|FAILED|ERROR|SKIPPED|suite '|passed|failed" | tail -60
   [[ ${PIPESTATUS[0]} -eq 0 ]] || status=1
   stop_mps
 fi
