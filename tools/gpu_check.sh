@@ -14,8 +14,8 @@
 #              the libfabric transport against raw fi_writedata (tcp;ofi_rxm, shm; CPU only;
 #              needs libfabric headers, see below)
 #
-# Environment: UCCL_EP_TEST_RANKS (e.g. "2,4") limits the GPU suites (default 2,4, and 8 when
-# GPUs are shared); UCCL_EP_TEST_SHARE_GPUS=0 keeps ranks from sharing GPUs (with fewer than 8
+# Environment: UCCL_EP_TEST_RANKS (e.g. "2,4") limits the GPU suites (default 2,4,8; a size
+# above the GPU count is skipped unless GPUs are shared); UCCL_EP_TEST_SHARE_GPUS=0 keeps ranks from sharing GPUs (with fewer than 8
 # GPUs the test mode otherwise starts CUDA MPS and runs suites on more ranks than GPUs,
 # correctness only; see tests/gpu/README.md); BENCH_ARGS adds flags
 # to bench/bench_intranode.py (e.g. "--quick"); BENCH_RANKS (e.g. "4 2") picks the EP sizes
@@ -73,8 +73,8 @@ start_mps() {
   export CUDA_MPS_PIPE_DIRECTORY=$mps_dir/pipe CUDA_MPS_LOG_DIRECTORY=$mps_dir/log
   mkdir -p "$CUDA_MPS_PIPE_DIRECTORY" "$CUDA_MPS_LOG_DIRECTORY"
   if nvidia-cuda-mps-control -d; then
-    export UCCL_EP_TEST_SHARE_GPUS=1 UCCL_EP_TEST_RANKS=${UCCL_EP_TEST_RANKS:-2,4,8}
-    echo "CUDA MPS started; suites on ${UCCL_EP_TEST_RANKS} ranks (GPUs shared where needed)"
+    export UCCL_EP_TEST_SHARE_GPUS=1
+    echo "CUDA MPS started; suites on ${UCCL_EP_TEST_RANKS:-2,4,8} ranks (GPUs shared where needed)"
   else
     echo "CUDA MPS did not start: GPUs are not shared"
     unset CUDA_MPS_PIPE_DIRECTORY CUDA_MPS_LOG_DIRECTORY

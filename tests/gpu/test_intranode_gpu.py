@@ -1,6 +1,7 @@
 """Pytest entry points of the multi-GPU suites: one launch (one spawned process per GPU) per
 suite and rank count, failing unless every recorded check passed. Skips without torch or
-without enough GPUs. Rank counts: env UCCL_EP_TEST_RANKS (comma separated), default 2,4."""
+without enough GPUs (unless ranks may share them, _dist.py). Rank counts: env
+UCCL_EP_TEST_RANKS (comma separated), default 2,4,8."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ import pytest
 torch = pytest.importorskip("torch")
 
 RANKS_ENV = "UCCL_EP_TEST_RANKS"
-DEFAULT_RANKS = (2, 4)
+DEFAULT_RANKS = (2, 4, 8)
 STALL_RANKS = 2
 STALL_DEADLINE_SECS = 300.0
 
