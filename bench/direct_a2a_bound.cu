@@ -1,11 +1,17 @@
 // The SM direct-write all-to-all bound: every GPU writes each routed token row straight into
 // its final row on the destination GPU (peers over NVLink, itself locally), all GPUs at once,
 // with `--sms` blocks per GPU and nothing else: no rings, no receive copy, no synchronisation
-// beyond a start barrier. No dispatch that lands rows through SM stores can beat this figure on
-// the same machine, so it says how far a target is from what the links and SMs allow.
+// beyond a start barrier: what SM stores of rows into their final places deliver on the
+// machine, so it says how far a target is from that kind of design.
 //
 //   direct_a2a_bound [--gpus N] [--sms 24] [--tokens 4096] [--hidden 7168] [--experts 256]
-//                    [--topk 8] [--repeat 10] [--json PATH]
+//                    [--topk 8] [--repeat 10] [--window W] [--json PATH]
+//
+// --window W (experiment): rows do not go to their final places but, as into a ring, to slot
+// k % W of a W-row region per (source GPU, block) on the destination (k: the block's k-th row
+// to it), so the stores keep hitting a small region. Compared with the default, it says
+// whether stores into a reused region complete faster. Each slot is checked to hold one of
+// the rows that map to it.
 //
 // Routing: each token picks `topk` distinct experts uniformly (as bench_intranode.py), so it
 // goes to the ranks holding them. Rows from source s land in the destination's block s in
@@ -95,6 +101,7 @@ __global__ void __launch_bounds__(kThreads, 1)
 
 struct Args {
   int gpus = 0, sms = 24, tokens = 4096, hidden = 7168, experts = 256, topk = 8, repeat = 10;
+  int window = 0;  // > 0: ring-like destination regions of this many rows
   std::string json;
 };
 
@@ -118,6 +125,8 @@ Args parse(int argc, char** argv) {
       a.topk = value();
     else if (k == "--repeat" && has_value)
       a.repeat = value();
+    else if (k == "--window" && has_value)
+      a.window = value();
     else if (k == "--json" && has_value)
       a.json = argv[++i];
     else {
@@ -128,6 +137,39 @@ Args parse(int argc, char** argv) {
   return a;
 }
 
+/// --window: the k-th row block b of GPU g sends to d goes to slot k % window of region
+/// (g, b) on d; records which (g, token) pairs each slot may hold.
+void remap_to_windows(std::vector<Task>& list, int g, int n, int sms, int window,
+                      std::vector<std::vector<std::vector<std::pair<int, int>>>>& slot_tokens) {
+  const int64_t num = static_cast<int64_t>(list.size());
+  for (int b = 0; b < sms; ++b) {
+    std::vector<int> k(n, 0);
+    for (int64_t i = num * b / sms; i < num * (b + 1) / sms; ++i) {
+      Task& t = list[i];
+      t.row = (g * sms + b) * window + k[t.dest]++ % window;
+      slot_tokens[t.dest][t.row].push_back({g, t.token});
+    }
+  }
+}
+
+/// --window: slots of `dst` that were written must hold one of their rows. Returns mismatches.
+int check_windows(const uint8_t* dst, int row_bytes,
+                  const std::vector<std::vector<std::pair<int, int>>>& slot_tokens) {
+  const size_t rows = slot_tokens.size();
+  std::vector<int32_t> heads(rows * 4);
+  CHECK_CUDA(cudaMemcpy2D(heads.data(), 16, dst, row_bytes, 16, rows, cudaMemcpyDeviceToHost));
+  int bad = 0;
+  for (size_t r = 0; r < rows; ++r) {
+    if (slot_tokens[r].empty()) continue;
+    const int32_t* h = &heads[4 * r];
+    bool found = false;
+    for (const auto& [s, t] : slot_tokens[r])
+      found = found || (h[0] == s && h[1] == t && h[2] == s && h[3] == t);
+    bad += found ? 0 : 1;
+  }
+  return bad;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -135,11 +177,12 @@ int main(int argc, char** argv) {
   int available = 0;
   CHECK_CUDA(cudaGetDeviceCount(&available));
   const int n = a.gpus > 0 ? a.gpus : std::min(available, kMaxGpus);
-  if (n < 2 || n > available || n > kMaxGpus || a.experts % n != 0 || a.hidden % 128 != 0 ||
-      a.topk > a.experts || a.sms < 1 || a.repeat < 1) {
+  if (a.window < 0 || n < 2 || n > available || n > kMaxGpus || a.experts % n != 0 ||
+      a.hidden % 128 != 0 || a.topk > a.experts || a.sms < 1 || a.repeat < 1) {
     std::fprintf(stderr,
                  "direct_a2a_bound: need 2..%d GPUs (have %d, asked %d), experts divisible by "
-                 "them, hidden a multiple of 128, topk <= experts, sms and repeat >= 1\n",
+                 "them, hidden a multiple of 128, topk <= experts, sms and repeat >= 1, "
+                 "window >= 0\n",
                  kMaxGpus, available, n);
     return 2;
   }
@@ -167,6 +210,9 @@ int main(int argc, char** argv) {
   std::vector<int> received(n, 0);
   for (int d = 0; d < n; ++d)
     for (int s = 0; s < n; ++s) received[d] += count[s][d];
+  // Rows of each destination buffer: every received row, or the W-row regions of --window.
+  std::vector<int> dst_rows = received;
+  if (a.window > 0) std::fill(dst_rows.begin(), dst_rows.end(), n * a.sms * a.window);
 
   unsigned* arrivals = nullptr;
   int* timed_out = nullptr;
@@ -176,12 +222,16 @@ int main(int argc, char** argv) {
   *timed_out = 0;
 
   std::string json = "{\"gpus\": " + std::to_string(n) + ", \"sms\": " + std::to_string(a.sms) +
-                     ", \"tokens\": " + std::to_string(a.tokens) + ", \"results\": [";
+                     ", \"tokens\": " + std::to_string(a.tokens) +
+                     ", \"window\": " + std::to_string(a.window) + ", \"results\": [";
   const int bf16_row = a.hidden * 2, fp8_row = a.hidden + a.hidden / 128 * 4;
   bool all_ok = true;
   for (const int row_bytes : {bf16_row, fp8_row}) {
     std::vector<uint8_t*> src(n), dst(n);
     std::vector<Task*> tasks(n);
+    // --window: slot_tokens[d][row] lists the (source GPU, token) pairs that map to that row.
+    std::vector<std::vector<std::vector<std::pair<int, int>>>> slot_tokens(n);
+    for (int d = 0; d < n; ++d) slot_tokens[d].resize(a.window > 0 ? dst_rows[d] : 0);
     std::vector<int> num_tasks(n);
     std::vector<uint64_t*> times(n);
     std::vector<cudaStream_t> streams(n);
@@ -189,7 +239,7 @@ int main(int argc, char** argv) {
     for (int g = 0; g < n; ++g) {
       CHECK_CUDA(cudaSetDevice(g));
       CHECK_CUDA(cudaMalloc(&src[g], static_cast<size_t>(a.tokens) * row_bytes));
-      CHECK_CUDA(cudaMalloc(&dst[g], static_cast<size_t>(received[g]) * row_bytes));
+      CHECK_CUDA(cudaMalloc(&dst[g], static_cast<size_t>(dst_rows[g]) * row_bytes));
       CHECK_CUDA(cudaMalloc(&times[g], 2 * a.sms * sizeof(uint64_t)));
       CHECK_CUDA(cudaStreamCreateWithFlags(&streams[g], cudaStreamNonBlocking));
       // Row t of GPU g starts with the words (g, t, g, t): what the check expects.
@@ -216,6 +266,7 @@ int main(int argc, char** argv) {
           if (mask[g][t] >> d & 1u) list.push_back({t, d, next[d]++});
         }
       num_tasks[g] = static_cast<int>(list.size());
+      if (a.window > 0) remap_to_windows(list, g, n, a.sms, a.window, slot_tokens);
       CHECK_CUDA(cudaSetDevice(g));
       CHECK_CUDA(cudaMalloc(&tasks[g], list.size() * sizeof(Task)));
       CHECK_CUDA(
@@ -226,7 +277,7 @@ int main(int argc, char** argv) {
       for (int g = 0; g < n; ++g) {
         CHECK_CUDA(cudaSetDevice(g));
         CHECK_CUDA(cudaDeviceSynchronize());
-        CHECK_CUDA(cudaMemset(dst[g], 0, static_cast<size_t>(received[g]) * row_bytes));
+        CHECK_CUDA(cudaMemset(dst[g], 0, static_cast<size_t>(dst_rows[g]) * row_bytes));
         CHECK_CUDA(cudaDeviceSynchronize());
       }
       CHECK_CUDA(cudaSetDevice(0));
@@ -264,9 +315,14 @@ int main(int argc, char** argv) {
         slowest = std::min(slowest, static_cast<double>(received[g]) * row_bytes / worst_us / 1e3);
       slowest_gbps.push_back(slowest);
     }
-    // Check: row i of source s's block on d starts with (s, t, s, t) for the i-th token of s to d.
+    // Check: row i of source s's block on d starts with (s, t, s, t) for the i-th token of s to d
+    // (--window: each written slot holds one of the rows that map to it).
     int bad = 0;
-    for (int d = 0; d < n; ++d) {
+    for (int d = 0; d < n && a.window > 0; ++d) {
+      CHECK_CUDA(cudaSetDevice(d));
+      bad += check_windows(dst[d], row_bytes, slot_tokens[d]);
+    }
+    for (int d = 0; d < n && a.window == 0; ++d) {
       std::vector<int32_t> heads(static_cast<size_t>(received[d]) * 4);
       CHECK_CUDA(cudaSetDevice(d));
       CHECK_CUDA(cudaMemcpy2D(heads.data(), 16, dst[d], row_bytes, 16, received[d],
@@ -283,10 +339,10 @@ int main(int argc, char** argv) {
     const double median = slowest_gbps[slowest_gbps.size() / 2];
     const char* kind = row_bytes == bf16_row ? "bf16" : "fp8";
     std::printf(
-        "direct-write all-to-all, %d GPUs, %d SMs each, %s rows of %d bytes: %.1f GB/s "
+        "direct-write all-to-all, %d GPUs, %d SMs each, %s rows of %d bytes%s: %.1f GB/s "
         "DeepEP-counted (slowest GPU, median of %d; best %.1f); rows checked: %s\n",
-        n, a.sms, kind, row_bytes, median, a.repeat, slowest_gbps.back(),
-        bad == 0 ? "all correct" : "MISMATCH");
+        n, a.sms, kind, row_bytes, a.window > 0 ? " into ring-like windows" : "", median, a.repeat,
+        slowest_gbps.back(), bad == 0 ? "all correct" : "MISMATCH");
     if (bad != 0) {
       std::fprintf(stderr, "direct_a2a_bound: %d received rows hold the wrong token\n", bad);
       all_ok = false;
