@@ -22,6 +22,7 @@
 #include <string>
 #include <vector>
 
+#include "cuda_exit_check.h"
 #include "device/ptx.cuh"
 
 namespace {
@@ -30,16 +31,6 @@ using uccl::ep::device::ld_nc_v4;
 using uccl::ep::device::st_na_v4;
 
 constexpr int kRowBytes = 14336;
-
-#define CHECK_CUDA(expr)                                                              \
-  do {                                                                                \
-    cudaError_t e_ = (expr);                                                          \
-    if (e_ != cudaSuccess) {                                                          \
-      std::fprintf(stderr, "CUDA error %s at %s:%d: %s\n", #expr, __FILE__, __LINE__, \
-                   cudaGetErrorString(e_));                                           \
-      std::exit(1);                                                                   \
-    }                                                                                 \
-  } while (0)
 
 /// Warp-wide copy of rows: warp w copies rows w, w + num_warps, ...; kUnroll words in flight per
 /// lane; a system fence every `fence_rows` rows of a warp (0: never).

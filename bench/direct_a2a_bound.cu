@@ -30,6 +30,7 @@
 #include <string>
 #include <vector>
 
+#include "cuda_exit_check.h"
 #include "device/ptx.cuh"
 
 namespace {
@@ -37,16 +38,6 @@ namespace {
 using uccl::ep::device::global_timer_ns;
 using uccl::ep::device::ld_nc_v4;
 using uccl::ep::device::st_na_v4;
-
-#define CHECK_CUDA(expr)                                                              \
-  do {                                                                                \
-    cudaError_t e_ = (expr);                                                          \
-    if (e_ != cudaSuccess) {                                                          \
-      std::fprintf(stderr, "CUDA error %s at %s:%d: %s\n", #expr, __FILE__, __LINE__, \
-                   cudaGetErrorString(e_));                                           \
-      std::exit(1);                                                                   \
-    }                                                                                 \
-  } while (0)
 
 constexpr int kMaxGpus = 8;
 constexpr int kThreads = 768;
