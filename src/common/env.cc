@@ -102,6 +102,8 @@ EnvSettings read_env_settings() {
     s.max_inflight_bytes = parse_max_inflight_bytes(v);
   if (const char* v = std::getenv("UCCL_EP_DISABLE_CPU_AFFINITY"))
     s.disable_cpu_affinity = parse_disable_cpu_affinity(v);
+  if (const char* v = std::getenv("UCCL_EP_COMBINE_TAIL_SHARE"))
+    s.combine_tail_share = parse_int_var("UCCL_EP_COMBINE_TAIL_SHARE", v, 0, kMaxCombineTailShare);
   return s;
 }
 

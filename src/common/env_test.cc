@@ -39,6 +39,24 @@ TEST(Env, ReadsAndReportsTheVariable) {
   EXPECT_DOUBLE_EQ(read_env_settings().timeout_secs, 100.0);
 }
 
+TEST(Env, ReadsTheCombineTailShare) {
+  unsetenv("UCCL_EP_COMBINE_TAIL_SHARE");
+  EXPECT_EQ(read_env_settings().combine_tail_share, 0);
+  setenv("UCCL_EP_COMBINE_TAIL_SHARE", "25", 1);
+  EXPECT_EQ(read_env_settings().combine_tail_share, 25);
+  for (const char* bad : {"91", "-1", "x", ""}) {
+    setenv("UCCL_EP_COMBINE_TAIL_SHARE", bad, 1);
+    try {
+      read_env_settings();
+      ADD_FAILURE() << "no error for '" << bad << "'";
+    } catch (const Error& e) {
+      EXPECT_EQ(e.kind(), ErrorKind::kValue);
+      EXPECT_NE(std::string(e.what()).find("UCCL_EP_COMBINE_TAIL_SHARE='"), std::string::npos);
+    }
+  }
+  unsetenv("UCCL_EP_COMBINE_TAIL_SHARE");
+}
+
 TEST(Env, RegistryNamesAreUniqueAndPrefixed) {
   std::set<std::string> names;
   for (const auto& v : kEnvVars) {

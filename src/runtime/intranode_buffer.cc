@@ -286,6 +286,7 @@ void IntranodeBuffer::combine(const CombineTensors& t, cudaStream_t stream) {
   a.combined_topk_weights = ptr_or_null<float>(t.combined_topk_weights);
   a.num_channels = t.config.num_channels();
   a.max_send_tokens = t.config.num_max_nvl_chunked_send_tokens();
+  a.tail_share = s.env.combine_tail_share;
   a.slot = protocol::CombineSlot::make(a.hidden_bytes, a.num_topk);
   a.rings = {a.num_channels, r, t.config.num_max_nvl_chunked_recv_tokens(), a.slot.bytes};
   a.diag = s.diag();

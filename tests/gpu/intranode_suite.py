@@ -20,7 +20,14 @@ import torch
 import torch.distributed as dist
 
 try:
-    from . import _dist, bad_input_section, determinism_section, graph_section, stream_section
+    from . import (
+        _dist,
+        bad_input_section,
+        determinism_section,
+        graph_section,
+        stream_section,
+        tail_share_section,
+    )
     from . import reference as ref
     from ._dist import Recorder, all_gather_rows, run_under_torchrun
     from .reference import Scenario, ScenarioRef
@@ -31,6 +38,7 @@ except ImportError:  # run as a script: the siblings are importable from sys.pat
     import graph_section
     import reference as ref
     import stream_section
+    import tail_share_section
     from _dist import Recorder, all_gather_rows, run_under_torchrun
     from reference import Scenario, ScenarioRef
 
@@ -549,6 +557,12 @@ def run_suite(rank: int, num_ranks: int, rec: Recorder) -> None:
         ("cached", lambda: section_cached(ctx, w["small"])),
         ("combine", lambda: [section_combine(ctx, w[key]) for key in ("small", "big")]),
         ("determinism", lambda: determinism_section.section_determinism(ctx, w["big"])),
+        (
+            "tail_share",
+            lambda: tail_share_section.section_tail_share(
+                ctx, [w[key] for key in ("small", "big", "zero")]
+            ),
+        ),
         ("edges", lambda: section_edges(ctx, [w[key] for key in ("silent", "zero", "empty")])),
         ("stream_drop_references", lambda: stream_section.stream_drop_references(ctx, w["small"])),
         ("stream_previous_event", lambda: stream_section.stream_previous_event(ctx, w["small"])),

@@ -84,6 +84,7 @@ struct CombineArgs {
   uint8_t* combined_x;           // [num_tokens, hidden] bf16
   float* combined_topk_weights;  // [num_tokens, num_topk] or null
   int num_channels, max_send_tokens;
+  int tail_share;  // percent of each channel's tokens the sender block reduces (combine_split)
   protocol::RingGeometry rings;
   protocol::CombineSlot slot;
   device::DeviceDiag diag;
