@@ -5,13 +5,20 @@
 // machine, so it says how far a target is from that kind of design.
 //
 //   direct_a2a_bound [--gpus N] [--sms 24] [--tokens 4096] [--hidden 7168] [--experts 256]
-//                    [--topk 8] [--repeat 10] [--window W] [--json PATH]
+//                    [--topk 8] [--repeat 10] [--window W] [--ce-share P] [--json PATH]
 //
 // --window W (experiment): rows do not go to their final places but, as into a ring, to slot
 // k % W of a W-row region per (source GPU, block) on the destination (k: the block's k-th row
 // to it), so the stores keep hitting a small region. Compared with the default, it says
 // whether stores into a reused region complete faster. Each slot is checked to hold one of
 // the rows that map to it.
+//
+// --ce-share P (experiment): the copy engines move the rows of each source's first P % of
+// tokens to every peer (one copy of those whole rows per peer, into a staging area there,
+// started when the kernel's start barrier releases), the SMs write the other rows as above and,
+// last, copy the staged rows that are routed to their GPU into their final places (after the
+// copy's completion flag, written by the copy engine's stream). It says what copy engines
+// sharing the NVLink traffic could add to SM stores.
 //
 // Routing: each token picks `topk` distinct experts uniformly (as bench_intranode.py), so it
 // goes to the ranks holding them. Rows from source s land in the destination's block s in
@@ -20,6 +27,7 @@
 // slowest GPU (rows it receives, its own included, times the row size, over the all-to-all's
 // time: from the barrier's release to the last block's end, per GPU clock, the slowest GPU's),
 // median of `--repeat` runs. Every received row's first 16 bytes are checked afterwards.
+#include <cuda.h>
 #include <cuda_runtime.h>
 
 #include <algorithm>
@@ -31,11 +39,23 @@
 #include <vector>
 
 #include "cuda_exit_check.h"
+
+#define CHECK_CU(expr)                                                               \
+  do {                                                                               \
+    const CUresult r_ = (expr);                                                      \
+    if (r_ != CUDA_SUCCESS) {                                                        \
+      const char* s_ = "unknown";                                                    \
+      cuGetErrorString(r_, &s_);                                                     \
+      std::fprintf(stderr, "%s:%d: %s failed: %s\n", __FILE__, __LINE__, #expr, s_); \
+      std::exit(1);                                                                  \
+    }                                                                                \
+  } while (0)
 #include "device/ptx.cuh"
 
 namespace {
 
 using uccl::ep::device::global_timer_ns;
+using uccl::ep::device::ld_acquire_sys;
 using uccl::ep::device::ld_nc_v4;
 using uccl::ep::device::st_na_v4;
 
@@ -45,17 +65,30 @@ constexpr uint64_t kBarrierTimeoutNs = 10'000'000'000ull;
 
 struct Task {
   int token, dest, row;  // source row, destination GPU, row there
+  int staged_from;       // --ce-share: -1, or the source GPU whose staged row `token` this is
 };
 struct Dests {
   uint8_t* base[kMaxGpus];
 };
 
-/// Block b copies tasks [b * n / B, (b + 1) * n / B) (a channel's tokens, in order), warp-
-/// interleaved, 4 words per lane in flight. `arrivals` (on GPU 0) is the start barrier of all
-/// blocks of all GPUs; times[2b], times[2b+1] get the block's start and end (this GPU's clock).
+/// --ce-share: this GPU's staging area, the copy engines' completion flags (one per source GPU)
+/// and the word that starts this GPU's copies; all compared with the run's epoch.
+struct Staging {
+  const uint8_t* rows;  // [gpus * tokens] rows: source s's token t at s * tokens + t
+  const uint32_t* done;
+  uint32_t* go;
+  int tokens;
+  uint32_t epoch;
+};
+
+/// Block b copies tasks [first[b], first[b + 1]) (a channel's tokens, in order; with
+/// --ce-share its staged rows last), warp-interleaved, 4 words per lane in flight. `arrivals`
+/// (on GPU 0) is the start barrier of all blocks of all GPUs; times[2b], times[2b+1] get the
+/// block's start and end (this GPU's clock).
 __global__ void __launch_bounds__(kThreads, 1)
-    a2a_kernel(const uint8_t* src, Dests dests, const Task* tasks, int num_tasks, int row_bytes,
-               unsigned* arrivals, unsigned expected, uint64_t* times, int* timed_out) {
+    a2a_kernel(const uint8_t* src, Dests dests, const Task* tasks, const int* first, int row_bytes,
+               Staging staging, unsigned* arrivals, unsigned expected, uint64_t* times,
+               int* timed_out) {
   if (threadIdx.x == 0) {
     atomicAdd_system(arrivals, 1u);
     const uint64_t t0 = global_timer_ns();
@@ -66,15 +99,31 @@ __global__ void __launch_bounds__(kThreads, 1)
       }
     }
     times[2 * blockIdx.x] = global_timer_ns();
+    if (blockIdx.x == 0 && staging.go != nullptr)  // starts this GPU's copy-engine copies
+      *reinterpret_cast<volatile uint32_t*>(staging.go) = staging.epoch;
   }
   __syncthreads();
   const int lane = threadIdx.x % 32, warp = threadIdx.x / 32, warps = kThreads / 32;
-  const int begin = static_cast<int>(static_cast<int64_t>(num_tasks) * blockIdx.x / gridDim.x);
-  const int end = static_cast<int>(static_cast<int64_t>(num_tasks) * (blockIdx.x + 1) / gridDim.x);
   const int words = row_bytes / 16;
-  for (int i = begin + warp; i < end; i += warps) {
+  int ready = -1;  // the source whose staged rows this warp has seen complete
+  for (int i = first[blockIdx.x] + warp; i < first[blockIdx.x + 1]; i += warps) {
     const Task t = tasks[i];
-    const auto* s = reinterpret_cast<const int4*>(src + static_cast<int64_t>(t.token) * row_bytes);
+    const uint8_t* row = src + static_cast<int64_t>(t.token) * row_bytes;
+    if (t.staged_from >= 0) {
+      if (t.staged_from != ready) {
+        const uint64_t t0 = global_timer_ns();
+        while (ld_acquire_sys(staging.done + t.staged_from) < staging.epoch) {
+          if (global_timer_ns() - t0 > kBarrierTimeoutNs) {
+            *timed_out = 1;
+            return;
+          }
+        }
+        ready = t.staged_from;
+      }
+      row = staging.rows +
+            (static_cast<int64_t>(t.staged_from) * staging.tokens + t.token) * row_bytes;
+    }
+    const auto* s = reinterpret_cast<const int4*>(row);
     auto* d = reinterpret_cast<int4*>(dests.base[t.dest] + static_cast<int64_t>(t.row) * row_bytes);
     for (int w = lane; w < words; w += 4 * 32) {
       int4 v[4];
@@ -92,7 +141,8 @@ __global__ void __launch_bounds__(kThreads, 1)
 
 struct Args {
   int gpus = 0, sms = 24, tokens = 4096, hidden = 7168, experts = 256, topk = 8, repeat = 10;
-  int window = 0;  // > 0: ring-like destination regions of this many rows
+  int window = 0;    // > 0: ring-like destination regions of this many rows
+  int ce_share = 0;  // > 0: percent of tokens whose rows the copy engines move
   std::string json;
 };
 
@@ -118,6 +168,8 @@ Args parse(int argc, char** argv) {
       a.repeat = value();
     else if (k == "--window" && has_value)
       a.window = value();
+    else if (k == "--ce-share" && has_value)
+      a.ce_share = value();
     else if (k == "--json" && has_value)
       a.json = argv[++i];
     else {
@@ -126,6 +178,38 @@ Args parse(int argc, char** argv) {
     }
   }
   return a;
+}
+
+/// Block b's tasks: its share of `direct` (contiguous, in order), then its share of `staged`.
+/// Appends them to `out` and block b's start to `first` (plus the end after the last block).
+void split_over_blocks(const std::vector<Task>& direct, const std::vector<Task>& staged, int sms,
+                       std::vector<Task>& out, std::vector<int>& first) {
+  for (int b = 0; b < sms; ++b) {
+    first.push_back(static_cast<int>(out.size()));
+    for (const auto* list : {&direct, &staged}) {
+      const size_t n = list->size();
+      out.insert(out.end(), list->begin() + n * b / sms, list->begin() + n * (b + 1) / sms);
+    }
+  }
+  first.push_back(static_cast<int>(out.size()));
+}
+
+/// --ce-share: the rows of tokens below `cut` that source s sends to GPU d, as tasks of d
+/// copying them from its staging area into their final rows.
+std::vector<Task> staged_tasks(const std::vector<std::vector<uint32_t>>& mask,
+                               const std::vector<std::vector<int>>& count, int d, int cut) {
+  std::vector<Task> list;
+  int row = 0;  // first row of source s's block on d
+  for (size_t s = 0; s < mask.size(); ++s) {
+    int k = row;
+    for (int t = 0; t < cut; ++t)
+      if (mask[s][t] >> d & 1u) {
+        if (static_cast<int>(s) != d) list.push_back({t, d, k, static_cast<int>(s)});
+        ++k;
+      }
+    row += count[s][d];
+  }
+  return list;
 }
 
 /// --window: the k-th row block b of GPU g sends to d goes to slot k % window of region
@@ -168,12 +252,13 @@ int main(int argc, char** argv) {
   int available = 0;
   CHECK_CUDA(cudaGetDeviceCount(&available));
   const int n = a.gpus > 0 ? a.gpus : std::min(available, kMaxGpus);
-  if (a.window < 0 || n < 2 || n > available || n > kMaxGpus || a.experts % n != 0 ||
-      a.hidden % 128 != 0 || a.topk > a.experts || a.sms < 1 || a.repeat < 1) {
+  if (a.window < 0 || a.ce_share < 0 || a.ce_share > 90 || (a.ce_share > 0 && a.window > 0) ||
+      n < 2 || n > available || n > kMaxGpus || a.experts % n != 0 || a.hidden % 128 != 0 ||
+      a.topk > a.experts || a.sms < 1 || a.repeat < 1) {
     std::fprintf(stderr,
                  "direct_a2a_bound: need 2..%d GPUs (have %d, asked %d), experts divisible by "
                  "them, hidden a multiple of 128, topk <= experts, sms and repeat >= 1, "
-                 "window >= 0\n",
+                 "window >= 0, ce-share in [0, 90], not both window and ce-share\n",
                  kMaxGpus, available, n);
     return 2;
   }
@@ -214,7 +299,9 @@ int main(int argc, char** argv) {
 
   std::string json = "{\"gpus\": " + std::to_string(n) + ", \"sms\": " + std::to_string(a.sms) +
                      ", \"tokens\": " + std::to_string(a.tokens) +
-                     ", \"window\": " + std::to_string(a.window) + ", \"results\": [";
+                     ", \"window\": " + std::to_string(a.window) +
+                     ", \"ce_share\": " + std::to_string(a.ce_share) + ", \"results\": [";
+  const int cut = a.tokens * a.ce_share / 100;  // --ce-share: tokens whose rows the CEs move
   const int bf16_row = a.hidden * 2, fp8_row = a.hidden + a.hidden / 128 * 4;
   bool all_ok = true;
   for (const int row_bytes : {bf16_row, fp8_row}) {
@@ -223,9 +310,13 @@ int main(int argc, char** argv) {
     // --window: slot_tokens[d][row] lists the (source GPU, token) pairs that map to that row.
     std::vector<std::vector<std::vector<std::pair<int, int>>>> slot_tokens(n);
     for (int d = 0; d < n; ++d) slot_tokens[d].resize(a.window > 0 ? dst_rows[d] : 0);
-    std::vector<int> num_tasks(n);
+    std::vector<int*> firsts(n);
     std::vector<uint64_t*> times(n);
     std::vector<cudaStream_t> streams(n);
+    // --ce-share: staging rows, flags (done[0..n-1], go at [n]) and one copy stream per peer.
+    std::vector<uint8_t*> staging(n, nullptr);
+    std::vector<uint32_t*> words(n, nullptr);
+    std::vector<std::vector<cudaStream_t>> ce_streams(n, std::vector<cudaStream_t>(n));
     Dests dests{};
     for (int g = 0; g < n; ++g) {
       CHECK_CUDA(cudaSetDevice(g));
@@ -243,6 +334,14 @@ int main(int argc, char** argv) {
       CHECK_CUDA(
           cudaMemcpy2D(src[g], row_bytes, heads.data(), 16, 16, a.tokens, cudaMemcpyHostToDevice));
       dests.base[g] = dst[g];
+      if (cut > 0) {
+        CHECK_CUDA(cudaMalloc(&staging[g], static_cast<size_t>(n) * a.tokens * row_bytes));
+        CHECK_CUDA(cudaMalloc(&words[g], (n + 1) * sizeof(uint32_t)));
+        CHECK_CUDA(cudaMemset(words[g], 0, (n + 1) * sizeof(uint32_t)));
+        for (int p = 0; p < n; ++p)
+          if (p != g)
+            CHECK_CUDA(cudaStreamCreateWithFlags(&ce_streams[g][p], cudaStreamNonBlocking));
+      }
     }
     for (int g = 0; g < n; ++g) {  // tasks in token order, destinations rotated per token
       std::vector<Task> list;
@@ -254,14 +353,21 @@ int main(int argc, char** argv) {
       for (int t = 0; t < a.tokens; ++t)
         for (int j = 0; j < n; ++j) {
           const int d = (g + t + j) % n;
-          if (mask[g][t] >> d & 1u) list.push_back({t, d, next[d]++});
+          if (!(mask[g][t] >> d & 1u)) continue;
+          const int row = next[d]++;
+          if (d == g || t >= cut) list.push_back({t, d, row, -1});  // else: the CEs move it
         }
-      num_tasks[g] = static_cast<int>(list.size());
       if (a.window > 0) remap_to_windows(list, g, n, a.sms, a.window, slot_tokens);
+      std::vector<Task> all;
+      std::vector<int> first;
+      split_over_blocks(list, staged_tasks(mask, count, g, cut), a.sms, all, first);
       CHECK_CUDA(cudaSetDevice(g));
-      CHECK_CUDA(cudaMalloc(&tasks[g], list.size() * sizeof(Task)));
+      CHECK_CUDA(cudaMalloc(&tasks[g], all.size() * sizeof(Task)));
       CHECK_CUDA(
-          cudaMemcpy(tasks[g], list.data(), list.size() * sizeof(Task), cudaMemcpyHostToDevice));
+          cudaMemcpy(tasks[g], all.data(), all.size() * sizeof(Task), cudaMemcpyHostToDevice));
+      CHECK_CUDA(cudaMalloc(&firsts[g], first.size() * sizeof(int)));
+      CHECK_CUDA(
+          cudaMemcpy(firsts[g], first.data(), first.size() * sizeof(int), cudaMemcpyHostToDevice));
     }
     std::vector<double> slowest_gbps;
     for (int it = 0; it < a.repeat + 2; ++it) {  // two warm-ups
@@ -274,10 +380,26 @@ int main(int argc, char** argv) {
       CHECK_CUDA(cudaSetDevice(0));
       CHECK_CUDA(cudaMemset(arrivals, 0, sizeof(unsigned)));
       CHECK_CUDA(cudaDeviceSynchronize());
+      const auto epoch = static_cast<uint32_t>(it + 1);
+      for (int g = 0; g < n && cut > 0; ++g) {  // copies wait for g's kernel to start them
+        CHECK_CUDA(cudaSetDevice(g));
+        for (int p = 0; p < n; ++p) {
+          if (p == g) continue;
+          cudaStream_t st = ce_streams[g][p];
+          CHECK_CU(cuStreamWaitValue32(st, reinterpret_cast<CUdeviceptr>(words[g] + n), epoch,
+                                       CU_STREAM_WAIT_VALUE_GEQ));
+          CHECK_CUDA(cudaMemcpyAsync(staging[p] + static_cast<size_t>(g) * a.tokens * row_bytes,
+                                     src[g], static_cast<size_t>(cut) * row_bytes,
+                                     cudaMemcpyDeviceToDevice, st));
+          CHECK_CU(cuStreamWriteValue32(st, reinterpret_cast<CUdeviceptr>(words[p] + g), epoch,
+                                        CU_STREAM_WRITE_VALUE_DEFAULT));
+        }
+      }
       for (int g = 0; g < n; ++g) {
         CHECK_CUDA(cudaSetDevice(g));
-        a2a_kernel<<<a.sms, kThreads, 0, streams[g]>>>(src[g], dests, tasks[g], num_tasks[g],
-                                                       row_bytes, arrivals, n * a.sms, times[g],
+        const Staging st{staging[g], words[g], cut > 0 ? words[g] + n : nullptr, a.tokens, epoch};
+        a2a_kernel<<<a.sms, kThreads, 0, streams[g]>>>(src[g], dests, tasks[g], firsts[g],
+                                                       row_bytes, st, arrivals, n * a.sms, times[g],
                                                        timed_out);
         CHECK_CUDA(cudaGetLastError());
       }
@@ -285,6 +407,8 @@ int main(int argc, char** argv) {
       for (int g = 0; g < n; ++g) {
         CHECK_CUDA(cudaSetDevice(g));
         CHECK_CUDA(cudaStreamSynchronize(streams[g]));
+        for (int p = 0; p < n && cut > 0; ++p)
+          if (p != g) CHECK_CUDA(cudaStreamSynchronize(ce_streams[g][p]));
         std::vector<uint64_t> t(2 * a.sms);
         CHECK_CUDA(
             cudaMemcpy(t.data(), times[g], t.size() * sizeof(uint64_t), cudaMemcpyDeviceToHost));
@@ -297,7 +421,8 @@ int main(int argc, char** argv) {
       }
       if (*timed_out) {
         std::fprintf(stderr,
-                     "direct_a2a_bound: start barrier timed out (blocks not co-resident)\n");
+                     "direct_a2a_bound: start barrier or copy-engine flag timed out (blocks not "
+                     "co-resident, or a copy did not complete)\n");
         return 1;
       }
       if (it < 2) continue;
@@ -329,11 +454,15 @@ int main(int argc, char** argv) {
     std::sort(slowest_gbps.begin(), slowest_gbps.end());
     const double median = slowest_gbps[slowest_gbps.size() / 2];
     const char* kind = row_bytes == bf16_row ? "bf16" : "fp8";
+    const std::string variant = a.window > 0     ? " into ring-like windows"
+                                : a.ce_share > 0 ? ", copy engines moving the rows of the first " +
+                                                       std::to_string(a.ce_share) + " % of tokens"
+                                                 : "";
     std::printf(
         "direct-write all-to-all, %d GPUs, %d SMs each, %s rows of %d bytes%s: %.1f GB/s "
         "DeepEP-counted (slowest GPU, median of %d; best %.1f); rows checked: %s\n",
-        n, a.sms, kind, row_bytes, a.window > 0 ? " into ring-like windows" : "", median, a.repeat,
-        slowest_gbps.back(), bad == 0 ? "all correct" : "MISMATCH");
+        n, a.sms, kind, row_bytes, variant.c_str(), median, a.repeat, slowest_gbps.back(),
+        bad == 0 ? "all correct" : "MISMATCH");
     if (bad != 0) {
       std::fprintf(stderr, "direct_a2a_bound: %d received rows hold the wrong token\n", bad);
       all_ok = false;
@@ -350,8 +479,14 @@ int main(int argc, char** argv) {
       CHECK_CUDA(cudaFree(src[g]));
       CHECK_CUDA(cudaFree(dst[g]));
       CHECK_CUDA(cudaFree(tasks[g]));
+      CHECK_CUDA(cudaFree(firsts[g]));
       CHECK_CUDA(cudaFree(times[g]));
       CHECK_CUDA(cudaStreamDestroy(streams[g]));
+      if (cut == 0) continue;
+      CHECK_CUDA(cudaFree(staging[g]));
+      CHECK_CUDA(cudaFree(words[g]));
+      for (int p = 0; p < n; ++p)
+        if (p != g) CHECK_CUDA(cudaStreamDestroy(ce_streams[g][p]));
     }
   }
   json += "]}\n";
