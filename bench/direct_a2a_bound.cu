@@ -20,6 +20,10 @@
 // copy's completion flag, written by the copy engine's stream). It says what copy engines
 // sharing the NVLink traffic could add to SM stores.
 //
+// --remote-sms K (experiment): blocks [0, K) write only the rows that go to peers, the others
+// only the GPU's own rows (and, with --ce-share, the staged ones): does keeping NVLink stores
+// and local copies on separate SMs move more than mixing them in every block?
+//
 // Routing: each token picks `topk` distinct experts uniformly (as bench_intranode.py), so it
 // goes to the ranks holding them. Rows from source s land in the destination's block s in
 // token order (DeepEP's layout). Reported per row size (BF16: hidden * 2 bytes; FP8: hidden +
@@ -34,6 +38,7 @@
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
+#include <initializer_list>
 #include <random>
 #include <string>
 #include <vector>
@@ -141,8 +146,9 @@ __global__ void __launch_bounds__(kThreads, 1)
 
 struct Args {
   int gpus = 0, sms = 24, tokens = 4096, hidden = 7168, experts = 256, topk = 8, repeat = 10;
-  int window = 0;    // > 0: ring-like destination regions of this many rows
-  int ce_share = 0;  // > 0: percent of tokens whose rows the copy engines move
+  int window = 0;      // > 0: ring-like destination regions of this many rows
+  int ce_share = 0;    // > 0: percent of tokens whose rows the copy engines move
+  int remote_sms = 0;  // > 0: blocks that write only the peers' rows (the others the local ones)
   std::string json;
 };
 
@@ -168,6 +174,8 @@ Args parse(int argc, char** argv) {
       a.repeat = value();
     else if (k == "--window" && has_value)
       a.window = value();
+    else if (k == "--remote-sms" && has_value)
+      a.remote_sms = value();
     else if (k == "--ce-share" && has_value)
       a.ce_share = value();
     else if (k == "--json" && has_value)
@@ -180,16 +188,28 @@ Args parse(int argc, char** argv) {
   return a;
 }
 
-/// Block b's tasks: its share of `direct` (contiguous, in order), then its share of `staged`.
-/// Appends them to `out` and block b's start to `first` (plus the end after the last block).
-void split_over_blocks(const std::vector<Task>& direct, const std::vector<Task>& staged, int sms,
-                       std::vector<Task>& out, std::vector<int>& first) {
-  for (int b = 0; b < sms; ++b) {
+/// Tasks of `list` spread evenly over blocks [first_block, first_block + num_blocks), each
+/// block's share contiguous and in order.
+struct Share {
+  const std::vector<Task>* list;
+  int first_block, num_blocks;
+};
+
+/// Appends every block's tasks (its part of each share, in the order given) to `out` and each
+/// block's start to `first` (plus the end after the last block).
+void split_over_blocks(std::initializer_list<Share> shares, int sms, std::vector<Task>& out,
+                       std::vector<int>& first) {
+  std::vector<std::vector<Task>> per_block(sms);
+  for (const Share& sh : shares) {
+    const size_t n = sh.list->size();
+    for (int b = 0; b < sh.num_blocks; ++b)
+      per_block[sh.first_block + b].insert(per_block[sh.first_block + b].end(),
+                                           sh.list->begin() + n * b / sh.num_blocks,
+                                           sh.list->begin() + n * (b + 1) / sh.num_blocks);
+  }
+  for (const auto& tasks : per_block) {
     first.push_back(static_cast<int>(out.size()));
-    for (const auto* list : {&direct, &staged}) {
-      const size_t n = list->size();
-      out.insert(out.end(), list->begin() + n * b / sms, list->begin() + n * (b + 1) / sms);
-    }
+    out.insert(out.end(), tasks.begin(), tasks.end());
   }
   first.push_back(static_cast<int>(out.size()));
 }
@@ -252,13 +272,15 @@ int main(int argc, char** argv) {
   int available = 0;
   CHECK_CUDA(cudaGetDeviceCount(&available));
   const int n = a.gpus > 0 ? a.gpus : std::min(available, kMaxGpus);
-  if (a.window < 0 || a.ce_share < 0 || a.ce_share > 90 || (a.ce_share > 0 && a.window > 0) ||
-      n < 2 || n > available || n > kMaxGpus || a.experts % n != 0 || a.hidden % 128 != 0 ||
-      a.topk > a.experts || a.sms < 1 || a.repeat < 1) {
+  if (a.window < 0 || a.remote_sms < 0 || a.remote_sms >= a.sms ||
+      (a.remote_sms > 0 && a.window > 0) || a.ce_share < 0 || a.ce_share > 90 ||
+      (a.ce_share > 0 && a.window > 0) || n < 2 || n > available || n > kMaxGpus ||
+      a.experts % n != 0 || a.hidden % 128 != 0 || a.topk > a.experts || a.sms < 1 ||
+      a.repeat < 1) {
     std::fprintf(stderr,
                  "direct_a2a_bound: need 2..%d GPUs (have %d, asked %d), experts divisible by "
                  "them, hidden a multiple of 128, topk <= experts, sms and repeat >= 1, "
-                 "window >= 0, ce-share in [0, 90], not both window and ce-share\n",
+                 "window >= 0, ce-share in [0, 90], remote-sms in [0, sms), window with neither\n",
                  kMaxGpus, available, n);
     return 2;
   }
@@ -300,7 +322,8 @@ int main(int argc, char** argv) {
   std::string json = "{\"gpus\": " + std::to_string(n) + ", \"sms\": " + std::to_string(a.sms) +
                      ", \"tokens\": " + std::to_string(a.tokens) +
                      ", \"window\": " + std::to_string(a.window) +
-                     ", \"ce_share\": " + std::to_string(a.ce_share) + ", \"results\": [";
+                     ", \"ce_share\": " + std::to_string(a.ce_share) +
+                     ", \"remote_sms\": " + std::to_string(a.remote_sms) + ", \"results\": [";
   const int cut = a.tokens * a.ce_share / 100;  // --ce-share: tokens whose rows the CEs move
   const int bf16_row = a.hidden * 2, fp8_row = a.hidden + a.hidden / 128 * 4;
   bool all_ok = true;
@@ -360,7 +383,16 @@ int main(int argc, char** argv) {
       if (a.window > 0) remap_to_windows(list, g, n, a.sms, a.window, slot_tokens);
       std::vector<Task> all;
       std::vector<int> first;
-      split_over_blocks(list, staged_tasks(mask, count, g, cut), a.sms, all, first);
+      const std::vector<Task> staged = staged_tasks(mask, count, g, cut);
+      if (a.remote_sms == 0) {
+        split_over_blocks({{&list, 0, a.sms}, {&staged, 0, a.sms}}, a.sms, all, first);
+      } else {  // blocks [0, K) write the peers' rows, the others the local and staged ones
+        std::vector<Task> remote, local;
+        for (const Task& t : list) (t.dest == g ? local : remote).push_back(t);
+        const int k = a.remote_sms;
+        split_over_blocks({{&remote, 0, k}, {&local, k, a.sms - k}, {&staged, k, a.sms - k}}, a.sms,
+                          all, first);
+      }
       CHECK_CUDA(cudaSetDevice(g));
       CHECK_CUDA(cudaMalloc(&tasks[g], all.size() * sizeof(Task)));
       CHECK_CUDA(
@@ -454,10 +486,12 @@ int main(int argc, char** argv) {
     std::sort(slowest_gbps.begin(), slowest_gbps.end());
     const double median = slowest_gbps[slowest_gbps.size() / 2];
     const char* kind = row_bytes == bf16_row ? "bf16" : "fp8";
-    const std::string variant = a.window > 0     ? " into ring-like windows"
-                                : a.ce_share > 0 ? ", copy engines moving the rows of the first " +
-                                                       std::to_string(a.ce_share) + " % of tokens"
-                                                 : "";
+    std::string variant = a.window > 0 ? " into ring-like windows" : "";
+    if (a.ce_share > 0)
+      variant += ", copy engines moving the rows of the first " + std::to_string(a.ce_share) +
+                 " % of tokens";
+    if (a.remote_sms > 0)
+      variant += ", " + std::to_string(a.remote_sms) + " SMs writing only to peers";
     std::printf(
         "direct-write all-to-all, %d GPUs, %d SMs each, %s rows of %d bytes%s: %.1f GB/s "
         "DeepEP-counted (slowest GPU, median of %d; best %.1f); rows checked: %s\n",
