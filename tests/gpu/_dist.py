@@ -92,6 +92,18 @@ def num_gpus_for(num_ranks: int) -> int:
     return found if sharing and found > 0 else 0
 
 
+def mps_pipe_directory() -> str:
+    """Where the CUDA MPS control daemon keeps its pipes (CUDA's default unless overridden)."""
+    return os.environ.get("CUDA_MPS_PIPE_DIRECTORY", "/tmp/nvidia-mps")
+
+
+def mps_running() -> bool:
+    """Whether a CUDA MPS control daemon listens in mps_pipe_directory() (its `control` pipe
+    exists). Ranks sharing a GPU need it: without it their kernels time-slice and the
+    spin-waits of one rank's kernel for another's end in timeouts."""
+    return os.path.exists(os.path.join(mps_pipe_directory(), "control"))
+
+
 def ranks_per_gpu(num_ranks: int) -> int:
     """The most ranks of a launch on one GPU (1 unless GPUs are shared)."""
     gpus = num_gpus_for(num_ranks)

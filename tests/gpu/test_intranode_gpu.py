@@ -31,6 +31,13 @@ def require_gpus(num_ranks: int) -> None:
             f"needs {num_ranks} GPUs, found {found} "
             f"(or {_dist.SHARE_ENV}=1 with CUDA MPS running to share them)"
         )
+    if _dist.ranks_per_gpu(num_ranks) > 1 and not _dist.mps_running():
+        pytest.fail(
+            f"{num_ranks} ranks share {_dist.num_gpus_for(num_ranks)} GPU(s) "
+            f"({_dist.SHARE_ENV}=1) but no CUDA MPS daemon runs (no 'control' pipe in "
+            f"{_dist.mps_pipe_directory()}): start one with `nvidia-cuda-mps-control -d` "
+            f"(tools/gpu_check.sh does) or unset {_dist.SHARE_ENV}"
+        )
 
 
 def run_and_assert(body, suite: str, num_ranks: int, deadline: float | None = None) -> None:
