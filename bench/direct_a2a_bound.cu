@@ -413,7 +413,18 @@ int main(int argc, char** argv) {
       CHECK_CUDA(cudaMemset(arrivals, 0, sizeof(unsigned)));
       CHECK_CUDA(cudaDeviceSynchronize());
       const auto epoch = static_cast<uint32_t>(it + 1);
-      for (int g = 0; g < n && cut > 0; ++g) {  // copies wait for g's kernel to start them
+      for (int g = 0; g < n; ++g) {
+        CHECK_CUDA(cudaSetDevice(g));
+        const Staging st{staging[g], words[g], cut > 0 ? words[g] + n : nullptr, a.tokens, epoch};
+        a2a_kernel<<<a.sms, kThreads, 0, streams[g]>>>(src[g], dests, tasks[g], firsts[g],
+                                                       row_bytes, st, arrivals, n * a.sms, times[g],
+                                                       timed_out);
+        CHECK_CUDA(cudaGetLastError());
+      }
+      // The copies wait for g's kernel to start them. Issued after every kernel: a stream wait
+      // queued before a kernel that shares its hardware queue could keep that kernel from
+      // starting, and the kernel is what releases the wait.
+      for (int g = 0; g < n && cut > 0; ++g) {
         CHECK_CUDA(cudaSetDevice(g));
         for (int p = 0; p < n; ++p) {
           if (p == g) continue;
@@ -426,14 +437,6 @@ int main(int argc, char** argv) {
           CHECK_CU(cuStreamWriteValue32(st, reinterpret_cast<CUdeviceptr>(words[p] + g), epoch,
                                         CU_STREAM_WRITE_VALUE_DEFAULT));
         }
-      }
-      for (int g = 0; g < n; ++g) {
-        CHECK_CUDA(cudaSetDevice(g));
-        const Staging st{staging[g], words[g], cut > 0 ? words[g] + n : nullptr, a.tokens, epoch};
-        a2a_kernel<<<a.sms, kThreads, 0, streams[g]>>>(src[g], dests, tasks[g], firsts[g],
-                                                       row_bytes, st, arrivals, n * a.sms, times[g],
-                                                       timed_out);
-        CHECK_CUDA(cudaGetLastError());
       }
       double worst_us = 0;
       for (int g = 0; g < n; ++g) {
