@@ -34,8 +34,6 @@ struct alignas(128) ControlBlock {
   alignas(128) int32_t ring_tail[kMaxChannels][kMaxNvlPeers];          // [channel][src]
   alignas(128) int32_t ring_head[kMaxChannels][kMaxNvlPeers];          // [channel][src]
   alignas(128) int64_t ring_meta[kMaxChannels][kMaxNvlPeers];          // dispatch range
-  // Dispatch: this rank's own tokens of each channel handed out so far, one per claim (local).
-  alignas(128) int32_t self_claims[kMaxChannels];
 };
 static_assert(sizeof(ControlBlock) % 128 == 0);
 static_assert(offsetof(ControlBlock, ring_meta) % 8 == 0);

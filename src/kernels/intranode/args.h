@@ -104,10 +104,5 @@ constexpr int kCopyUnroll = UCCL_EP_COPY_UNROLL;
 #define UCCL_EP_COMBINE_LOADS 8
 #endif
 constexpr int kCombineLoads = UCCL_EP_COMBINE_LOADS;
-/// Experiment (off by default): dispatch self copies handed out by claim to every warp whose
-/// own role is done (dispatch_self_claimed in dispatch_kernel.cuh).
-#ifndef UCCL_EP_SELF_CLAIM
-#define UCCL_EP_SELF_CLAIM 0
-#endif
 
 }  // namespace uccl::ep::kernels::intranode

@@ -44,7 +44,7 @@ __device__ __forceinline__ bool block_barrier(const PeerPointers& peers, int ran
   return ok;
 }
 
-/// Zeroes this rank's ring counters (all channels, all sources) and self-copy claims.
+/// Zeroes this rank's ring counters (all channels, all sources).
 __device__ __forceinline__ void clear_ring_counters(protocol::ControlBlock* local) {
   constexpr int kCount = protocol::kMaxChannels * protocol::kMaxNvlPeers;
   for (int i = threadIdx.x; i < kCount; i += blockDim.x) {
@@ -52,7 +52,6 @@ __device__ __forceinline__ void clear_ring_counters(protocol::ControlBlock* loca
     (&local->ring_head[0][0])[i] = 0;
     (&local->ring_meta[0][0])[i] = 0;
   }
-  for (int i = threadIdx.x; i < protocol::kMaxChannels; i += blockDim.x) local->self_claims[i] = 0;
 }
 
 }  // namespace uccl::ep::kernels::intranode

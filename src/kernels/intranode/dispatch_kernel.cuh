@@ -157,74 +157,6 @@ __device__ __forceinline__ void dispatch_send_self(const DispatchArgs& a, int ch
   }
 }
 
-#if UCCL_EP_SELF_CLAIM
-/// Records send_head[t][rank] of the channel's tokens and this rank's channel start (what self
-/// warp 0 does inline in dispatch_send_self). Whole warp; nothing to do in a cached dispatch.
-template <int kNumRanks>
-__device__ __forceinline__ void record_self_heads(const DispatchArgs& a, int channel, int lane) {
-  if (a.send_head == nullptr) return;
-  const auto range = protocol::channel_token_range(a.num_tokens, a.num_channels, channel);
-  const int32_t* prefix = a.channel_prefix_matrix + a.rank * a.num_channels;
-  if (a.recv_channel_prefix_matrix != nullptr && lane == 0)
-    a.recv_channel_prefix_matrix[a.rank * a.num_channels + channel] =
-        channel > 0 ? prefix[channel - 1] : 0;
-  int sent = 0;
-  for (int t0 = range.begin; t0 < range.end; t0 += 32) {
-    const int t = t0 + lane;
-    const bool mine =
-        t < range.end && a.is_token_in_rank[static_cast<int64_t>(t) * kNumRanks + a.rank];
-    const uint32_t mask = __ballot_sync(0xffffffffu, mine);
-    const int slot_before = sent + __popc(mask & ((1u << lane) - 1u));
-    if (t < range.end)
-      a.send_head[static_cast<int64_t>(t) * kNumRanks + a.rank] =
-          mine ? slot_before : protocol::encode_unsent(slot_before);
-    sent += __popc(mask);
-  }
-}
-
-/// This rank's own tokens of the channel, handed out one at a time through
-/// ControlBlock::self_claims[channel]: the self warps take them at once, every other warp of
-/// both blocks once its own role is done, so the self copies go to whichever warps are free.
-/// Claim k copies the channel's k-th own token into row base + k. Whole warp.
-template <int kNumRanks>
-__device__ __forceinline__ void dispatch_self_claimed(const DispatchArgs& a, int channel,
-                                                      int lane) {
-  const auto range = protocol::channel_token_range(a.num_tokens, a.num_channels, channel);
-  const int32_t* prefix = a.channel_prefix_matrix + a.rank * a.num_channels;
-  const int start = channel > 0 ? prefix[channel - 1] : 0;
-  const int total = prefix[channel] - start;
-  const int64_t base =
-      (a.rank > 0 ? a.rank_prefix_matrix[(a.rank - 1) * kNumRanks + a.rank] : 0) + start;
-  int* claims = &a.peers.ctrl[a.rank]->self_claims[channel];
-  auto claim = [&] { return lane == 0 ? atomicAdd(claims, 1) : 0; };  // lane 0's value counts
-  int k = __shfl_sync(0xffffffffu, claim(), 0);
-  int t0 = range.begin - 32, sent = 0;  // the batch of 32 tokens that holds own token k
-  uint32_t mask = 0;
-  while (k < total) {
-    const int next = claim();  // its latency hides behind this copy
-    while (sent + __popc(mask) <= k && t0 < range.end) {
-      sent += __popc(mask);
-      t0 += 32;
-      const int t = t0 + lane;
-      mask = __ballot_sync(
-          0xffffffffu,
-          t < range.end && a.is_token_in_rank[static_cast<int64_t>(t) * kNumRanks + a.rank]);
-    }
-    if (t0 >= range.end) return;  // flags and prefix disagree: nothing left to copy
-    const int64_t row = base + k;
-    if (row >= a.num_recv_rows) {  // fewer rows than tokens: report, never write past
-      if (lane == 0)
-        device::report_timeout(a.diag, protocol::WaitSite::kRecvOverflow, a.rank, channel,
-                               a.num_recv_rows, row + 1, 0);
-    } else {
-      dispatch_copy_token(a, t0 + static_cast<int>(__fns(mask, 0, k - sent + 1)), a.rank,
-                          output_dst(a, row), lane);
-    }
-    k = __shfl_sync(0xffffffffu, next, 0);
-  }
-}
-#endif
-
 template <int kNumRanks, int G>
 __device__ __forceinline__ void dispatch_send(const DispatchArgs& a, int channel, int dst,
                                               int gwarp, int lane, volatile int* progress) {
@@ -426,34 +358,8 @@ __global__ void __launch_bounds__(kNumThreads, 1) intranode_dispatch_kernel(cons
                                                 s_progress[min(lane, kNumRanks - 1)]);
     return;
   }
-  const int num_self = is_sender ? Split::kSelfSend : Split::kSelfRecv;
-#if UCCL_EP_SELF_CLAIM
-  if (warp >= num_self && is_sender) {
-    constexpr int G = Split::kGroupSend;
-    const int g = (warp - Split::kSelfSend) / G;
-    if (g < kNumRanks - 1) {
-      const int dst = other_rank(g, a.rank);
-      const device::RoleTimer timer(device::WarpRole::kSend);
-      dispatch_send<kNumRanks, G>(a, channel, dst, (warp - Split::kSelfSend) % G, lane,
-                                  s_progress[dst]);
-    }
-  } else if (warp >= num_self) {
-    constexpr int G = Split::kGroupRecv;
-    const int g = (warp - Split::kSelfRecv) / G;
-    if (g < kNumRanks - 1) {
-      const int src = other_rank(g, a.rank);
-      const device::RoleTimer timer(device::WarpRole::kRecv);
-      dispatch_recv<kNumRanks, G>(a, channel, src, (warp - Split::kSelfRecv) % G, lane,
-                                  s_progress[src]);
-    }
-  } else if (is_sender && warp == 0) {
-    record_self_heads<kNumRanks>(a, channel, lane);
-  }
-  // One call site for every warp's self copies (a second inlined copy costs registers).
-  const device::RoleTimer timer(device::WarpRole::kSelf);
-  dispatch_self_claimed<kNumRanks>(a, channel, lane);
-#else
   // One call site for the self copies of both blocks (a second inlined copy costs registers).
+  const int num_self = is_sender ? Split::kSelfSend : Split::kSelfRecv;
   if (warp < num_self) {
     const device::RoleTimer timer(device::WarpRole::kSelf);
     dispatch_send_self<kNumRanks, kSelfWarps>(a, channel,
@@ -477,7 +383,6 @@ __global__ void __launch_bounds__(kNumThreads, 1) intranode_dispatch_kernel(cons
     dispatch_recv<kNumRanks, G>(a, channel, src, (warp - Split::kSelfRecv) % G, lane,
                                 s_progress[src]);
   }
-#endif
 }
 
 }  // namespace uccl::ep::kernels::intranode
