@@ -49,11 +49,11 @@ inline constexpr EnvVarInfo kEnvVars[] = {
     {"UCCL_EP_DISABLE_CPU_AFFINITY", "0|1", "0",
      "1: do not pin proxy threads. 0: pin each proxy thread to its own CPU of the GPU's NUMA "
      "node (from sysfs), physical cores first; the choice is logged once (info level)."},
-    {"UCCL_EP_COMBINE_TAIL_SHARE", "int in [0, 90] (percent)", "25",
-     "Intranode combine: percent of each channel's tokens that the sender block reduces once its "
-     "pushes are done (the receiver block reduces the rest; capped at one ring of slots). The "
-     "pushes finish before the reduction, so a share moves work to warps that would idle; 25 "
-     "measured ~5 % faster than 0 at EP 2 on H200. 0 turns it off."},
+    {"UCCL_EP_COMBINE_TAIL_SHARE", "int in [0, 90] (percent)", "0",
+     "Intranode combine (tuning experiment): percent of each channel's tokens that the sender "
+     "block reduces once its pushes are done (the receiver block reduces the rest; capped at one "
+     "ring of slots). On 2x H200 at EP 2, 25 made chunks of 32 tokens faster and chunks of 6-12 "
+     "and the default config slower; the best config's figure did not change."},
 };
 
 constexpr int kMaxProxyThreads = 16;      // UCCL_EP_NUM_PROXY_THREADS upper bound
@@ -73,7 +73,7 @@ struct EnvSettings {
   int max_inflight_low_latency = 32;         // UCCL_IB_MAX_INFLIGHT_LOW_LATENCY
   uint64_t max_inflight_bytes = UINT64_MAX;  // UCCL_IB_MAX_INFLIGHT_BYTES (UINT64_MAX: unlimited)
   bool disable_cpu_affinity = false;         // UCCL_EP_DISABLE_CPU_AFFINITY
-  int combine_tail_share = 25;               // UCCL_EP_COMBINE_TAIL_SHARE (percent)
+  int combine_tail_share = 0;                // UCCL_EP_COMBINE_TAIL_SHARE (percent)
 };
 
 /// Reads and validates every variable now. Throws Error(kValue) naming the variable, its value

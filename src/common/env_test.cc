@@ -41,9 +41,9 @@ TEST(Env, ReadsAndReportsTheVariable) {
 
 TEST(Env, ReadsTheCombineTailShare) {
   unsetenv("UCCL_EP_COMBINE_TAIL_SHARE");
-  EXPECT_EQ(read_env_settings().combine_tail_share, 25);
-  setenv("UCCL_EP_COMBINE_TAIL_SHARE", "0", 1);
   EXPECT_EQ(read_env_settings().combine_tail_share, 0);
+  setenv("UCCL_EP_COMBINE_TAIL_SHARE", "25", 1);
+  EXPECT_EQ(read_env_settings().combine_tail_share, 25);
   for (const char* bad : {"91", "-1", "x", ""}) {
     setenv("UCCL_EP_COMBINE_TAIL_SHARE", bad, 1);
     try {

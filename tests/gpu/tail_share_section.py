@@ -1,8 +1,8 @@
 """Combine tail-share section of the intranode suite: UCCL_EP_COMBINE_TAIL_SHARE is the percent
 of every combine channel's tokens that its sender block reduces once its pushes are done (the
-receiver block the rest); the rest of the suite runs at the default (25). The variable is read
-when a Buffer is built, so the section builds its own Buffers: share 0 (the receiver block
-reduces everything) with the suite's rings, and a 90 % share with rings of 40 slots, where the
+receiver block the rest); the rest of the suite runs at the default (0: the receiver block
+reduces everything). The variable is read when a Buffer is built, so the section builds its own
+Buffers: share 25 with the suite's rings, and a 90 % share with rings of 40 slots, where the
 cap (one ring of slots per channel) decides the split. Every dispatch and combine is checked
 against the pure-torch reference as in the rest of the suite."""
 
@@ -17,7 +17,7 @@ except ImportError:  # run as a script
 
 ENV = "UCCL_EP_COMBINE_TAIL_SHARE"
 # (share in percent, Config num_max_nvl_chunked_send_tokens, num_max_nvl_chunked_recv_tokens)
-SHARES = ((0, 8, 256), (90, 4, 40))
+SHARES = ((25, 8, 256), (90, 4, 40))
 
 
 def buffer_with_share(ctx, share: int):
