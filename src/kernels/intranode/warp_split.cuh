@@ -38,7 +38,10 @@ struct DispatchWarpSplit {
                                                    : kNumWarps / (kNumRanks - 1);
   static constexpr int kSelfRecv = kSplitSelf ? kNumWarps - (kNumRanks - 1) * kGroupRecv : 0;
   static constexpr int kMaxGroup = kGroupSend > kGroupRecv ? kGroupSend : kGroupRecv;
-  static_assert(kSelfSend >= 1 && kGroupSend >= 1 && kGroupRecv >= 1, "empty warp group");
+  // kSelfSend may be 0 (all of the sender block pushes; experiment UCCL_EP_EP2_GROUP_SEND=23):
+  // then the receiver block's first self warp records send_head (self warp 0 of the numbering).
+  static_assert(kSelfSend >= 0 && kSelfSend + kSelfRecv >= 1 && kGroupSend >= 1 && kGroupRecv >= 1,
+                "empty warp group");
   static_assert(kSelfRecv + (kNumRanks - 1) * kGroupRecv <= kNumWarps, "too many warps");
 };
 
