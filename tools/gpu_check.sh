@@ -2,12 +2,15 @@
 # Builds uccl-ep on a GPU machine, runs the CPU and GPU test suites and the intranode
 # benchmark on the local GPUs. Logs and JSON go to $OUT (default ./out).
 #
-#   tools/gpu_check.sh [MODE...]   MODE: all|test|bench|smoke|micro|sweep|probe|cmdpath (default: all = test bench)
+#   tools/gpu_check.sh [MODE...]   MODE: all|test|bench|host|smoke|micro|sweep|probe|cmdpath
+#                                  (default: all = test bench host)
 #     micro:   copy-strategy micro-benchmark (bench/copy_microbench.cu)
 #     probe:   cached dispatch / combine over chunk and ring sizes (bench/probe_intranode_configs.py)
 #     sweep:   warp copies over SM counts and warps per SM: push, both ways, pull
 #     bench:   bench/bench_intranode.py per EP size, after the SM direct-write all-to-all bound
 #              (bench/direct_a2a_bound.cu) on the same GPUs
+#     host:    bench/bench_host_overhead.py: host time per API call on 2 ranks (one per GPU, or
+#              both on GPU 0 under CUDA MPS with one GPU)
 #     smoke:   bench/bench_intranode.py --quick --share-gpus on 8 ranks over the local GPUs (CUDA
 #              MPS): the 8-rank benchmark's code paths on fewer GPUs; no baselines, no figures
 #     cmdpath: GPU->CPU queue and proxy benchmarks (commands/s, push-to-execution latency) and
@@ -30,12 +33,12 @@ mkdir -p "$OUT"
 modes=" ${*:-all} "
 for m in $modes; do
   case $m in
-    all | test | bench | smoke | micro | sweep | probe | cmdpath) ;;
-    *) echo "gpu_check.sh: unknown mode '$m' (use all, test, bench, smoke, micro, sweep, probe, cmdpath)" >&2
+    all | test | bench | host | smoke | micro | sweep | probe | cmdpath) ;;
+    *) echo "gpu_check.sh: unknown mode '$m' (use all, test, bench, host, smoke, micro, sweep, probe, cmdpath)" >&2
        exit 2 ;;
   esac
 done
-[[ $modes == *" all "* ]] && modes+=" test bench "
+[[ $modes == *" all "* ]] && modes+=" test bench host "
 has() { [[ $modes == *" $1 "* ]]; }
 ngpu=$(python3 -c 'import torch; print(torch.cuda.device_count())' 2>/dev/null || echo 0)
 status=0
@@ -160,6 +163,19 @@ if has bench && [[ $ngpu -ge 2 ]]; then
       >"$OUT/bench_ep$r.log" 2>&1 || status=1
     tail -46 "$OUT/bench_ep$r.log"
   done
+fi
+if has host && [[ $ngpu -ge 1 ]]; then
+  echo "== host time per API call (2 ranks)"
+  share=()
+  if [[ $ngpu -lt 2 ]]; then
+    start_mps
+    share=(--share-gpus)
+  fi
+  CUDA_VISIBLE_DEVICES=$(seq -s, 0 $(( (ngpu < 2 ? ngpu : 2) - 1 ))) timeout 300 torchrun \
+    --standalone --nproc_per_node=2 bench/bench_host_overhead.py "${share[@]}" \
+    --json "$OUT/host_overhead.json" >"$OUT/host_overhead.log" 2>&1 || status=1
+  grep -v "^W[0-9]" "$OUT/host_overhead.log" | tail -12
+  stop_mps
 fi
 echo "== gpu_check done: status $status"
 exit $status

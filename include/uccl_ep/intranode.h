@@ -114,6 +114,12 @@ class IntranodeBuffer {
   void dispatch(const DispatchTensors& t, cudaStream_t stream);
   void combine(const CombineTensors& t, cudaStream_t stream);
 
+  /// Makes `waiter` wait for the work queued on `waitee` so far (one event, reused; works
+  /// under CUDA graph capture). The streams belong to this buffer's device.
+  void stream_wait(cudaStream_t waiter, cudaStream_t waitee);
+  /// Makes `waiter` wait for `event` (a recorded CUDA event; null: no wait).
+  void stream_wait_event(cudaStream_t waiter, cudaEvent_t event);
+
   /// Throws the recorded error (a GPU or host wait that timed out), if any.
   void check_healthy() const;
   /// Waits for all work on the device; then frees everything. Safe to call twice.

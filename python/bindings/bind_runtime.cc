@@ -6,7 +6,6 @@
 #include <nanobind/stl/tuple.h>
 #include <nanobind/stl/vector.h>
 
-#include <set>
 #include <string>
 #include <tuple>
 #include <vector>
@@ -20,7 +19,8 @@
 namespace uccl::ep::bindings {
 namespace {
 
-/// Keyword arguments of one call: typed getters that remember what was read.
+/// Keyword arguments of one call: typed getters that count what they found, so that a
+/// misspelt keyword (one nobody read) raises TypeError.
 class Kw {
  public:
   Kw(const nb::kwargs& kw, const char* op) : kw_(kw), op_(op) {}
@@ -44,9 +44,12 @@ class Kw {
   }
   /// Raises TypeError for keywords nobody read (a misspelt argument).
   void finish() const {
+    if (static_cast<size_t>(PyDict_Size(kw_.ptr())) == found_.size()) return;
     for (auto [key, value] : kw_) {
       const std::string k = nb::cast<std::string>(key);
-      if (!used_.count(k))
+      bool read = false;
+      for (const char* f : found_) read = read || k == f;
+      if (!read)
         throw_error(ErrorKind::kType,
                     str_cat(op_, "() got an unexpected keyword argument '", k, "'"));
     }
@@ -54,12 +57,14 @@ class Kw {
 
  private:
   nb::handle get(const char* name) {
-    used_.insert(name);
-    return kw_.contains(name) ? nb::handle(kw_[name]) : nb::handle(Py_None);
+    PyObject* v = PyDict_GetItemString(kw_.ptr(), name);  // borrowed
+    if (v == nullptr) return nb::handle(Py_None);
+    found_.push_back(name);
+    return nb::handle(v);
   }
   const nb::kwargs& kw_;
   const char* op_;
-  std::set<std::string> used_;
+  std::vector<const char*> found_;  // names read that were present (each read once)
   Imports imports_;
 };
 
@@ -221,6 +226,22 @@ void bind_runtime(nb::module_& m) {
           nb::arg("handles"))
       .def("is_available", &IntranodeBuffer::is_available)
       .def("check_healthy", &IntranodeBuffer::check_healthy)
+      .def(
+          "stream_wait",
+          [](IntranodeBuffer& b, uintptr_t waiter, uintptr_t waitee) {
+            b.stream_wait(reinterpret_cast<cudaStream_t>(waiter),
+                          reinterpret_cast<cudaStream_t>(waitee));
+          },
+          nb::arg("waiter"), nb::arg("waitee"),
+          "Makes stream `waiter` wait for the work queued on `waitee` so far (raw handles).")
+      .def(
+          "stream_wait_event",
+          [](IntranodeBuffer& b, uintptr_t waiter, uintptr_t event) {
+            b.stream_wait_event(reinterpret_cast<cudaStream_t>(waiter),
+                                reinterpret_cast<cudaEvent_t>(event));
+          },
+          nb::arg("waiter"), nb::arg("event"),
+          "Makes stream `waiter` wait for a recorded CUDA event (raw handles; 0: no wait).")
       .def("destroy", &IntranodeBuffer::destroy)
       .def("get_dispatch_layout",
            [](IntranodeBuffer& b, nb::kwargs kw) {

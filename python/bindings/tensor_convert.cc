@@ -79,6 +79,115 @@ TensorDesc make_desc(const std::string& dtype, const std::vector<int64_t>& shape
   return d;
 }
 
+/// dtype objects of a framework (torch.bfloat16, ...) -> DType, learnt from their names the
+/// first time each is seen. The objects are long-lived singletons; the cache holds a reference
+/// and is never destroyed (its destructor would run after the interpreter is gone).
+DType cached_dtype(nb::handle dtype) {
+  static auto& cache = *new std::vector<std::pair<nb::object, DType>>();
+  for (const auto& [obj, d] : cache)
+    if (obj.is(dtype)) return d;
+  const std::string name = nb::cast<std::string>(nb::str(dtype));
+  const std::string bare = name.rfind("torch.", 0) == 0 ? name.substr(6) : name;
+  DType found = DType::kUnknown;
+  for (DType d : {DType::kBool, DType::kUInt8, DType::kInt32, DType::kInt64, DType::kFloat32,
+                  DType::kBFloat16, DType::kFloat8E4M3})
+    if (bare == dtype_name(d)) found = d;
+  if (cache.size() < 64) cache.emplace_back(nb::borrow(dtype), found);
+  return found;
+}
+
+/// Whether objects of `type` expose the torch.Tensor attributes read by tensor_attributes;
+/// remembered per type.
+bool has_tensor_attributes(nb::handle type) {
+  static auto& cache = *new std::vector<std::pair<nb::object, bool>>();  // never destroyed
+  for (const auto& [t, yes] : cache)
+    if (t.is(type)) return yes;
+  bool yes = true;
+  for (const char* attr : {"data_ptr", "stride", "shape", "dtype", "is_cuda", "get_device"})
+    yes = yes && nb::hasattr(type, attr);
+  if (cache.size() < 64) cache.emplace_back(nb::borrow(type), yes);
+  return yes;
+}
+
+/// Attribute names as interned Python strings, made once (and never freed: they outlive the
+/// interpreter's teardown of this module).
+struct AttrNames {
+  PyObject* shape = PyUnicode_InternFromString("shape");
+  PyObject* stride = PyUnicode_InternFromString("stride");
+  PyObject* data_ptr = PyUnicode_InternFromString("data_ptr");
+  PyObject* dtype = PyUnicode_InternFromString("dtype");
+  PyObject* is_cuda = PyUnicode_InternFromString("is_cuda");
+  PyObject* get_device = PyUnicode_InternFromString("get_device");
+};
+
+const AttrNames& attr_names() {
+  static const AttrNames* names = new AttrNames();
+  return *names;
+}
+
+/// An integer from a Python int; raises nb::cast_error otherwise.
+int64_t int_of(PyObject* o) {
+  if (o == nullptr || !PyLong_Check(o)) throw nb::cast_error();
+  const int64_t v = PyLong_AsLongLong(o);
+  if (v == -1 && PyErr_Occurred()) throw nb::python_error();
+  return v;
+}
+
+/// A new reference, or nb::python_error.
+nb::object checked(PyObject* o) {
+  if (o == nullptr) throw nb::python_error();
+  return nb::steal(o);
+}
+
+/// Reads a torch.Tensor-like object through its Python attributes (data_ptr(), shape, stride(),
+/// dtype, is_cuda, get_device()): no DLPack capsule, no PyTorch linked, a few Python C-API
+/// calls per tensor.
+TensorView tensor_attributes(nb::handle obj, const char* name) {
+  const AttrNames& n = attr_names();
+  TensorView v;
+  try {
+    const nb::object shape = checked(PyObject_GetAttr(obj.ptr(), n.shape));
+    if (!PyTuple_Check(shape.ptr())) throw nb::cast_error();
+    v.ndim = static_cast<int>(PyTuple_GET_SIZE(shape.ptr()));
+    UCCL_EP_CHECK_VALUE(v.ndim <= kMaxTensorDims, name, " has ", v.ndim, " dimensions; at most ",
+                        kMaxTensorDims, " are supported");
+    const nb::object strides = checked(PyObject_CallMethodNoArgs(obj.ptr(), n.stride));
+    if (!PyTuple_Check(strides.ptr()) || PyTuple_GET_SIZE(strides.ptr()) != v.ndim)
+      throw nb::cast_error();
+    for (int i = 0; i < v.ndim; ++i) {
+      v.shape[i] = int_of(PyTuple_GET_ITEM(shape.ptr(), i));
+      v.strides[i] = int_of(PyTuple_GET_ITEM(strides.ptr(), i));
+    }
+    v.data = reinterpret_cast<void*>(
+        int_of(checked(PyObject_CallMethodNoArgs(obj.ptr(), n.data_ptr)).ptr()));
+    const nb::object dtype = checked(PyObject_GetAttr(obj.ptr(), n.dtype));
+    v.dtype = cached_dtype(dtype);
+    if (v.dtype == DType::kUnknown)
+      throw_error(ErrorKind::kType,
+                  str_cat(name, " has dtype ", nb::cast<std::string>(nb::str(dtype)),
+                          ", which uccl-ep does not handle"));
+    const nb::object is_cuda = checked(PyObject_GetAttr(obj.ptr(), n.is_cuda));
+    if (is_cuda.ptr() == Py_True) {
+      v.device = DeviceKind::kCUDA;
+      v.device_index = static_cast<int>(
+          int_of(checked(PyObject_CallMethodNoArgs(obj.ptr(), n.get_device)).ptr()));
+    } else {
+      v.device = nb::cast<std::string>(obj.attr("device").attr("type")) == "cpu"
+                     ? DeviceKind::kCPU
+                     : DeviceKind::kOther;
+    }
+  } catch (const nb::python_error& e) {
+    const std::string why = nb::cast<std::string>(nb::str(e.value()));
+    throw_error(ErrorKind::kType, str_cat(name, ": cannot read the tensor (",
+                                          nb::type_name(e.type()).c_str(), ": ", why, ")"));
+  } catch (const nb::cast_error&) {
+    throw_error(ErrorKind::kType, str_cat(name,
+                                          ": its shape, strides, address or device are "
+                                          "not integers as in torch.Tensor"));
+  }
+  return v;
+}
+
 }  // namespace
 
 DType parse_dtype(const std::string& raw) {
@@ -92,6 +201,7 @@ DType parse_dtype(const std::string& raw) {
 TensorView Imports::view(nb::handle obj, const char* name) {
   if (obj.is_none()) return TensorView{};
   if (nb::isinstance<TensorDesc>(obj)) return nb::cast<const TensorDesc&>(obj).view;
+  if (has_tensor_attributes(obj.type())) return tensor_attributes(obj, name);
   nb::ndarray<> array;
   if (!nb::try_cast(obj, array, false))
     throw_error(ErrorKind::kType, str_cat(name, " must be a tensor (DLPack) or None, got ",

@@ -1,5 +1,7 @@
-// Conversion of Python tensor arguments (DLPack objects, capsules, TensorDesc or None) into
-// borrowed TensorViews. The extension never links PyTorch: tensors arrive through DLPack.
+// Conversion of Python tensor arguments (torch.Tensor-like objects, DLPack objects, capsules,
+// TensorDesc or None) into borrowed TensorViews. The extension never links PyTorch: a
+// torch.Tensor is read through its Python attributes (data_ptr(), shape, stride(), dtype,
+// is_cuda, get_device()), anything else through DLPack.
 #pragma once
 
 #include <nanobind/nanobind.h>
@@ -22,8 +24,9 @@ struct TensorDesc {
 /// Keeps imported DLPack tensors alive for the duration of one call.
 class Imports {
  public:
-  /// None -> undefined view; TensorDesc -> its view; anything DLPack-capable -> imported view.
-  /// Raises TypeError naming `name` otherwise.
+  /// None -> undefined view; TensorDesc -> its view; an object with torch.Tensor's attributes
+  /// -> a view read from them (borrowed: the caller keeps the object alive for the call);
+  /// anything DLPack-capable -> imported view. Raises TypeError naming `name` otherwise.
   TensorView view(nb::handle obj, const char* name);
 
  private:

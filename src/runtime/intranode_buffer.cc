@@ -30,6 +30,7 @@ struct IntranodeBuffer::Impl {
   runtime::MappedHost<HostErrorRecord> error;
   runtime::MappedHost<HostNotifyResult> notify;
   int32_t notify_seq = 0;
+  cudaEvent_t order_event = nullptr;  // stream_wait's event
   bool available = false;
   bool destroyed = false;
   std::string host_failure;  // set when a host-side wait gave up
@@ -122,6 +123,7 @@ IntranodeBuffer::IntranodeBuffer(int rank, int num_ranks, int64_t num_nvl_bytes,
   UCCL_EP_CUDA_CHECK(cudaMemset(impl_->local, 0, bytes));
   impl_->error.allocate();
   impl_->notify.allocate();
+  UCCL_EP_CUDA_CHECK(cudaEventCreateWithFlags(&impl_->order_event, cudaEventDisableTiming));
   UCCL_EP_CUDA_CHECK(cudaDeviceSynchronize());
   log_message(LogLevel::kInfo, str_cat("rank ", rank, ": allocated ", bytes,
                                        " bytes of NVLink buffer on cuda:", device_index));
@@ -294,6 +296,21 @@ void IntranodeBuffer::combine(const CombineTensors& t, cudaStream_t stream) {
   kernels::intranode::launch_combine(a, stream);
 }
 
+void IntranodeBuffer::stream_wait(cudaStream_t waiter, cudaStream_t waitee) {
+  UCCL_EP_CHECK_RUNTIME(!impl_->destroyed, "stream_wait: the Buffer was destroyed");
+  if (waiter == waitee) return;
+  runtime::DeviceGuard guard(impl_->info.device_index);
+  UCCL_EP_CUDA_CHECK(cudaEventRecord(impl_->order_event, waitee));
+  UCCL_EP_CUDA_CHECK(cudaStreamWaitEvent(waiter, impl_->order_event, 0));
+}
+
+void IntranodeBuffer::stream_wait_event(cudaStream_t waiter, cudaEvent_t event) {
+  UCCL_EP_CHECK_RUNTIME(!impl_->destroyed, "stream_wait_event: the Buffer was destroyed");
+  if (event == nullptr) return;
+  runtime::DeviceGuard guard(impl_->info.device_index);
+  UCCL_EP_CUDA_CHECK(cudaStreamWaitEvent(waiter, event, 0));
+}
+
 void IntranodeBuffer::check_healthy() const {
   impl_->require_ready("check");
 }
@@ -312,6 +329,8 @@ void IntranodeBuffer::destroy() {
   s.opened.clear();
   if (s.local != nullptr) cudaFree(s.local);
   s.local = nullptr;
+  if (s.order_event != nullptr) cudaEventDestroy(s.order_event);
+  s.order_event = nullptr;
   s.error.release();
   s.notify.release();
 }

@@ -174,3 +174,89 @@ def test_tensor_desc_rejects_unknown_dtype_and_device():
         desc("float16", (1,))
     with pytest.raises(ValueError, match="must be 'cpu' or 'cuda:N'"):
         desc("int32", (1,), device="mps")
+
+
+class FakeDtype:
+    """Prints like a torch dtype ("torch.bfloat16")."""
+
+    def __init__(self, name):
+        self.name = name
+
+    def __str__(self):
+        return f"torch.{self.name}"
+
+
+DTYPES = {n: FakeDtype(n) for n in ("bfloat16", "float16", "int32", "int64", "float32", "bool")}
+
+
+class FakeTensor:
+    """The attributes of torch.Tensor that the binding reads (data_ptr(), shape, stride(),
+    dtype, is_cuda, get_device(), device.type), defined on the class as torch defines them,
+    with values the test chooses."""
+
+    class _Device:
+        def __init__(self, type_):
+            self.type = type_
+
+    def __init__(self, dtype, shape, strides=None, device="cuda:0", ptr=0x2000):
+        self._dtype, self._shape = DTYPES[dtype], tuple(shape)
+        if strides is None:
+            strides, run = [], 1
+            for s in reversed(shape):
+                strides.insert(0, run)
+                run *= s
+        self._strides, self._ptr = tuple(strides), ptr
+        kind, _, index = device.partition(":")
+        self._kind, self._index = kind, int(index) if index else -1
+
+    dtype = property(lambda self: self._dtype)
+    shape = property(lambda self: self._shape)
+    is_cuda = property(lambda self: self._kind == "cuda")
+    device = property(lambda self: self._Device(self._kind))
+
+    def data_ptr(self):
+        return self._ptr
+
+    def stride(self):
+        return self._strides
+
+    def get_device(self):
+        return self._index
+
+
+def test_torch_like_tensors_are_read_from_their_attributes():
+    # Every argument as a torch-like object instead of a TensorDesc: the same checks apply.
+    kw = {k: v for k, v in dispatch_kwargs().items()}
+    for k, v in list(kw.items()):
+        if isinstance(v, _C.TensorDesc):
+            kw[k] = FakeTensor(v.dtype, v.shape)
+    INFO.check_dispatch(**kw)
+    cases = [
+        (dict(x=FakeTensor("float32", (T, H))), TypeError, "x must have dtype bfloat16"),
+        (dict(x=FakeTensor("bfloat16", (T, H), device="cuda:1")), ValueError, "got cuda:1"),
+        (dict(x=FakeTensor("bfloat16", (T, H), device="cpu")), ValueError, "got cpu"),
+        (dict(x=FakeTensor("bfloat16", (T, H), device="meta")), ValueError, "x must be on cuda:0"),
+        (dict(x=FakeTensor("bfloat16", (T, H), strides=(1, T))), ValueError, "contiguous"),
+        (dict(x=FakeTensor("float16", (T, H))), TypeError, "x has dtype torch.float16"),
+        (dict(x=FakeTensor("bfloat16", (1, 1, 1, 1, T))), ValueError, "x has 5 dimensions"),
+        (dict(send_head=FakeTensor("int32", (T, R + 1))), ValueError, "send_head"),
+    ]
+    for change, exc, words in cases:
+        with pytest.raises(exc, match=words):
+            INFO.check_dispatch(**{**kw, **change})
+
+
+def test_torch_like_tensor_with_broken_attributes_raises_type_error():
+    class NoAddress(FakeTensor):
+        def data_ptr(self):
+            raise RuntimeError("sparse tensors do not have storage")
+
+    class FloatShape(FakeTensor):
+        def stride(self):
+            return (1.5, 1)
+
+    kw = dispatch_kwargs()
+    with pytest.raises(TypeError, match="x: cannot read the tensor.*sparse"):
+        INFO.check_dispatch(**{**kw, "x": NoAddress("bfloat16", (T, H))})
+    with pytest.raises(TypeError, match="x: its shape, strides"):
+        INFO.check_dispatch(**{**kw, "x": FloatShape("bfloat16", (T, H))})

@@ -10,7 +10,8 @@ import torch
 import torch.distributed as dist
 
 from . import _C
-from .utils import EventHandle, EventOverlap, StreamScope, dl
+from .dispatch import cached_dispatch, fresh_dispatch, run_combine
+from .utils import EventHandle, EventOverlap, StreamScope
 
 Config = _C.Config
 #: dtype of every ``topk_idx`` argument (DeepEP's ``topk_idx_t``).
@@ -117,6 +118,7 @@ class Buffer:
         boot.barrier()
         self._boot = boot
         self._comm_stream = torch.cuda.Stream(device=self._device, priority=-1)
+        self._comm_handle = self._comm_stream.cuda_stream
         self.runtime = runtime
 
     def _check_modes(self, use_fabric: bool) -> None:
@@ -203,6 +205,23 @@ class Buffer:
         """DeepEP's tuned combine config for ``num_ranks`` with ``Buffer.num_sms`` SMs."""
         return _C.get_combine_config(num_ranks, Buffer.num_sms)
 
+    def _scope(
+        self,
+        runtime: Any,
+        previous_event: Optional[EventOverlap],
+        async_finish: bool,
+        allocate_on_comm_stream: bool,
+    ) -> StreamScope:
+        return StreamScope(
+            runtime,
+            self._comm_stream,
+            self._comm_handle,
+            self._device,
+            previous_event,
+            async_finish,
+            allocate_on_comm_stream,
+        )
+
     def get_comm_stream(self) -> torch.cuda.Stream:
         """The internal communication stream."""
         return self._comm_stream
@@ -251,19 +270,17 @@ class Buffer:
         if not isinstance(topk_idx, torch.Tensor):
             raise TypeError(f"topk_idx must be a torch.Tensor, got {type(topk_idx).__name__}")
         r = self.group_size
-        with StreamScope(
-            self._comm_stream, previous_event, async_finish, allocate_on_comm_stream
-        ) as scope:
+        with self._scope(runtime, previous_event, async_finish, allocate_on_comm_stream) as scope:
             dev = topk_idx.device
-            per_rank = torch.empty((r,), dtype=torch.int32, device=dev)
-            per_expert = torch.empty((max(int(num_experts), 0),), dtype=torch.int32, device=dev)
-            in_rank = torch.empty((topk_idx.size(0), r), dtype=torch.bool, device=dev)
+            per_rank = torch.empty(r, dtype=torch.int32, device=dev)
+            per_expert = torch.empty(max(int(num_experts), 0), dtype=torch.int32, device=dev)
+            in_rank = torch.empty(topk_idx.size(0), r, dtype=torch.bool, device=dev)
             runtime.get_dispatch_layout(
-                topk_idx=dl(topk_idx),
+                topk_idx=topk_idx,
                 num_experts=int(num_experts),
-                num_tokens_per_rank=dl(per_rank),
-                num_tokens_per_expert=dl(per_expert),
-                is_token_in_rank=dl(in_rank),
+                num_tokens_per_rank=per_rank,
+                num_tokens_per_expert=per_expert,
+                is_token_in_rank=in_rank,
                 stream=scope.stream_handle,
             )
             event = scope.finish((topk_idx, per_rank, per_expert, in_rank))
@@ -296,15 +313,11 @@ class Buffer:
         handle, event)``; received rows are grouped by source rank, then source token index.
         With ``handle`` (cached mode) returns ``(recv_x, None, None, None, None, event)``.
         """
-        from .dispatch import cached_dispatch, fresh_dispatch
-
         runtime = self._live("dispatch")
         config = config if config is not None else self.get_dispatch_config(self.group_size)
         if num_tokens_per_rdma_rank is not None:
             raise ValueError("num_tokens_per_rdma_rank must be None for the intranode mode")
-        with StreamScope(
-            self._comm_stream, previous_event, async_finish, allocate_on_comm_stream
-        ) as scope:
+        with self._scope(runtime, previous_event, async_finish, allocate_on_comm_stream) as scope:
             if handle is not None:
                 if topk_idx is not None or topk_weights is not None:
                     raise ValueError(
@@ -344,13 +357,9 @@ class Buffer:
         ascending rank order, one cast). No top-k weights are applied; ``topk_weights``
         [N, K] float32 are summed the same way into ``combined_topk_weights`` [T, K].
         """
-        from .dispatch import run_combine
-
         runtime = self._live("combine")
         config = config if config is not None else self.get_combine_config(self.group_size)
-        with StreamScope(
-            self._comm_stream, previous_event, async_finish, allocate_on_comm_stream
-        ) as scope:
+        with self._scope(runtime, previous_event, async_finish, allocate_on_comm_stream) as scope:
             return run_combine(runtime, scope, x, handle, topk_weights, bias, config)
 
     # ------------------------------------------------------------------ other modes
