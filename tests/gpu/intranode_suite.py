@@ -27,6 +27,7 @@ try:
         graph_section,
         stream_section,
         tail_share_section,
+        tensor_forms_section,
     )
     from . import reference as ref
     from ._dist import Recorder, all_gather_rows, run_under_torchrun
@@ -39,6 +40,7 @@ except ImportError:  # run as a script: the siblings are importable from sys.pat
     import reference as ref
     import stream_section
     import tail_share_section
+    import tensor_forms_section
     from _dist import Recorder, all_gather_rows, run_under_torchrun
     from reference import Scenario, ScenarioRef
 
@@ -563,6 +565,7 @@ def run_suite(rank: int, num_ranks: int, rec: Recorder) -> None:
                 ctx, [w[key] for key in ("small", "big", "zero")]
             ),
         ),
+        ("tensor_forms", lambda: tensor_forms_section.section_tensor_forms(ctx, w["small"])),
         ("edges", lambda: section_edges(ctx, [w[key] for key in ("silent", "zero", "empty")])),
         ("stream_drop_references", lambda: stream_section.stream_drop_references(ctx, w["small"])),
         ("stream_previous_event", lambda: stream_section.stream_previous_event(ctx, w["small"])),
