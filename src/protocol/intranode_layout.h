@@ -34,6 +34,9 @@ struct alignas(128) ControlBlock {
   alignas(128) int32_t ring_tail[kMaxChannels][kMaxNvlPeers];          // [channel][src]
   alignas(128) int32_t ring_head[kMaxChannels][kMaxNvlPeers];          // [channel][src]
   alignas(128) int64_t ring_meta[kMaxChannels][kMaxNvlPeers];          // dispatch range
+  // [handle channel][src]: tokens src sends here before that channel (the role-split dispatch,
+  // UCCL_EP_DISPATCH_ROLES: its work channels differ from the handle's channels).
+  alignas(128) int32_t handle_start[kMaxChannels][kMaxNvlPeers];
 };
 static_assert(sizeof(ControlBlock) % 128 == 0);
 static_assert(offsetof(ControlBlock, ring_meta) % 8 == 0);

@@ -1,11 +1,23 @@
 // Launcher of the dispatch kernel, instantiated for each supported rank count.
 #include "common/cuda_check.h"
 #include "kernels/intranode/dispatch_kernel.cuh"
+#if UCCL_EP_DISPATCH_ROLES
+#include "kernels/intranode/dispatch_roles_kernel.cuh"
+#endif
 #include "kernels/intranode/launch.h"
 
 namespace uccl::ep::kernels::intranode {
 
 void launch_dispatch(const DispatchArgs& args, cudaStream_t stream) {
+#if UCCL_EP_DISPATCH_ROLES
+  // Experiment: EP 2 with SM-pure roles (dispatch_roles_kernel.cuh) when the SMs split in 3.
+  if (args.num_ranks == 2 && (2 * args.num_channels) % 3 == 0) {
+    const int num_work = 2 * args.num_channels / 3;
+    intranode_dispatch_roles_kernel<2><<<3 * num_work, kNumThreads, 0, stream>>>(args, num_work);
+    UCCL_EP_CHECK_LAUNCH("intranode_dispatch_roles_kernel");
+    return;
+  }
+#endif
   const int blocks = 2 * args.num_channels;
   switch (args.num_ranks) {
     case 2:
