@@ -1,17 +1,20 @@
-// intranode_dispatch_roles_kernel (experiment, built with UCCL_EP_DISPATCH_ROLES=1; EP 2 only):
-// the dispatch with SM-pure roles. The capacity model of docs/intranode.md says an EP 2 dispatch
+// intranode_dispatch_roles_kernel (experiment, built with UCCL_EP_DISPATCH_ROLES=1): the dispatch
+// with SM-pure roles. The capacity model of docs/intranode.md says an EP 2 dispatch
 // balances with ~8 SMs pushing over NVLink and ~16 copying locally; the paired kernel
 // (dispatch_kernel.cuh) has one sender and one receiver SM per channel and mixes pushes with
 // own-row copies on the sender SM.
 //
-// Work channels: W = 2 * num_channels / 3 token ranges (channel_token_range(T, W, w)); 3 W blocks:
-// block w pushes work channel w to the peer (23 push warps + the publisher warp), block W + w
-// drains ring (w, peer) into the outputs (24 warps), block 2 W + w copies this rank's own tokens of
-// work channel w into place (24 warps). The handle keeps DeepEP's C = num_channels channels:
-// send_head slots and recv_channel_prefix_matrix are relative to them, so the combine and the
-// cached dispatch's handle are the paired kernel's. Push block 0 writes, before releasing the
-// range of work channel 0, the sender-side start of every handle channel into the receiver's
-// ControlBlock (handle_start); drain block 0 copies them into recv_channel_prefix_matrix.
+// Work channels: W token ranges (channel_token_range(T, W, w)); 2 W + S blocks: block w pushes
+// work channel w to every peer (a warp group per peer, and the publisher warp), block W + w drains
+// rings (w, peer) into the outputs (a warp group per peer), and S self blocks copy this rank's own
+// tokens into place, each a range channel_token_range(T, S, s) (24 warps). launch_dispatch picks S
+// ~ num_sms / (2 R - 1) (a rank keeps 1 / R of what it receives; the rest is pushed by the peers
+// and drained here) and W = (num_sms - S) / 2: 8 / 8 / 8 SMs at EP 2, 10 / 10 / 4 at EP 4. The
+// handle keeps DeepEP's C = num_channels channels: send_head slots and recv_channel_prefix_matrix
+// are relative to them, so the combine and the cached dispatch's handle are the paired kernel's.
+// Push block 0 writes, before releasing the range of work channel 0, the sender-side start of every
+// handle channel into the receiver's ControlBlock (handle_start); drain block 0 copies them into
+// recv_channel_prefix_matrix.
 #pragma once
 
 #include "kernels/intranode/dispatch_kernel.cuh"
@@ -194,7 +197,8 @@ __device__ __forceinline__ void roles_drain(const DispatchArgs& a, int work, int
   }
 }
 
-/// This rank's own tokens of work channel `work` into place; the k-th by warp k % G.
+/// This rank's own tokens of range `work` of `num_work` (self blocks: num_self ranges) into
+/// place; the k-th by warp k % G.
 template <int kNumRanks, int G>
 __device__ __forceinline__ void roles_self(const DispatchArgs& a, int work, int num_work, int gwarp,
                                            int lane) {
@@ -238,41 +242,64 @@ __device__ __forceinline__ void roles_self(const DispatchArgs& a, int work, int 
   }
 }
 
+/// Warps of the role-split blocks: a push block has one group of kPushGroup warps per other rank
+/// and the publisher warp last; a drain block one group of kDrainGroup warps per other rank; a
+/// self block is all self warps. Warps beyond the groups idle.
+template <int kNumRanks>
+struct RoleSplit {
+  static constexpr int kPushGroup = (kNumWarps - 1) / (kNumRanks - 1);
+  static constexpr int kDrainGroup = kNumWarps / (kNumRanks - 1);
+  static constexpr int kPublisherWarp = kNumWarps - 1;
+};
+
+/// Blocks [0, num_work) push work channel b, [num_work, 2 num_work) drain work channel
+/// b - num_work, the last num_self blocks copy own-token range b - 2 num_work of num_self.
 template <int kNumRanks>
 __global__ void __launch_bounds__(kNumThreads, 1)
-    intranode_dispatch_roles_kernel(const DispatchArgs a, int num_work) {
-  static_assert(kNumRanks == 2, "the role-split dispatch is built for EP 2");
-  constexpr int kPushWarps = kNumWarps - 1;
-  __shared__ int s_progress[kNumWarps];
-  __shared__ int s_total;
+    intranode_dispatch_roles_kernel(const DispatchArgs a, int num_work, int num_self) {
+  using Split = RoleSplit<kNumRanks>;
+  __shared__ int s_progress[kNumRanks][Split::kDrainGroup];
+  __shared__ int s_total[kNumRanks];
   const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
-  if (lane == 0) s_progress[warp] = 0;
-  if (threadIdx.x == 0) s_total = -1;
+  if (lane == 0 && warp < Split::kDrainGroup)
+    for (int r = 0; r < kNumRanks; ++r) s_progress[r][warp] = 0;
+  if (static_cast<int>(threadIdx.x) < kNumRanks) s_total[threadIdx.x] = -1;
   __syncthreads();
   if (device::aborted(a.diag)) return;
-  const int role = blockIdx.x / num_work, work = blockIdx.x % num_work;
-  const int peer = 1 - a.rank;
-  if (role == 0) {
-    if (warp == kNumWarps - 1) {  // publisher: waits for the push group's total
+  const int block = blockIdx.x;
+  if (block < num_work) {
+    constexpr int G = Split::kPushGroup;
+    if (warp == Split::kPublisherWarp) {  // waits for each group's total, then publishes tails
       const device::RoleTimer timer(device::WarpRole::kPublish);
-      int total = -1;
+      volatile int* totals = s_total;
       if (lane == 0)
-        while ((total = *reinterpret_cast<volatile int*>(&s_total)) < 0) {
-        }
-      total = __shfl_sync(0xffffffffu, total, 0);
-      int32_t* tail = lane == peer ? &a.peers.ctrl[peer]->ring_tail[work][a.rank] : nullptr;
-      publish_tails<kNumRanks, kPushWarps>(a.diag, protocol::WaitSite::kDispatchPublish, a.rank,
-                                           work, lane, tail, lane == peer ? total : 0, s_progress);
+        for (int d = 0; d < kNumRanks; ++d)
+          while (d != a.rank && totals[d] < 0) {
+          }
+      __syncwarp();
+      const bool active = lane < kNumRanks && lane != a.rank;
+      int32_t* tail = active ? &a.peers.ctrl[lane]->ring_tail[block][a.rank] : nullptr;
+      publish_tails<kNumRanks, G>(a.diag, protocol::WaitSite::kDispatchPublish, a.rank, block, lane,
+                                  tail, active ? totals[lane] : 0,
+                                  s_progress[min(lane, kNumRanks - 1)]);
       return;
     }
+    const int g = warp / G;
+    if (g >= kNumRanks - 1) return;
+    const int dst = other_rank(g, a.rank);
     const device::RoleTimer timer(device::WarpRole::kSend);
-    roles_push<kNumRanks, kPushWarps>(a, work, num_work, peer, warp, lane, s_progress, &s_total);
-  } else if (role == 1) {
+    roles_push<kNumRanks, G>(a, block, num_work, dst, warp % G, lane, s_progress[dst],
+                             &s_total[dst]);
+  } else if (block < 2 * num_work) {
+    constexpr int G = Split::kDrainGroup;
+    const int g = warp / G;
+    if (g >= kNumRanks - 1) return;
+    const int src = other_rank(g, a.rank);
     const device::RoleTimer timer(device::WarpRole::kRecv);
-    roles_drain<kNumRanks, kNumWarps>(a, work, num_work, peer, warp, lane, s_progress);
+    roles_drain<kNumRanks, G>(a, block - num_work, num_work, src, warp % G, lane, s_progress[src]);
   } else {
     const device::RoleTimer timer(device::WarpRole::kSelf);
-    roles_self<kNumRanks, kNumWarps>(a, work, num_work, warp, lane);
+    roles_self<kNumRanks, kNumWarps>(a, block - 2 * num_work, num_self, warp, lane);
   }
 }
 
