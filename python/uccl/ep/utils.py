@@ -48,12 +48,14 @@ class EventOverlap:
             self.event.current_stream_wait()
 
 
+_RAW_STREAM = getattr(torch._C, "_cuda_getCurrentRawStream", None)
+
+
 def current_raw_stream(device_index: int) -> int:
     """The raw handle (cudaStream_t as int) of the current stream of `device_index`, without
-    building a ``torch.cuda.Stream`` object (~0.2 us instead of ~8 us)."""
-    fast = getattr(torch._C, "_cuda_getCurrentRawStream", None)
-    if fast is not None:
-        return int(fast(device_index))
+    building a ``torch.cuda.Stream`` object (~0.2 us instead of ~5-8 us)."""
+    if _RAW_STREAM is not None:
+        return int(_RAW_STREAM(device_index))
     return torch.cuda.current_stream(device_index).cuda_stream
 
 

@@ -62,8 +62,7 @@ __device__ __forceinline__ int32_t handle_slot(const HandleChannels& h, int dst,
 
 template <int kNumRanks, int G>
 __device__ __forceinline__ void roles_push(const DispatchArgs& a, int work, int num_work, int dst,
-                                           int gwarp, int lane, volatile int* progress,
-                                           volatile int* s_total) {
+                                           int gwarp, int lane, volatile int* progress) {
   const HandleChannels h(a);
   const auto range = protocol::channel_token_range(a.num_tokens, num_work, work);
   protocol::ControlBlock* remote = a.peers.ctrl[dst];
@@ -75,7 +74,6 @@ __device__ __forceinline__ void roles_push(const DispatchArgs& a, int work, int 
   if (gwarp == 0) {
     const int end = tokens_before<kNumRanks>(a, h, dst, range.end, lane);
     if (lane == 0) {
-      *s_total = end - start;
       if (work == 0)  // every handle channel's start, covered by the release below
         for (int c = 0; c < h.num_channels; ++c) remote->handle_start[c][a.rank] = h.before(dst, c);
       device::st_release_sys(&remote->ring_meta[work][a.rank], protocol::encode_range(start, end));
@@ -259,37 +257,36 @@ __global__ void __launch_bounds__(kNumThreads, 1)
     intranode_dispatch_roles_kernel(const DispatchArgs a, int num_work, int num_self) {
   using Split = RoleSplit<kNumRanks>;
   __shared__ int s_progress[kNumRanks][Split::kDrainGroup];
-  __shared__ int s_total[kNumRanks];
   const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
   if (lane == 0 && warp < Split::kDrainGroup)
     for (int r = 0; r < kNumRanks; ++r) s_progress[r][warp] = 0;
-  if (static_cast<int>(threadIdx.x) < kNumRanks) s_total[threadIdx.x] = -1;
   __syncthreads();
   if (device::aborted(a.diag)) return;
   const int block = blockIdx.x;
   if (block < num_work) {
     constexpr int G = Split::kPushGroup;
-    if (warp == Split::kPublisherWarp) {  // waits for each group's total, then publishes tails
+    if (warp == Split::kPublisherWarp) {  // counts each peer's tokens, then publishes tails
       const device::RoleTimer timer(device::WarpRole::kPublish);
-      volatile int* totals = s_total;
-      if (lane == 0)
-        for (int d = 0; d < kNumRanks; ++d)
-          while (d != a.rank && totals[d] < 0) {
-          }
-      __syncwarp();
+      const HandleChannels h(a);
+      const auto range = protocol::channel_token_range(a.num_tokens, num_work, block);
+      int total = 0;
+      for (int d = 0; d < kNumRanks; ++d) {
+        if (d == a.rank) continue;
+        const int count = tokens_before<kNumRanks>(a, h, d, range.end, lane) -
+                          tokens_before<kNumRanks>(a, h, d, range.begin, lane);
+        if (lane == d) total = count;
+      }
       const bool active = lane < kNumRanks && lane != a.rank;
       int32_t* tail = active ? &a.peers.ctrl[lane]->ring_tail[block][a.rank] : nullptr;
       publish_tails<kNumRanks, G>(a.diag, protocol::WaitSite::kDispatchPublish, a.rank, block, lane,
-                                  tail, active ? totals[lane] : 0,
-                                  s_progress[min(lane, kNumRanks - 1)]);
+                                  tail, total, s_progress[min(lane, kNumRanks - 1)]);
       return;
     }
     const int g = warp / G;
     if (g >= kNumRanks - 1) return;
     const int dst = other_rank(g, a.rank);
     const device::RoleTimer timer(device::WarpRole::kSend);
-    roles_push<kNumRanks, G>(a, block, num_work, dst, warp % G, lane, s_progress[dst],
-                             &s_total[dst]);
+    roles_push<kNumRanks, G>(a, block, num_work, dst, warp % G, lane, s_progress[dst]);
   } else if (block < 2 * num_work) {
     constexpr int G = Split::kDrainGroup;
     const int g = warp / G;
