@@ -20,6 +20,41 @@ WAIT_SITES = {
 }
 NUM_WAIT_SITES = 16
 WARP_ROLES = ("send", "self", "recv", "publish")
+# Then the block timeline: per block, {role bit mask, SM id, first warp start ns, last warp end ns}.
+PROFILED_BLOCKS = 64
+BLOCK_FIELDS = 4
+
+
+def block_timeline(counts: list[int]) -> list[dict]:
+    """The blocks that ran in a wait-profile read (one launch since the reset): block index,
+    roles of its warps, SM, start and end in us from the earliest block start."""
+    first = NUM_WAIT_SITES + len(WARP_ROLES)
+    rows = []
+    for b in range(PROFILED_BLOCKS):
+        mask, sm, start, end = counts[first + b * BLOCK_FIELDS : first + (b + 1) * BLOCK_FIELDS]
+        if mask:
+            roles = "+".join(r for i, r in enumerate(WARP_ROLES) if mask >> i & 1)
+            rows.append({"block": b, "roles": roles, "sm": sm, "start": start, "end": end})
+    t0 = min((r["start"] for r in rows), default=0)
+    for r in rows:
+        r["start_us"] = (r.pop("start") - t0) / 1e3
+        r["end_us"] = (r.pop("end") - t0) / 1e3
+    return rows
+
+
+def timeline_summary(blocks: list[dict]) -> str:
+    """Per role mix: how many blocks, their latest start and their end times (min / median /
+    max, us from the first block start), and the SMs of the two that ended last."""
+    cells = []
+    for roles in dict.fromkeys(b["roles"] for b in blocks):
+        group = sorted((b for b in blocks if b["roles"] == roles), key=lambda b: b["end_us"])
+        ends = [b["end_us"] for b in group]
+        late = ", ".join(f"b{b['block']}@sm{b['sm']}" for b in group[-2:])
+        cells.append(
+            f"{roles} x{len(group)}: start <= {max(b['start_us'] for b in group):.0f}, end "
+            f"{ends[0]:.0f}/{ends[len(ends) // 2]:.0f}/{ends[-1]:.0f} (last {late})"
+        )
+    return "; ".join(cells)
 
 
 TABLE_ROWS = (
@@ -248,3 +283,5 @@ def print_wait_profile(reports: list[dict]) -> None:
                 )
                 cells.append(f"{role} {run:.0f}" + (f" ({waits})" if waits else ""))
             print(f"  rank {report['rank']}: " + "; ".join(cells))
+            if p.get("blocks"):
+                print(f"    one call, blocks: {timeline_summary(p['blocks'])}")

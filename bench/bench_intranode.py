@@ -41,6 +41,7 @@ from _intranode_report import (
     NUM_WAIT_SITES,
     WAIT_SITES,
     WARP_ROLES,
+    block_timeline,
     evaluate_bound,
     evaluate_targets,
     fmt,
@@ -276,6 +277,9 @@ class IntranodeBench:
         out = {f"wait_{name}_us": counts[site] / n / 1e3 for site, name in WAIT_SITES.items()}
         for i, role in enumerate(WARP_ROLES):
             out[f"run_{role}_us"] = counts[NUM_WAIT_SITES + i] / n / 1e3
+        full()  # one more call alone: its block timeline
+        bu.sync_all()
+        out["blocks"] = block_timeline(ext.wait_profile(kernel, True))
         return out
 
     def sweep(self, mode: str) -> dict:

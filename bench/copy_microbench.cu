@@ -3,6 +3,7 @@
 // and bulk asynchronous copies (TMA, cp.async.bulk) staged through shared memory.
 //
 //   copy_microbench [--sms 24] [--mib 256] [--src 0] [--dst 1] [--json PATH] [--sweep 1]
+//                   [--pitch BYTES]
 //
 // --sweep 1 instead measures warp copies over SM counts and warps per SM: mode 1 src pushes to
 // dst, mode 2 both push to each other at once, mode 3 dst pulls from src (remote loads); this
@@ -55,6 +56,30 @@ __global__ void __launch_bounds__(768, 1)
         if (i + 32 * u < kWords) st_na_v4(d + i + 32 * u, v[u]);
     }
     if (fence_rows > 0 && ++done % fence_rows == 0) __threadfence_system();
+  }
+}
+
+/// warp_copy_kernel<4> with row pitches of their own for the source and the destination.
+__global__ void __launch_bounds__(768, 1)
+    pitched_copy_kernel(const uint8_t* src, int64_t src_pitch, uint8_t* dst, int64_t dst_pitch,
+                        int num_rows) {
+  constexpr int kUnroll = 4;
+  const int lane = threadIdx.x % 32;
+  const int warp = blockIdx.x * (blockDim.x / 32) + threadIdx.x / 32;
+  const int num_warps = gridDim.x * (blockDim.x / 32);
+  constexpr int kWords = kRowBytes / 16;
+  for (int row = warp; row < num_rows; row += num_warps) {
+    const int4* s = reinterpret_cast<const int4*>(src + row * src_pitch);
+    int4* d = reinterpret_cast<int4*>(dst + row * dst_pitch);
+    for (int i = lane; i < kWords; i += 32 * kUnroll) {
+      int4 v[kUnroll];
+#pragma unroll
+      for (int u = 0; u < kUnroll; ++u)
+        if (i + 32 * u < kWords) v[u] = ld_nc_v4(s + i + 32 * u);
+#pragma unroll
+      for (int u = 0; u < kUnroll; ++u)
+        if (i + 32 * u < kWords) st_na_v4(d + i + 32 * u, v[u]);
+    }
   }
 }
 
@@ -232,7 +257,7 @@ __global__ void __launch_bounds__(768, 1)
 }
 
 struct Args {
-  int sms = 24, src = 0, dst = 1, sweep = 0;
+  int sms = 24, src = 0, dst = 1, sweep = 0, pitch = 0;
   int64_t mib = 256;
   std::string json;
 };
@@ -251,6 +276,8 @@ Args parse(int argc, char** argv) {
       a.dst = std::atoi(argv[i + 1]);
     else if (k == "--sweep")
       a.sweep = std::atoi(argv[i + 1]);
+    else if (k == "--pitch")
+      a.pitch = std::atoi(argv[i + 1]);
     else if (k == "--json")
       a.json = argv[i + 1];
     else {
@@ -364,6 +391,54 @@ int run_sweep(const Args& args) {
   return 0;
 }
 
+/// --pitch: rows of 14336 bytes between pitches (14336 or args.pitch) on src -> dst.
+int run_pitch(const Args& args) {
+  if (args.pitch < kRowBytes || args.pitch % 16 != 0) {
+    std::fprintf(stderr, "--pitch %d must be a multiple of 16, at least %d\n", args.pitch,
+                 kRowBytes);
+    return 2;
+  }
+  const int num_rows = static_cast<int>(args.mib * (1 << 20) / args.pitch);
+  const size_t bytes = static_cast<size_t>(num_rows) * args.pitch;
+  uint8_t *src = nullptr, *dst = nullptr;
+  CHECK_CUDA(cudaSetDevice(args.dst));
+  CHECK_CUDA(cudaMalloc(&dst, bytes));
+  CHECK_CUDA(cudaSetDevice(args.src));
+  if (args.src != args.dst) CHECK_CUDA(cudaDeviceEnablePeerAccess(args.dst, 0));
+  CHECK_CUDA(cudaMalloc(&src, bytes));
+  std::vector<uint8_t> host(bytes), back(bytes);
+  for (size_t i = 0; i < bytes; ++i) host[i] = static_cast<uint8_t>(i * 2654435761u >> 13);
+  CHECK_CUDA(cudaMemcpy(src, host.data(), bytes, cudaMemcpyHostToDevice));
+  std::FILE* json = args.json.empty() ? nullptr : std::fopen(args.json.c_str(), "w");
+  if (json) std::fprintf(json, "{\"sms\": %d, \"pitch\": [\n", args.sms);
+  bool all_ok = true;
+  const int64_t p = args.pitch, r = kRowBytes;
+  const int64_t cases[4][2] = {{r, r}, {r, p}, {p, r}, {p, p}};
+  for (int c = 0; c < 4; ++c) {
+    const int64_t sp = cases[c][0], dp = cases[c][1];
+    CHECK_CUDA(cudaMemset(dst, 0, bytes));
+    const float ms =
+        time_median([&] { pitched_copy_kernel<<<args.sms, 768>>>(src, sp, dst, dp, num_rows); });
+    CHECK_CUDA(cudaMemcpy(back.data(), dst, bytes, cudaMemcpyDeviceToHost));
+    bool ok = true;
+    for (int row = 0; row < num_rows && ok; ++row)
+      ok = std::memcmp(back.data() + row * dp, host.data() + row * sp, kRowBytes) == 0;
+    all_ok &= ok;
+    const double gbps = static_cast<double>(num_rows) * kRowBytes / (ms * 1e-3) / 1e9;
+    std::printf("src pitch %6lld -> dst pitch %6lld  %8.1f us  %7.1f GB/s  %6.2f GB/s per SM  %s\n",
+                static_cast<long long>(sp), static_cast<long long>(dp), ms * 1e3, gbps,
+                gbps / args.sms, ok ? "ok" : "MISMATCH");
+    if (json)
+      std::fprintf(json, "%s{\"src_pitch\": %lld, \"dst_pitch\": %lld, \"gbps\": %.2f}",
+                   c ? ",\n" : "", static_cast<long long>(sp), static_cast<long long>(dp), gbps);
+  }
+  if (json) {
+    std::fprintf(json, "\n]}\n");
+    std::fclose(json);
+  }
+  return all_ok ? 0 : 1;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -375,6 +450,7 @@ int main(int argc, char** argv) {
     return 1;
   }
   if (args.sweep) return run_sweep(args);
+  if (args.pitch) return run_pitch(args);
   const int num_rows = static_cast<int>(args.mib * (1 << 20) / kRowBytes);
   const size_t bytes = static_cast<size_t>(num_rows) * kRowBytes;
   uint8_t *src = nullptr, *dst = nullptr;

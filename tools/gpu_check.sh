@@ -4,7 +4,8 @@
 #
 #   tools/gpu_check.sh [MODE...]   MODE: all|test|bench|host|smoke|micro|sweep|probe|cmdpath
 #                                  (default: all = test bench host)
-#     micro:   copy-strategy micro-benchmark (bench/copy_microbench.cu)
+#     micro:   copy-strategy micro-benchmark (bench/copy_microbench.cu), and the cost of rows
+#              that are only 16-byte aligned (--pitch; also on one GPU)
 #     probe:   cached dispatch / combine over chunk and ring sizes (bench/probe_intranode_configs.py)
 #     sweep:   warp copies over SM counts and warps per SM: push, both ways, pull
 #     bench:   bench/bench_intranode.py per EP size, after the SM direct-write all-to-all bound
@@ -125,6 +126,14 @@ if has micro && [[ $ngpu -ge 2 ]]; then
   echo "== copy micro-benchmark (GPU 0 -> 1 and GPU 0 -> 0, 24 SMs)"
   $BUILD_DIR/uccl_ep_copy_microbench --sms 24 --dst 1 --json "$OUT/copy_peer.json" || status=1
   $BUILD_DIR/uccl_ep_copy_microbench --sms 24 --dst 0 --json "$OUT/copy_local.json" || status=1
+fi
+if has micro && [[ $ngpu -ge 1 ]]; then
+  # Rows 16-byte aligned (a 14416-byte pitch: a BF16 row with its top-8 metadata) vs 128-byte.
+  for d in $(seq 0 $(( ngpu < 2 ? 0 : 1 ))); do
+    echo "== row pitch 14416 vs 14336, 8 SMs, GPU 0 -> $d"
+    $BUILD_DIR/uccl_ep_copy_microbench --sms 8 --dst "$d" --pitch 14416 \
+      --json "$OUT/copy_pitch_$d.json" || status=1
+  done
 fi
 
 if has sweep && [[ $ngpu -ge 2 ]]; then

@@ -3,6 +3,10 @@
 // copy-bound role (little waiting) from a starved one. Off by default: then RoleTimer is empty
 // and timed_wait's hook is compiled out (the kernels' PTX is the same as without this file).
 //
+// A block timeline rides along: per block (the first kProfiledBlocks), the roles its warps had,
+// its SM, the earliest warp start and the latest warp end since the last reset. Read after a
+// single launch, it shows which blocks finish late and where they ran.
+//
 // The counters are per translation unit (`static __device__`): each kernel launcher's .cu
 // file reads its own copy (read_wait_profile in launch_dispatch.cu / launch_combine.cu).
 #pragma once
@@ -22,9 +26,14 @@ enum class WarpRole : int { kSend = 0, kSelf = 1, kRecv = 2, kPublish = 3, kCoun
 /// Counters: wait nanoseconds per WaitSite value [0, kWaitSites), then role nanoseconds.
 constexpr int kWaitSites = 16;
 constexpr int kProfileCounters = kWaitSites + static_cast<int>(WarpRole::kCount);
+/// Block timeline after the counters: per block, {role bit mask, SM id, first warp start ns,
+/// last warp end ns} (start is ~0 and the rest 0 for a block that did not run).
+constexpr int kProfiledBlocks = 64;
+constexpr int kBlockFields = 4;
+constexpr int kProfileValues = kProfileCounters + kProfiledBlocks * kBlockFields;
 
 #ifdef UCCL_EP_WAIT_PROFILE
-static __device__ unsigned long long g_wait_profile[kProfileCounters];
+static __device__ unsigned long long g_wait_profile[kProfileValues];
 
 /// Adds `ns` to counter `index` (lane 0 of the calling warp only).
 __device__ __forceinline__ void profile_add(int index, uint64_t ns) {
@@ -38,17 +47,28 @@ struct RoleTimer {
   uint64_t start;
   __device__ explicit RoleTimer(WarpRole r) : role(r), start(global_timer_ns()) {}
   __device__ ~RoleTimer() {
-    profile_add(kWaitSites + static_cast<int>(role), global_timer_ns() - start);
+    const uint64_t end = global_timer_ns();
+    profile_add(kWaitSites + static_cast<int>(role), end - start);
+    if ((threadIdx.x & 31) == 0 && blockIdx.x < kProfiledBlocks) {
+      unsigned long long* b = &g_wait_profile[kProfileCounters + blockIdx.x * kBlockFields];
+      uint32_t sm;
+      asm volatile("mov.u32 %0, %%smid;" : "=r"(sm));
+      atomicOr(&b[0], 1ull << static_cast<int>(role));
+      b[1] = sm;
+      atomicMin(&b[2], static_cast<unsigned long long>(start));
+      atomicMax(&b[3], static_cast<unsigned long long>(end));
+    }
   }
 };
 
 /// Host: this translation unit's counters (see the file comment); zeroed when `reset`.
 static inline std::vector<uint64_t> read_wait_profile(bool reset) {
-  std::vector<uint64_t> out(kProfileCounters);
+  std::vector<uint64_t> out(kProfileValues);
   const size_t bytes = out.size() * sizeof(uint64_t);
   UCCL_EP_CUDA_CHECK(cudaMemcpyFromSymbol(out.data(), g_wait_profile, bytes));
   if (reset) {
-    const std::vector<uint64_t> zero(out.size(), 0);
+    std::vector<uint64_t> zero(out.size(), 0);
+    for (int b = 0; b < kProfiledBlocks; ++b) zero[kProfileCounters + b * kBlockFields + 2] = ~0ull;
     UCCL_EP_CUDA_CHECK(cudaMemcpyToSymbol(g_wait_profile, zero.data(), bytes));
   }
   return out;

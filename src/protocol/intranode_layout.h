@@ -85,46 +85,75 @@ UCCL_HD int64_t align16(int64_t x) {
   return (x + 15) / 16 * 16;
 }
 
-/// Byte offsets inside one dispatch slot: x | scales | top-k ids (int32 local) | weights | src.
+/// One dispatch slot is a row of x in the rings' row region and a metadata record in their
+/// metadata region (RingGeometry). Byte offsets inside the record: scales | top-k ids (int32
+/// local) | weights | src index.
 struct DispatchSlot {
-  int64_t x_bytes, scales_offset, topk_idx_offset, topk_weights_offset, src_idx_offset, bytes;
+  int64_t x_bytes, scales_offset, topk_idx_offset, topk_weights_offset, src_idx_offset, meta_bytes;
   UCCL_HD static DispatchSlot make(int64_t hidden_bytes, int num_scales, int num_topk) {
     DispatchSlot s{};
     s.x_bytes = hidden_bytes;
-    s.scales_offset = hidden_bytes;
+    s.scales_offset = 0;
     s.topk_idx_offset = s.scales_offset + 4ll * num_scales;
     s.topk_weights_offset = s.topk_idx_offset + 4ll * num_topk;
     s.src_idx_offset = s.topk_weights_offset + 4ll * num_topk;
-    s.bytes = align16(s.src_idx_offset + 4);
+    s.meta_bytes = align16(s.src_idx_offset + 4);
     return s;
   }
 };
 
-/// Byte offsets inside one combine slot: x (bf16) | weights.
+/// One combine slot: a bf16 row with its top-k weights right after it, in the row region (no
+/// metadata record). Unlike the dispatch, the combine measured faster this way (0.5-1.2 %, EP 2
+/// on one shared H200) than with 128-byte aligned rows and the weights in records.
 struct CombineSlot {
-  int64_t x_bytes, topk_weights_offset, bytes;
+  int64_t x_bytes, topk_weights_offset, meta_bytes;
   UCCL_HD static CombineSlot make(int64_t hidden_bytes, int num_topk) {
     CombineSlot s{};
-    s.x_bytes = hidden_bytes;
+    s.x_bytes = align16(hidden_bytes + 4ll * num_topk);
     s.topk_weights_offset = hidden_bytes;
-    s.bytes = align16(hidden_bytes + 4ll * num_topk);
+    s.meta_bytes = 0;
     return s;
   }
 };
 
-/// Placement of the rings of one operation in the ring storage of a rank.
+/// Placement of the rings of one operation in the ring storage of a rank: the rows of every
+/// slot of every ring first (ring (channel, src) at index channel * num_ranks + src, `capacity`
+/// rows each), then the metadata records in the same order. Rows thus start every x_bytes from
+/// the storage base (a 14336-byte BF16 row stays 128-byte aligned), which row copies need to
+/// run at full speed: rows with their metadata interleaved, only 16-byte aligned, cost
+/// 4-7 % per SM (bench/copy_microbench.cu --pitch).
 struct RingGeometry {
   int num_channels, num_ranks, capacity;
-  int64_t slot_bytes;
-  UCCL_HD int64_t ring_bytes() const { return static_cast<int64_t>(capacity) * slot_bytes; }
-  UCCL_HD int64_t ring_offset(int channel, int src) const {
-    return (static_cast<int64_t>(channel) * num_ranks + src) * ring_bytes();
+  int64_t x_bytes, meta_bytes;
+  UCCL_HD int64_t num_slots() const {
+    return static_cast<int64_t>(num_channels) * num_ranks * capacity;
   }
-  UCCL_HD int64_t slot_offset(int channel, int src, int slot) const {
-    return ring_offset(channel, src) + static_cast<int64_t>(slot % capacity) * slot_bytes;
+  /// Index of slot `slot` (taken modulo the capacity) of ring (channel, src) among all slots.
+  UCCL_HD int64_t slot_index(int channel, int src, int slot) const {
+    return (static_cast<int64_t>(channel) * num_ranks + src) * capacity + slot % capacity;
   }
-  UCCL_HD int64_t total_bytes() const {
-    return static_cast<int64_t>(num_channels) * num_ranks * ring_bytes();
+  UCCL_HD int64_t x_offset(int channel, int src, int slot) const {
+    return slot_index(channel, src, slot) * x_bytes;
+  }
+  UCCL_HD int64_t meta_offset(int channel, int src, int slot) const {
+    return num_slots() * x_bytes + slot_index(channel, src, slot) * meta_bytes;
+  }
+  UCCL_HD int64_t total_bytes() const { return num_slots() * (x_bytes + meta_bytes); }
+};
+
+/// The slots of ring (channel, src) in the ring storage at `base` (sizes from the geometry,
+/// which kernels read from their parameters rather than keep in registers).
+struct RingView {
+  uint8_t* x;     // slot 0's row
+  uint8_t* meta;  // slot 0's metadata record
+  UCCL_HD RingView(uint8_t* base, const RingGeometry& g, int channel, int src)
+      : x(base + g.x_offset(channel, src, 0)), meta(base + g.meta_offset(channel, src, 0)) {}
+  /// Slot `slot` (modulo the capacity): its row and its metadata record.
+  UCCL_HD uint8_t* row(const RingGeometry& g, int slot) const {
+    return x + static_cast<int64_t>(slot % g.capacity) * g.x_bytes;
+  }
+  UCCL_HD uint8_t* record(const RingGeometry& g, int slot) const {
+    return meta + static_cast<int64_t>(slot % g.capacity) * g.meta_bytes;
   }
 };
 

@@ -57,35 +57,61 @@ TEST(Layout, DispatchSlotFieldsDoNotOverlap) {
     for (int scales : {0, 56, 1024}) {
       for (int topk : {0, 1, 8, 32}) {
         const auto s = DispatchSlot::make(hidden_bytes, scales, topk);
-        EXPECT_EQ(s.bytes % 16, 0);
-        EXPECT_EQ(s.scales_offset, hidden_bytes);
+        EXPECT_EQ(s.x_bytes, hidden_bytes);
+        EXPECT_EQ(s.meta_bytes % 16, 0);
+        EXPECT_EQ(s.scales_offset, 0);
         EXPECT_EQ(s.topk_idx_offset, s.scales_offset + 4 * scales);
         EXPECT_EQ(s.topk_weights_offset, s.topk_idx_offset + 4 * topk);
         EXPECT_EQ(s.src_idx_offset, s.topk_weights_offset + 4 * topk);
-        EXPECT_GE(s.bytes, s.src_idx_offset + 4);
-        EXPECT_LT(s.bytes, s.src_idx_offset + 4 + 16);
+        EXPECT_GE(s.meta_bytes, s.src_idx_offset + 4);
+        EXPECT_LT(s.meta_bytes, s.src_idx_offset + 4 + 16);
       }
     }
   }
-  const auto c = CombineSlot::make(14336, 8);
+  const auto c = CombineSlot::make(14336, 8);  // weights inline after the row
+  EXPECT_EQ(c.x_bytes, 14336 + 32);
   EXPECT_EQ(c.topk_weights_offset, 14336);
-  EXPECT_EQ(c.bytes, 14336 + 32);
+  EXPECT_EQ(c.meta_bytes, 0);
+  EXPECT_EQ(CombineSlot::make(14336, 0).x_bytes, 14336);
+  EXPECT_EQ(CombineSlot::make(16, 3).x_bytes, 32);
 }
 
+// Every (ring, slot) owns one row and one record; rows and records tile the storage without
+// overlap, rows come first and keep the row size's alignment, slots wrap around their ring.
 TEST(Layout, RingsTileTheStorage) {
-  const RingGeometry g{12, 4, 256, 14400};
-  std::set<int64_t> starts;
+  const RingGeometry g{3, 4, 5, 14336, 80};
+  std::set<int64_t> rows, records;
+  for (int c = 0; c < g.num_channels; ++c)
+    for (int s = 0; s < g.num_ranks; ++s)
+      for (int i = 0; i < g.capacity; ++i) {
+        const int64_t row = g.x_offset(c, s, i), record = g.meta_offset(c, s, i);
+        EXPECT_EQ(row % g.x_bytes, 0);
+        EXPECT_TRUE(rows.insert(row).second);
+        EXPECT_TRUE(records.insert(record).second);
+        EXPECT_GE(record, g.num_slots() * g.x_bytes);
+        EXPECT_EQ((record - g.num_slots() * g.x_bytes) % g.meta_bytes, 0);
+        EXPECT_EQ(g.x_offset(c, s, i + g.capacity), row);  // slots wrap around the ring
+        EXPECT_EQ(g.meta_offset(c, s, i + 2 * g.capacity), record);
+      }
+  EXPECT_EQ(static_cast<int64_t>(rows.size()), g.num_slots());
+  EXPECT_EQ(*rows.rbegin() + g.x_bytes, g.num_slots() * g.x_bytes);
+  EXPECT_EQ(*records.rbegin() + g.meta_bytes, g.total_bytes());
+  EXPECT_EQ(g.total_bytes(), int64_t{3} * 4 * 5 * (14336 + 80));
+}
+
+// RingView addresses the same bytes as the geometry's offsets.
+TEST(Layout, RingViewMatchesGeometry) {
+  const RingGeometry g{2, 2, 7, 7168, 304};
+  std::vector<uint8_t> storage(static_cast<size_t>(g.total_bytes()));
+  uint8_t* base = storage.data();
   for (int c = 0; c < g.num_channels; ++c)
     for (int s = 0; s < g.num_ranks; ++s) {
-      const int64_t off = g.ring_offset(c, s);
-      EXPECT_EQ(off % g.ring_bytes(), 0);
-      EXPECT_TRUE(starts.insert(off).second);
-      EXPECT_EQ(g.slot_offset(c, s, 0), off);
-      EXPECT_EQ(g.slot_offset(c, s, g.capacity), off);  // slots wrap around the ring
-      EXPECT_EQ(g.slot_offset(c, s, g.capacity + 3), off + 3 * g.slot_bytes);
+      const RingView v(base, g, c, s);
+      for (int i : {0, 1, 6, 7, 20}) {
+        EXPECT_EQ(v.row(g, i), base + g.x_offset(c, s, i));
+        EXPECT_EQ(v.record(g, i), base + g.meta_offset(c, s, i));
+      }
     }
-  EXPECT_EQ(*starts.rbegin() + g.ring_bytes(), g.total_bytes());
-  EXPECT_EQ(g.total_bytes(), int64_t{12} * 4 * 256 * 14400);
 }
 
 TEST(Layout, ControlBlockFollowsTheRingStorage) {

@@ -256,7 +256,8 @@ void IntranodeBuffer::dispatch(const DispatchTensors& t, cudaStream_t stream) {
   a.num_channels = t.config.num_channels();
   a.max_send_tokens = t.config.num_max_nvl_chunked_send_tokens();
   a.slot = protocol::DispatchSlot::make(a.hidden_bytes, a.num_scales, a.num_topk);
-  a.rings = {a.num_channels, r, t.config.num_max_nvl_chunked_recv_tokens(), a.slot.bytes};
+  a.rings = {a.num_channels, r, t.config.num_max_nvl_chunked_recv_tokens(), a.slot.x_bytes,
+             a.slot.meta_bytes};
   a.diag = s.diag();
   if (t.cached) kernels::intranode::launch_barrier({s.peers, a.rank, r, true, a.diag}, stream);
   if (t.num_worst_tokens > 0 && t.recv_topk_idx.numel() > 0)
@@ -290,7 +291,8 @@ void IntranodeBuffer::combine(const CombineTensors& t, cudaStream_t stream) {
   a.max_send_tokens = t.config.num_max_nvl_chunked_send_tokens();
   a.tail_share = s.env.combine_tail_share;
   a.slot = protocol::CombineSlot::make(a.hidden_bytes, a.num_topk);
-  a.rings = {a.num_channels, r, t.config.num_max_nvl_chunked_recv_tokens(), a.slot.bytes};
+  a.rings = {a.num_channels, r, t.config.num_max_nvl_chunked_recv_tokens(), a.slot.x_bytes,
+             a.slot.meta_bytes};
   a.diag = s.diag();
   kernels::intranode::launch_barrier({s.peers, a.rank, r, true, a.diag}, stream);
   kernels::intranode::launch_combine(a, stream);

@@ -159,14 +159,14 @@ int64_t dispatch_ring_bytes(const Config& c, int num_ranks, int64_t hidden_bytes
                             int num_topk) {
   const auto slot = protocol::DispatchSlot::make(hidden_bytes, num_scales, num_topk);
   return protocol::RingGeometry{c.num_channels(), num_ranks, c.num_max_nvl_chunked_recv_tokens(),
-                                slot.bytes}
+                                slot.x_bytes, slot.meta_bytes}
       .total_bytes();
 }
 
 int64_t combine_ring_bytes(const Config& c, int num_ranks, int64_t hidden_bytes, int num_topk) {
   const auto slot = protocol::CombineSlot::make(hidden_bytes, num_topk);
   return protocol::RingGeometry{c.num_channels(), num_ranks, c.num_max_nvl_chunked_recv_tokens(),
-                                slot.bytes}
+                                slot.x_bytes, slot.meta_bytes}
       .total_bytes();
 }
 

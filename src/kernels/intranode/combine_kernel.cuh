@@ -35,7 +35,7 @@ __device__ __forceinline__ void combine_send(const CombineArgs& a, int channel, 
   const int64_t row0 = block_begin + start;
 
   protocol::ControlBlock* remote = a.peers.ctrl[dst];
-  uint8_t* ring = a.peers.rings[dst] + a.rings.ring_offset(channel, a.rank);
+  const protocol::RingView ring(a.peers.rings[dst], a.rings, channel, a.rank);
   int32_t* tail = &remote->ring_tail[channel][a.rank];
   const int32_t* head = &remote->ring_head[channel][a.rank];
   const int capacity = a.rings.capacity;
@@ -60,7 +60,7 @@ __device__ __forceinline__ void combine_send(const CombineArgs& a, int channel, 
     }
     const int first = i0 + ((gwarp - i0 % G) + G) % G;
     for (int i = first; ok && i < i1; i += G) {
-      uint8_t* slot = ring + (i % capacity) * a.rings.slot_bytes;
+      uint8_t* slot = ring.row(a.rings, i);  // the row, its weights inline (CombineSlot)
       const int64_t row = row0 + i;
       // The weight is loaded before the row so its latency hides behind the copy.
       const bool has_weight = a.topk_weights != nullptr && lane < a.num_topk;
@@ -225,8 +225,8 @@ __device__ __forceinline__ void combine_reduce_range(const CombineArgs& a, int c
 #pragma unroll
     for (int r = 0; r < kNumRanks; ++r) {
       const int s = max(__shfl_sync(0xffffffffu, slot, r), 0);
-      slots[r] = r == a.rank ? a.x + self_row * a.hidden_bytes
-                             : rings + a.rings.slot_offset(channel, r, s);
+      slots[r] =
+          r == a.rank ? a.x + self_row * a.hidden_bytes : rings + a.rings.x_offset(channel, r, s);
     }
     combine_reduce_token<kNumRanks>(a, t, mask, slots, self_row, lane);
     if (progress == nullptr) continue;

@@ -40,13 +40,15 @@ struct TokenDst {
   int32_t* src_idx;  // null: not recorded (cached dispatch into outputs)
 };
 
-__device__ __forceinline__ TokenDst slot_dst(const DispatchArgs& a, uint8_t* slot) {
-  return {slot,
-          reinterpret_cast<int32_t*>(slot + a.slot.scales_offset),
-          reinterpret_cast<int32_t*>(slot + a.slot.topk_idx_offset),
+__device__ __forceinline__ TokenDst slot_dst(const DispatchArgs& a, const protocol::RingView& ring,
+                                             int slot) {
+  uint8_t* meta = ring.record(a.rings, slot);
+  return {ring.row(a.rings, slot),
+          reinterpret_cast<int32_t*>(meta + a.slot.scales_offset),
+          reinterpret_cast<int32_t*>(meta + a.slot.topk_idx_offset),
           nullptr,
-          reinterpret_cast<float*>(slot + a.slot.topk_weights_offset),
-          reinterpret_cast<int32_t*>(slot + a.slot.src_idx_offset)};
+          reinterpret_cast<float*>(meta + a.slot.topk_weights_offset),
+          reinterpret_cast<int32_t*>(meta + a.slot.src_idx_offset)};
 }
 
 __device__ __forceinline__ TokenDst output_dst(const DispatchArgs& a, int64_t row) {
@@ -162,7 +164,7 @@ __device__ __forceinline__ void dispatch_send(const DispatchArgs& a, int channel
                                               int gwarp, int lane, volatile int* progress) {
   const auto range = protocol::channel_token_range(a.num_tokens, a.num_channels, channel);
   protocol::ControlBlock* remote = a.peers.ctrl[dst];
-  uint8_t* ring = a.peers.rings[dst] + a.rings.ring_offset(channel, a.rank);
+  const protocol::RingView ring(a.peers.rings[dst], a.rings, channel, a.rank);
   const int32_t* head = &remote->ring_head[channel][a.rank];
   const int capacity = a.rings.capacity;
 
@@ -212,9 +214,7 @@ __device__ __forceinline__ void dispatch_send(const DispatchArgs& a, int channel
         rest &= rest - 1u;
         if (k < first_k || (k - first_k) % G != 0) continue;
         const int slot = sent + k;
-        if (ok)
-          dispatch_copy_token(a, base + bit, dst,
-                              slot_dst(a, ring + (slot % capacity) * a.rings.slot_bytes), lane);
+        if (ok) dispatch_copy_token(a, base + bit, dst, slot_dst(a, ring, slot), lane);
       }
       sent += __popc(mask);
     }
@@ -226,12 +226,15 @@ __device__ __forceinline__ void dispatch_send(const DispatchArgs& a, int channel
   }
 }
 
+/// Slot `i` of `ring` into output row `row`. Whole warp.
 __device__ __forceinline__ void dispatch_copy_slot_to_output(const DispatchArgs& a,
-                                                             const uint8_t* slot, int64_t row,
-                                                             int lane) {
+                                                             const protocol::RingView& ring, int i,
+                                                             int64_t row, int lane) {
+  const uint8_t* slot = ring.row(a.rings, i);
+  const uint8_t* meta = ring.record(a.rings, i);
   // The small fields are loaded before the row copy so their latency hides behind it.
   constexpr int kMaxScalesPerLane = 2;
-  const auto* in_scales = reinterpret_cast<const int32_t*>(slot + a.slot.scales_offset);
+  const auto* in_scales = reinterpret_cast<const int32_t*>(meta + a.slot.scales_offset);
   int32_t scales[kMaxScalesPerLane];
   const bool has_scales = a.recv_x_scales != nullptr;
 #pragma unroll
@@ -242,14 +245,14 @@ __device__ __forceinline__ void dispatch_copy_slot_to_output(const DispatchArgs&
   int32_t expert = 0;
   float weight = 0.0f;
   if (has_topk) {
-    expert = device::ld_cg(reinterpret_cast<const int32_t*>(slot + a.slot.topk_idx_offset) + lane);
+    expert = device::ld_cg(reinterpret_cast<const int32_t*>(meta + a.slot.topk_idx_offset) + lane);
     weight =
-        device::ld_cg(reinterpret_cast<const float*>(slot + a.slot.topk_weights_offset) + lane);
+        device::ld_cg(reinterpret_cast<const float*>(meta + a.slot.topk_weights_offset) + lane);
   }
   const bool has_src = a.recv_src_idx != nullptr && lane == 0;
   int32_t src_idx = 0;
   if (has_src)
-    src_idx = device::ld_cg(reinterpret_cast<const int32_t*>(slot + a.slot.src_idx_offset));
+    src_idx = device::ld_cg(reinterpret_cast<const int32_t*>(meta + a.slot.src_idx_offset));
   device::warp_copy_v4<kCopyUnroll, false>(reinterpret_cast<int4*>(a.recv_x + row * a.hidden_bytes),
                                            reinterpret_cast<const int4*>(slot),
                                            static_cast<int>(a.hidden_bytes / 16), lane);
@@ -272,10 +275,9 @@ template <int kNumRanks, int G>
 __device__ __forceinline__ void dispatch_recv(const DispatchArgs& a, int channel, int src,
                                               int gwarp, int lane, volatile int* progress) {
   protocol::ControlBlock* local = a.peers.ctrl[a.rank];
-  const uint8_t* ring = a.peers.rings[a.rank] + a.rings.ring_offset(channel, src);
+  const protocol::RingView ring(a.peers.rings[a.rank], a.rings, channel, src);
   int32_t* head = &local->ring_head[channel][src];
   const int32_t* tail = &local->ring_tail[channel][src];
-  const int capacity = a.rings.capacity;
 
   int64_t range = 0;
   bool ok = true;
@@ -317,7 +319,7 @@ __device__ __forceinline__ void dispatch_recv(const DispatchArgs& a, int channel
                                  a.num_recv_rows, base + i + 1, 0);
         continue;
       }
-      dispatch_copy_slot_to_output(a, ring + (i % capacity) * a.rings.slot_bytes, base + i, lane);
+      dispatch_copy_slot_to_output(a, ring, i, base + i, lane);
     }
     consumed = cached_tail;
     __syncwarp();

@@ -66,7 +66,7 @@ __device__ __forceinline__ void roles_push(const DispatchArgs& a, int work, int 
   const HandleChannels h(a);
   const auto range = protocol::channel_token_range(a.num_tokens, num_work, work);
   protocol::ControlBlock* remote = a.peers.ctrl[dst];
-  uint8_t* ring = a.peers.rings[dst] + a.rings.ring_offset(work, a.rank);
+  const protocol::RingView ring(a.peers.rings[dst], a.rings, work, a.rank);
   const int32_t* head = &remote->ring_head[work][a.rank];
   const int capacity = a.rings.capacity;
   const int start = tokens_before<kNumRanks>(a, h, dst, range.begin, lane);
@@ -116,9 +116,7 @@ __device__ __forceinline__ void roles_push(const DispatchArgs& a, int work, int 
         rest &= rest - 1u;
         if (k < first_k || (k - first_k) % G != 0) continue;
         const int slot = sent + k;
-        if (ok)
-          dispatch_copy_token(a, base + bit, dst,
-                              slot_dst(a, ring + (slot % capacity) * a.rings.slot_bytes), lane);
+        if (ok) dispatch_copy_token(a, base + bit, dst, slot_dst(a, ring, slot), lane);
       }
       sent += __popc(mask);
     }
@@ -132,10 +130,9 @@ __device__ __forceinline__ void roles_drain(const DispatchArgs& a, int work, int
                                             int gwarp, int lane, volatile int* progress) {
   const HandleChannels h(a);
   protocol::ControlBlock* local = a.peers.ctrl[a.rank];
-  const uint8_t* ring = a.peers.rings[a.rank] + a.rings.ring_offset(work, src);
+  const protocol::RingView ring(a.peers.rings[a.rank], a.rings, work, src);
   int32_t* head = &local->ring_head[work][src];
   const int32_t* tail = &local->ring_tail[work][src];
-  const int capacity = a.rings.capacity;
 
   int64_t range = 0;
   bool ok = true;
@@ -180,7 +177,7 @@ __device__ __forceinline__ void roles_drain(const DispatchArgs& a, int work, int
                                  a.num_recv_rows, base + i + 1, 0);
         continue;
       }
-      dispatch_copy_slot_to_output(a, ring + (i % capacity) * a.rings.slot_bytes, base + i, lane);
+      dispatch_copy_slot_to_output(a, ring, i, base + i, lane);
     }
     consumed = cached_tail;
     __syncwarp();

@@ -27,9 +27,9 @@ void launch_dispatch(const DispatchArgs& args, cudaStream_t stream);
 void launch_combine(const CombineArgs& args, cudaStream_t stream);
 
 /// Diagnostic builds (-DUCCL_EP_WAIT_PROFILE=ON): the dispatch / combine kernels' summed wait
-/// nanoseconds per WaitSite, then summed warp run time per WarpRole (device/wait_profile.cuh),
-/// over every launch since the last reset; zeroed when `reset`. Synchronize the device first.
-/// Empty in normal builds.
+/// nanoseconds per WaitSite, then summed warp run time per WarpRole, then the block timeline
+/// (device/wait_profile.cuh), over every launch since the last reset; cleared when `reset`.
+/// Synchronize the device first. Empty in normal builds.
 std::vector<uint64_t> read_dispatch_wait_profile(bool reset);
 std::vector<uint64_t> read_combine_wait_profile(bool reset);
 
