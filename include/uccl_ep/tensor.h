@@ -16,7 +16,18 @@ enum class DType : uint8_t {
   kFloat32,
   kBFloat16,
   kFloat8E4M3,
+  kFloat16,
+  kFloat64,
+  kInt8,
+  kInt16,
+  kFloat8E5M2,
 };
+
+/// Every DType but kUnknown.
+inline constexpr DType kKnownDTypes[] = {DType::kBool,       DType::kUInt8,   DType::kInt32,
+                                         DType::kInt64,      DType::kFloat32, DType::kBFloat16,
+                                         DType::kFloat8E4M3, DType::kFloat16, DType::kFloat64,
+                                         DType::kInt8,       DType::kInt16,   DType::kFloat8E5M2};
 
 enum class DeviceKind : uint8_t { kCPU, kCUDA, kOther };
 

@@ -22,13 +22,35 @@ DType from_dlpack(const nb::dlpack::dtype& d) {
     case dtype_code::UInt:
       return d.bits == 8 ? DType::kUInt8 : DType::kUnknown;
     case dtype_code::Int:
-      return d.bits == 32 ? DType::kInt32 : d.bits == 64 ? DType::kInt64 : DType::kUnknown;
+      switch (d.bits) {
+        case 8:
+          return DType::kInt8;
+        case 16:
+          return DType::kInt16;
+        case 32:
+          return DType::kInt32;
+        case 64:
+          return DType::kInt64;
+        default:
+          return DType::kUnknown;
+      }
     case dtype_code::Float:
-      return d.bits == 32 ? DType::kFloat32 : DType::kUnknown;
+      switch (d.bits) {
+        case 16:
+          return DType::kFloat16;
+        case 32:
+          return DType::kFloat32;
+        case 64:
+          return DType::kFloat64;
+        default:
+          return DType::kUnknown;
+      }
     case dtype_code::Bfloat:
       return d.bits == 16 ? DType::kBFloat16 : DType::kUnknown;
     case dtype_code::Float8_E4M3FN:
       return d.bits == 8 ? DType::kFloat8E4M3 : DType::kUnknown;
+    case dtype_code::Float8_E5M2:
+      return d.bits == 8 ? DType::kFloat8E5M2 : DType::kUnknown;
     default:
       return DType::kUnknown;
   }
@@ -89,8 +111,7 @@ DType cached_dtype(nb::handle dtype) {
   const std::string name = nb::cast<std::string>(nb::str(dtype));
   const std::string bare = name.rfind("torch.", 0) == 0 ? name.substr(6) : name;
   DType found = DType::kUnknown;
-  for (DType d : {DType::kBool, DType::kUInt8, DType::kInt32, DType::kInt64, DType::kFloat32,
-                  DType::kBFloat16, DType::kFloat8E4M3})
+  for (DType d : kKnownDTypes)
     if (bare == dtype_name(d)) found = d;
   if (cache.size() < 64) cache.emplace_back(nb::borrow(dtype), found);
   return found;
@@ -192,8 +213,7 @@ TensorView tensor_attributes(nb::handle obj, const char* name) {
 
 DType parse_dtype(const std::string& raw) {
   const std::string name = raw.rfind("torch.", 0) == 0 ? raw.substr(6) : raw;
-  for (DType d : {DType::kBool, DType::kUInt8, DType::kInt32, DType::kInt64, DType::kFloat32,
-                  DType::kBFloat16, DType::kFloat8E4M3})
+  for (DType d : kKnownDTypes)
     if (name == dtype_name(d)) return d;
   throw_error(ErrorKind::kValue, str_cat("unknown dtype '", raw, "'"));
 }

@@ -13,14 +13,19 @@ int dtype_size(DType dtype) {
   switch (dtype) {
     case DType::kBool:
     case DType::kUInt8:
+    case DType::kInt8:
     case DType::kFloat8E4M3:
+    case DType::kFloat8E5M2:
       return 1;
     case DType::kBFloat16:
+    case DType::kFloat16:
+    case DType::kInt16:
       return 2;
     case DType::kInt32:
     case DType::kFloat32:
       return 4;
     case DType::kInt64:
+    case DType::kFloat64:
       return 8;
     case DType::kUnknown:
       return 0;
@@ -44,6 +49,16 @@ const char* dtype_name(DType dtype) {
       return "bfloat16";
     case DType::kFloat8E4M3:
       return "float8_e4m3fn";
+    case DType::kFloat16:
+      return "float16";
+    case DType::kFloat64:
+      return "float64";
+    case DType::kInt8:
+      return "int8";
+    case DType::kInt16:
+      return "int16";
+    case DType::kFloat8E5M2:
+      return "float8_e5m2";
     case DType::kUnknown:
       return "unknown";
   }

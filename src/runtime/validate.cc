@@ -202,16 +202,21 @@ void validate_dispatch_inputs(const BufferInfo& info, const DispatchTensors& t,
                               int64_t& hidden_bytes, int& num_scales, int& num_topk) {
   const int r = info.num_ranks;
   check_config(info, t.config, "dispatch");
-  Arg(t.x, "x").tensor({DType::kBFloat16, DType::kFloat8E4M3}, {kAny, kAny}, "(num_tokens, hidden)",
-                       info);
+  // Rows move as raw bytes (as in DeepEP): any element type; scales come with 1-byte data.
+  Arg(t.x, "x").required().shape({kAny, kAny}, "(num_tokens, hidden)").contiguous().on(info);
+  if (t.x.dtype == DType::kUnknown) throw_error(ErrorKind::kType, "x has an unknown dtype");
   const int64_t num_tokens = t.x.size(0);
   hidden_bytes = t.x.size(1) * dtype_size(t.x.dtype);
   UCCL_EP_CHECK_VALUE(hidden_bytes > 0 && hidden_bytes % 16 == 0,
                       "x.shape[1] * element size = ", hidden_bytes,
                       " bytes must be a positive multiple of 16");
   num_scales = 0;
-  if (t.x.dtype == DType::kFloat8E4M3) {
-    UCCL_EP_CHECK_VALUE(t.x_scales.defined(), "x is float8_e4m3fn: pass x as (data, scales)");
+  if (t.x_scales.defined()) {
+    if (dtype_size(t.x.dtype) != 1)
+      throw_error(ErrorKind::kType,
+                  str_cat("x given as (data, scales) needs 1-byte data (float8_e4m3fn, ...), "
+                          "got ",
+                          dtype_name(t.x.dtype)));
     Arg(t.x_scales, "x_scales")
         .dtype({DType::kFloat32, DType::kInt32})
         .shape({num_tokens, kAny}, "(num_tokens, num_scales)")
@@ -222,8 +227,6 @@ void validate_dispatch_inputs(const BufferInfo& info, const DispatchTensors& t,
                         kMaxScales, "]");
     UCCL_EP_CHECK_VALUE(t.x_scales.stride(0) >= 0 && t.x_scales.stride(1) >= 0,
                         "x_scales strides must be non-negative");
-  } else {
-    check_absent(t.x_scales, "x_scales", "with bfloat16 x");
   }
   check_topk(info, t.topk_idx, t.topk_weights, num_tokens);
   num_topk = t.topk_idx.defined() ? static_cast<int>(t.topk_idx.size(1)) : 0;
@@ -281,18 +284,18 @@ void validate_dispatch(const BufferInfo& info, const DispatchTensors& t) {
   int num_scales = 0, num_topk = 0;
   validate_dispatch_inputs(info, t, hidden_bytes, num_scales, num_topk);
   const int64_t num_tokens = t.x.size(0);
-  const bool fp8 = t.x.dtype == DType::kFloat8E4M3;
+  const bool with_scales = t.x_scales.defined();
   Arg(t.recv_x, "recv_x")
       .tensor({t.x.dtype}, {kAny, t.x.size(1)}, "(num_recv_tokens, hidden)", info);
   const int64_t n = t.recv_x.size(0);
   if (t.num_worst_tokens > 0)
     UCCL_EP_CHECK_VALUE(n == t.num_worst_tokens, "recv_x.shape[0]=", n,
                         " must equal num_worst_tokens=", t.num_worst_tokens);
-  if (fp8)
+  if (with_scales)
     Arg(t.recv_x_scales, "recv_x_scales")
         .tensor({t.x_scales.dtype}, {n, num_scales}, "(num_recv_tokens, num_scales)", info);
   else
-    check_absent(t.recv_x_scales, "recv_x_scales", "with bfloat16 x");
+    check_absent(t.recv_x_scales, "recv_x_scales", "without x_scales");
   if (num_topk > 0) {
     Arg(t.recv_topk_idx, "recv_topk_idx")
         .tensor({DType::kInt64}, {n, num_topk}, "(num_recv_tokens, num_topk)", info);

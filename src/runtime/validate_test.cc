@@ -98,13 +98,30 @@ TEST(Validate, ValidCallsPass) {
   fp8.recv_x = view(DType::kFloat8E4M3, {100, kH});
   fp8.recv_x_scales = view(DType::kFloat32, {100, kS});
   EXPECT_NO_THROW(validate_dispatch(kInfo, fp8));
+  // Rows move as raw bytes, as in DeepEP: any element type (scales only with 1-byte data).
+  for (DType d : {DType::kFloat32, DType::kFloat16, DType::kFloat8E4M3, DType::kFloat8E5M2,
+                  DType::kUInt8, DType::kFloat64}) {
+    DispatchTensors raw = valid_dispatch();
+    raw.x = view(d, {kT, kH});
+    raw.recv_x = view(d, {100, kH});
+    EXPECT_NO_THROW(validate_dispatch(kInfo, raw)) << dtype_name(d);
+  }
+  DispatchTensors u8 = fp8;
+  u8.x = view(DType::kUInt8, {kT, kH});
+  u8.recv_x = view(DType::kUInt8, {100, kH});
+  EXPECT_NO_THROW(validate_dispatch(kInfo, u8));
 }
 
 TEST(Validate, DispatchArguments) {
   using K = ErrorKind;
   using D = DispatchTensors;
+  expect_dispatch_error<D>([](D& t) { t.x = view(DType::kUnknown, {kT, kH}); }, K::kType,
+                           "x has an unknown dtype");
+  expect_dispatch_error<D>(
+      [](D& t) { t.x = view(DType::kFloat32, {kT, 6}); }, K::kValue,
+      "x.shape[1] * element size = 24 bytes must be a positive multiple of 16");
   expect_dispatch_error<D>([](D& t) { t.x = view(DType::kFloat32, {kT, kH}); }, K::kType,
-                           "x must have dtype bfloat16 or float8_e4m3fn, got float32");
+                           "recv_x must have dtype float32, got bfloat16");
   expect_dispatch_error<D>([](D& t) { t.x = view(DType::kBFloat16, {kT}); }, K::kValue,
                            "x has shape [64]");
   expect_dispatch_error<D>([](D& t) { t.x = view(DType::kBFloat16, {kT, 4}); }, K::kValue,
@@ -143,16 +160,22 @@ TEST(Validate, DispatchArguments) {
                            "recv_x.shape[0]=100 must equal num_worst_tokens=7");
   expect_dispatch_error<D>([](D& t) { t.num_worst_tokens = -1; }, K::kValue,
                            "num_worst_tokens=-1 must be >= 0");
-  expect_dispatch_error<D>([](D& t) { t.x = view(DType::kFloat8E4M3, {kT, kH}); }, K::kValue,
-                           "pass x as (data, scales)");
   expect_dispatch_error<D>(
       [](D& t) {
         t.x = view(DType::kFloat8E4M3, {kT, kH});
         t.x_scales = view(DType::kBFloat16, {kT, kS});
       },
       K::kType, "x_scales must have dtype float32 or int32");
-  expect_dispatch_error<D>([](D& t) { t.x_scales = view(DType::kFloat32, {kT, kS}); }, K::kValue,
-                           "x_scales must not be given with bfloat16 x");
+  expect_dispatch_error<D>([](D& t) { t.x_scales = view(DType::kFloat32, {kT, kS}); }, K::kType,
+                           "x given as (data, scales) needs 1-byte data (float8_e4m3fn, ...), "
+                           "got bfloat16");
+  expect_dispatch_error<D>(
+      [](D& t) {
+        t.x = view(DType::kFloat8E4M3, {kT, kH});
+        t.recv_x = view(DType::kFloat8E4M3, {100, kH});
+        t.recv_x_scales = view(DType::kFloat32, {100, kS});
+      },
+      K::kValue, "recv_x_scales must not be given without x_scales");
   expect_dispatch_error<D>([](D& t) { t.recv_topk_idx = view(DType::kInt64, {99, kK}); }, K::kValue,
                            "recv_topk_idx has shape [99, 8]");
   expect_dispatch_error<D>([](D& t) { t.send_head = TensorView{}; }, K::kValue,
@@ -183,8 +206,8 @@ TEST(Validate, NotifyChecksTheDispatchInputsFirst) {
   n.num_tokens_per_rank = view(DType::kInt32, {kR});
   n.num_tokens_per_expert = view(DType::kInt32, {kE});
   EXPECT_NO_THROW(validate_notify(kInfo, n));
-  n.dispatch.x = view(DType::kFloat32, {kT, kH});
-  expect_error([&] { validate_notify(kInfo, n); }, ErrorKind::kType, "x must have dtype");
+  n.dispatch.x_scales = view(DType::kFloat32, {kT, kS});  // scales with bf16 data
+  expect_error([&] { validate_notify(kInfo, n); }, ErrorKind::kType, "needs 1-byte data");
   n.dispatch = valid_dispatch();
   n.num_tokens_per_expert = view(DType::kInt32, {kE + kR});
   expect_error([&] { validate_notify(kInfo, n); }, ErrorKind::kValue, "must equal num_experts=32");

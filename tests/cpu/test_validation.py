@@ -69,9 +69,33 @@ def test_fp8_with_column_major_scales_passes():
 
 
 @pytest.mark.parametrize(
+    "x_dtype", ["float32", "float16", "float64", "float8_e4m3fn", "float8_e5m2", "uint8", "int8"]
+)
+def test_dispatch_moves_any_element_type_as_raw_bytes(x_dtype):
+    # As in DeepEP, rows are raw bytes: any dtype whose row is a multiple of 16 bytes.
+    kw = dispatch_kwargs()
+    kw.update(x=desc(x_dtype, (T, H)), recv_x=desc(x_dtype, (100, H)))
+    INFO.check_dispatch(**kw)
+
+
+@pytest.mark.parametrize("data", ["uint8", "float8_e5m2", "int8"])
+def test_scales_go_with_any_one_byte_data(data):
+    kw = dispatch_kwargs()
+    kw.update(
+        x=desc(data, (T, H)),
+        x_scales=desc("float32", (T, 2)),
+        recv_x=desc(data, (100, H)),
+        recv_x_scales=desc("float32", (100, 2)),
+    )
+    INFO.check_dispatch(**kw)
+
+
+@pytest.mark.parametrize(
     "change, exc, words",
     [
-        (dict(x=desc("float32", (T, H))), TypeError, "x must have dtype bfloat16 or float8_e4m3fn"),
+        (dict(x=desc("float32", (T, H))), TypeError, "recv_x must have dtype float32, got bf"),
+        (dict(x=desc("float32", (T, 6)), recv_x=desc("float32", (100, 6))), ValueError, "24 bytes"),
+        (dict(x_scales=desc("float32", (T, 2))), TypeError, "needs 1-byte data .*got bfloat16"),
         (dict(x=desc("bfloat16", (T, H), device="cpu")), ValueError, "x must be on cuda:0"),
         (dict(x=desc("bfloat16", (T, H), device="cuda:1")), ValueError, "got cuda:1"),
         (dict(x=desc("bfloat16", (T, H), strides=[1, T])), ValueError, "x must be contiguous"),
@@ -89,7 +113,7 @@ def test_fp8_with_column_major_scales_passes():
             "is_token_in_rank must have dtype bool",
         ),
         (dict(send_head=None), ValueError, "send_head is required"),
-        (dict(x=np.zeros((T, H), dtype=np.float32)), TypeError, "got float32"),
+        (dict(x=np.zeros((T, H), dtype=np.complex64)), TypeError, "does not handle"),
         (dict(x="not a tensor"), TypeError, "x must be a tensor"),
         (dict(bogus=1), TypeError, "unexpected keyword argument 'bogus'"),
     ],
@@ -111,8 +135,9 @@ def test_notify_checks_dispatch_inputs_before_any_work():
     kw = {k: v for k, v in dispatch_kwargs().items() if not k.startswith(("recv", "send"))}
     kw.update(num_tokens_per_rank=desc("int32", (R,)), num_tokens_per_expert=desc("int32", (E,)))
     INFO.check_notify(**kw)
-    with pytest.raises(TypeError, match="x must have dtype"):
-        INFO.check_notify(**{**kw, "x": desc("float32", (T, H))})
+    INFO.check_notify(**{**kw, "x": desc("float32", (T, H))})  # any dtype: raw bytes
+    with pytest.raises(TypeError, match="needs 1-byte data"):
+        INFO.check_notify(**{**kw, "x_scales": desc("float32", (T, 2))})
     with pytest.raises(ValueError, match="expert_alignment=0"):
         INFO.check_notify(**kw, expert_alignment=0)
     with pytest.raises(ValueError, match="must equal num_experts"):
@@ -170,8 +195,8 @@ def test_buffer_args(args, words):
 
 
 def test_tensor_desc_rejects_unknown_dtype_and_device():
-    with pytest.raises(ValueError, match="unknown dtype 'float16'"):
-        desc("float16", (1,))
+    with pytest.raises(ValueError, match="unknown dtype 'complex64'"):
+        desc("complex64", (1,))
     with pytest.raises(ValueError, match="must be 'cpu' or 'cuda:N'"):
         desc("int32", (1,), device="mps")
 
@@ -186,7 +211,8 @@ class FakeDtype:
         return f"torch.{self.name}"
 
 
-DTYPES = {n: FakeDtype(n) for n in ("bfloat16", "float16", "int32", "int64", "float32", "bool")}
+_NAMES = ("bfloat16", "float16", "int32", "int64", "float32", "bool", "complex64")
+DTYPES = {n: FakeDtype(n) for n in _NAMES}
 
 
 class FakeTensor:
@@ -232,12 +258,12 @@ def test_torch_like_tensors_are_read_from_their_attributes():
             kw[k] = FakeTensor(v.dtype, v.shape)
     INFO.check_dispatch(**kw)
     cases = [
-        (dict(x=FakeTensor("float32", (T, H))), TypeError, "x must have dtype bfloat16"),
+        (dict(x=FakeTensor("float32", (T, H))), TypeError, "recv_x must have dtype float32"),
         (dict(x=FakeTensor("bfloat16", (T, H), device="cuda:1")), ValueError, "got cuda:1"),
         (dict(x=FakeTensor("bfloat16", (T, H), device="cpu")), ValueError, "got cpu"),
         (dict(x=FakeTensor("bfloat16", (T, H), device="meta")), ValueError, "x must be on cuda:0"),
         (dict(x=FakeTensor("bfloat16", (T, H), strides=(1, T))), ValueError, "contiguous"),
-        (dict(x=FakeTensor("float16", (T, H))), TypeError, "x has dtype torch.float16"),
+        (dict(x=FakeTensor("complex64", (T, H))), TypeError, "x has dtype torch.complex64"),
         (dict(x=FakeTensor("bfloat16", (1, 1, 1, 1, T))), ValueError, "x has 5 dimensions"),
         (dict(send_head=FakeTensor("int32", (T, R + 1))), ValueError, "send_head"),
     ]

@@ -23,6 +23,7 @@ def section_bad_inputs(ctx, world) -> None:
     full = {**lay, "num_tokens_per_expert": per_expert, "topk_idx": idx, "topk_weights": w}
     handle = b.dispatch(x, **full)[4]
     y = suite.ref.expert_transform(b.dispatch(x, handle=handle, config=cfg)[0], ctx.rank)
+    scales = torch.ones(x.size(0), max(x.size(1) // 128, 1), device=x.device)
     int_idx = {**full, "topk_idx": idx.int()}
     no_weights = {**full, "topk_weights": None}
     bad_experts = {**lay, "num_tokens_per_expert": torch.cat([per_expert, per_expert[:1]])}
@@ -31,7 +32,8 @@ def section_bad_inputs(ctx, world) -> None:
     cases = [  # (check, words the message must name one of, call); communicating ones last
         ("layout_topk_idx_int32", "topk_idx", partial(layout, idx.int(), num_experts)),
         ("layout_num_experts_indivisible", "num_experts", partial(layout, idx, num_experts + 1)),
-        ("dispatch_x_float32", "x", partial(dispatch_, x.float(), **full)),
+        ("dispatch_bf16_with_scales", "x", partial(dispatch_, (x, scales), **full)),
+        ("dispatch_x_12_byte_rows", "x", partial(dispatch_, x[:, :3].float().contiguous(), **full)),
         ("dispatch_topk_idx_int32", "topk_idx", partial(dispatch_, x, **int_idx)),
         ("dispatch_without_weights", "topk_weights topk_idx", partial(dispatch_, x, **no_weights)),
         (

@@ -313,12 +313,79 @@ def section_api(ctx: Ctx) -> None:
         for name in ("Buffer", "Config", "EventOverlap", "topk_idx_t"):
             same = getattr(deep_ep, name, None) is getattr(ctx.ep, name)
             scope.ok(f"deep_ep_{name}", same, f"deep_ep.{name} is not uccl.ep.{name}")
+        section_api_modules(scope, ctx)
+    section_api_set_num_sms(Scope(ctx, "api", "set_num_sms"))
     topk_idx_t = getattr(ctx.ep, "topk_idx_t", None)
     scope.ok("topk_idx_t", topk_idx_t == torch.int64, f"got {topk_idx_t}")
     event = ctx.buffer.capture()
     is_overlap = isinstance(event, getattr(ctx.ep, "EventOverlap", ()))
     scope.ok("capture_type", is_overlap, f"got {describe(event)}")
     event.current_stream_wait()
+
+
+def section_api_modules(scope: Scope, ctx: Ctx) -> None:
+    """DeepEP V1's submodules, imported as frameworks do (`from deep_ep.utils import ...`)."""
+    try:
+        from deep_ep.buffer import Buffer
+        from deep_ep.utils import EventHandle, EventOverlap, check_nvlink_connections
+    except ImportError as exc:
+        scope.ok("deep_ep_submodules", False, repr(exc))
+        return
+    scope.ok("deep_ep_buffer_Buffer", Buffer is ctx.ep.Buffer, f"got {Buffer!r}")
+    scope.ok("deep_ep_utils_EventOverlap", EventOverlap is ctx.ep.EventOverlap, repr(EventOverlap))
+    scope.ok("deep_ep_utils_EventHandle", EventHandle is ctx.ep.EventHandle, repr(EventHandle))
+    name = torch.cuda.get_device_name()
+    if "PCIE" not in name.upper():  # SXM GPUs pass without a collective
+        try:
+            got = check_nvlink_connections(dist.group.WORLD)
+        except Exception as exc:  # noqa: BLE001 - any error is a failed check
+            got = exc
+        scope.ok("check_nvlink_connections", got is None, f"{name}: got {got!r}")
+
+
+class _IndexLike:
+    """An integer type other than int (numpy's, for instance): has __index__ only."""
+
+    def __init__(self, value: int) -> None:
+        self.value = value
+
+    def __index__(self) -> int:
+        return self.value
+
+
+def section_api_set_num_sms(scope: Scope) -> None:
+    """set_num_sms takes any integer type, sets Buffer.num_sms (also called on a subclass, as
+    DeepEP's static method does), and refuses odd, non-positive and non-integer counts."""
+    buffer_cls = scope.ctx.ep.Buffer
+    old = buffer_cls.num_sms
+
+    class Sub(buffer_cls):
+        pass
+
+    try:
+        buffer_cls.set_num_sms(_IndexLike(old + 2))
+        got = buffer_cls.num_sms
+        scope.ok("index_like", got == old + 2 and type(got) is int, f"num_sms={got!r}")
+        Sub.set_num_sms(old)
+        scope.ok("subclass_sets_Buffer", buffer_cls.num_sms == old, f"{buffer_cls.num_sms!r}")
+        for bad, types in ((3, (ValueError,)), (0, (ValueError,)), (True, (ValueError,))):
+            expect_error(
+                scope,
+                f"rejects_{bad!r}",
+                partial(buffer_cls.set_num_sms, bad),
+                ("new_num_sms",),
+                types,
+            )
+        expect_error(
+            scope,
+            "rejects_float",
+            partial(buffer_cls.set_num_sms, 24.0),
+            ("new_num_sms",),
+            (TypeError,),
+        )
+        scope.ok("unchanged_after_errors", buffer_cls.num_sms == old, f"{buffer_cls.num_sms!r}")
+    finally:
+        buffer_cls.num_sms = old
 
 
 def check_layout(scope: Scope, world: ScenarioRef, mode: Mode) -> None:
@@ -356,6 +423,18 @@ def section_alignment(ctx: Ctx, world: ScenarioRef) -> None:
     for alignment in (1, 4, 128):
         scope = Scope(ctx, f"alignment[{alignment}]", world.sc.name)
         run_case(scope, world, "bf16_rand", Mode(ctx.config, alignment=alignment))
+
+
+def section_raw_dtypes(ctx: Ctx, world: ScenarioRef) -> None:
+    """Rows of any element type move as raw bytes (as in DeepEP): float32, float16, float8
+    without scales, uint8 with float32 scales; non-cached (sync and async) and cached."""
+    rows = world.expected(ctx.rank).num_recv
+    for kind in ref.RAW_KINDS:
+        for async_finish in (False, True):
+            scope = Scope(ctx, f"raw_dtype[{kind}]", f"{world.sc.name} async={async_finish}")
+            first = run_case(scope, world, kind, Mode(ctx.config, async_finish=async_finish))
+        scope = Scope(ctx, f"raw_dtype[{kind}]", f"{world.sc.name} cached")
+        cached_dispatch(scope, world.inputs(kind, ctx.rank), first[4], first[0], rows, False)
 
 
 def section_worst(ctx: Ctx, small: ScenarioRef, big: ScenarioRef) -> None:
@@ -555,6 +634,7 @@ def run_suite(rank: int, num_ranks: int, rec: Recorder) -> None:
         ("sweep_small", lambda: section_sweep(ctx, w["small"])),
         ("sweep_big", lambda: section_sweep(ctx, w["big"])),
         ("alignment", lambda: section_alignment(ctx, w["small"])),
+        ("raw_dtypes", lambda: section_raw_dtypes(ctx, w["small"])),
         ("worst", lambda: section_worst(ctx, w["small"], w["big"])),
         ("cached", lambda: section_cached(ctx, w["small"])),
         ("combine", lambda: [section_combine(ctx, w[key]) for key in ("small", "big")]),
@@ -569,6 +649,10 @@ def run_suite(rank: int, num_ranks: int, rec: Recorder) -> None:
         ("edges", lambda: section_edges(ctx, [w[key] for key in ("silent", "zero", "empty")])),
         ("stream_drop_references", lambda: stream_section.stream_drop_references(ctx, w["small"])),
         ("stream_previous_event", lambda: stream_section.stream_previous_event(ctx, w["small"])),
+        (
+            "stream_sync_event_chain",
+            lambda: stream_section.stream_sync_event_chain(ctx, w["small"]),
+        ),
         ("stream_alloc_on_comm", lambda: stream_section.stream_alloc_on_comm(ctx, w["small"])),
         (
             "stream_alloc_on_comm_rejected",

@@ -255,14 +255,26 @@ def make_rank_inputs(sc: Scenario, rank: int, num_ranks: int, device: torch.devi
     return x, topk_idx.contiguous(), weights
 
 
+# Inputs that are neither bf16 nor (float8_e4m3fn, scales): float32, float16, float8 data
+# without scales, uint8 data with float32 scales. Dispatch only (combine takes bf16).
+RAW_KINDS = ("f32", "f16", "fp8_bare", "u8_f32")
+
+
 def make_x(kind: str, x_bf16: torch.Tensor, src: int):
     """Dispatch input of `kind` from rank `src`'s bf16 data: "bf16_rand" (x itself),
-    "bf16_const" (every value = src), "fp8_f32", "fp8_i32" (int32 scales) or "fp8_colmajor"
-    (float32 scales with column-major strides)."""
+    "bf16_const" (every value = src), "fp8_f32", "fp8_i32" (int32 scales), "fp8_colmajor"
+    (float32 scales with column-major strides), or one of RAW_KINDS."""
     if kind == "bf16_rand":
         return x_bf16
     if kind == "bf16_const":
         return torch.full_like(x_bf16, src)
+    if kind in RAW_KINDS:  # any element type moves as raw bytes
+        if kind == "f32":
+            return x_bf16.float()
+        if kind == "f16":
+            return x_bf16.half()
+        fp8, scales = per_token_cast_to_fp8(x_bf16)
+        return fp8 if kind == "fp8_bare" else (fp8.view(torch.uint8), scales)
     if kind == "fp8_i32":
         return per_token_cast_to_fp8_int_scales(x_bf16)
     fp8, scales = per_token_cast_to_fp8(x_bf16)
@@ -308,10 +320,16 @@ class ScenarioRef:
         """The rows of `kind` that rank `dst` receives (a tensor or an (fp8, scales) pair)."""
         exp = self.expected(dst)
         parts = [self.inputs(kind, s) for s in range(self.num_ranks)]
+
+        def rows(tensors: list) -> torch.Tensor:  # 1-byte rows through uint8 (fp8 indexing)
+            dtype = tensors[0].dtype
+            if tensors[0].element_size() != 1:
+                return exp.select(tensors)
+            return exp.select([t.view(torch.uint8) for t in tensors]).view(dtype)
+
         if not isinstance(parts[0], tuple):
-            return exp.select(parts)
-        fp8 = exp.select([p[0].view(torch.uint8) for p in parts]).view(torch.float8_e4m3fn)
-        return fp8, exp.select([p[1].contiguous() for p in parts])
+            return rows(parts)
+        return rows([p[0] for p in parts]), exp.select([p[1].contiguous() for p in parts])
 
     def expected_combine(self, kind: str, biases: tuple, with_weights: bool):
         """This rank's combine output when every rank d returns `expert_transform` of its

@@ -72,6 +72,61 @@ def stream_previous_event(ctx: suite.Ctx, world: suite.ScenarioRef) -> None:
     suite.check_dispatch(scope, world, "bf16_rand", out, mode)
 
 
+def stream_sync_event_chain(ctx: suite.Ctx, world: suite.ScenarioRef) -> None:
+    """Each synchronous call's EventOverlap (it holds no event) as the next call's previous_event,
+    as Megatron chains them: DeepEP reads previous_event.event, so it means "no event".
+    Layout -> dispatch -> combine -> cached dispatch through the handle as a list, with a
+    num_worst_tokens that a cached dispatch ignores. Then what stays refused: a torch.cuda.Event
+    (no .event), and allocate_on_comm_stream with an event-less previous_event."""
+    scope = suite.Scope(ctx, "stream.sync_event_chain", world.sc.name)
+    mode = suite.Mode(ctx.config)
+    x, idx, weights = world.own("bf16_rand")
+    per_rank, _, per_expert, is_in, event = ctx.buffer.get_dispatch_layout(
+        idx, world.sc.num_experts
+    )
+    suite.settle(scope, event, False)
+    out = ctx.buffer.dispatch(
+        x,
+        num_tokens_per_rank=per_rank,
+        is_token_in_rank=is_in,
+        num_tokens_per_expert=per_expert,
+        topk_idx=idx,
+        topk_weights=weights,
+        config=ctx.config,
+        previous_event=event,
+    )
+    suite.settle(scope, out[5], False)
+    suite.check_dispatch(scope, world, "bf16_rand", out, mode)
+    recv_x, _, recv_w, _, handle, event = out
+    y = suite.ref.expert_transform(suite.ref.as_bf16(recv_x), ctx.rank)
+    combined = ctx.buffer.combine(
+        y, handle, topk_weights=recv_w, config=ctx.config, previous_event=event
+    )
+    suite.settle(scope, combined[2], False)
+    suite.check_combined(scope, world, "bf16_rand", combined, (), True)
+    rows = world.expected(ctx.rank).num_recv
+    cached = ctx.buffer.dispatch(
+        x, handle=list(handle), config=ctx.config, num_worst_tokens=rows + 7, previous_event=event
+    )
+    suite.settle(scope, cached[5], False)
+    suite.check_recv_x(scope, cached[0], recv_x, rows, name="cached_list_handle")
+    words = ("previous_event",)
+    call = partial(
+        ctx.buffer.dispatch, x, handle=handle, config=ctx.config, previous_event=torch.cuda.Event()
+    )
+    suite.expect_error(scope, "torch_event_refused", call, words, (TypeError,))
+    call = partial(
+        ctx.buffer.dispatch,
+        x,
+        handle=handle,
+        config=ctx.config,
+        previous_event=event,
+        async_finish=True,
+        allocate_on_comm_stream=True,
+    )
+    suite.expect_error(scope, "alloc_on_comm_needs_an_event", call, words, (ValueError,))
+
+
 def stream_alloc_on_comm(ctx: suite.Ctx, world: suite.ScenarioRef) -> None:
     """allocate_on_comm_stream=True with previous_event and async_finish works."""
     scope = suite.Scope(ctx, "stream.alloc_on_comm", world.sc.name)

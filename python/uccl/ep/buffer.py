@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import operator
 import os
 import socket
 from typing import Any, List, Optional, Tuple, Union
@@ -11,7 +12,7 @@ import torch.distributed as dist
 
 from . import _C
 from .dispatch import cached_dispatch, fresh_dispatch, run_combine
-from .utils import EventHandle, EventOverlap, StreamScope
+from .utils import EventHandle, EventOverlap, StreamScope, check_nvlink_connections
 
 Config = _C.Config
 #: dtype of every ``topk_idx`` argument (DeepEP's ``topk_idx_t``).
@@ -67,9 +68,9 @@ class Buffer:
         num_nvl_bytes: NVLink buffer bytes per rank (multiple of 128); size it with
             ``Config.get_nvl_buffer_size_hint``.
         num_rdma_bytes: must be 0 (internode and low-latency modes are not implemented yet).
-        low_latency_mode, allow_mnnvl, enable_shrink, use_fabric: must stay False for now.
-        num_qps_per_rank, allow_nvlink_for_low_latency_mode: accepted and stored (they only
-            affect the low-latency and internode modes).
+        low_latency_mode, enable_shrink, use_fabric: must stay False for now.
+        num_qps_per_rank, allow_nvlink_for_low_latency_mode, allow_mnnvl: accepted and stored
+            (they only affect the low-latency and internode modes).
         explicitly_destroy: if True, ``destroy()`` must be called; otherwise memory is freed
             when the object is collected.
         comm: ``mpi4py`` communicator used instead of ``group`` for bootstrap.
@@ -106,6 +107,8 @@ class Buffer:
         self.enable_shrink = bool(enable_shrink)
         self._check_modes(use_fabric)
         _C.validate_buffer_args(self.rank, self.group_size, self.num_nvl_bytes)
+        if group is not None:
+            check_nvlink_connections(group)
 
         self._device = torch.cuda.current_device()
         runtime = _C.IntranodeBuffer(self.rank, self.group_size, self.num_nvl_bytes, self._device)
@@ -135,8 +138,9 @@ class Buffer:
             raise _not_implemented(f"internode mode (num_rdma_bytes={self.num_rdma_bytes})")
         if self.group_size > 8:
             raise _not_implemented(f"internode mode ({self.group_size} ranks)")
+        # allow_mnnvl only configures NVSHMEM in DeepEP V1, which the intranode mode does not
+        # use: accepted, without effect, as there.
         for name, value in (
-            ("allow_mnnvl", self.allow_mnnvl),
             ("enable_shrink", self.enable_shrink),
             ("use_fabric", use_fabric),
         ):
@@ -172,14 +176,23 @@ class Buffer:
         """True when the extension was built for SM90+ (FP8 paths)."""
         return bool(_C.sm90_compiled)
 
-    @classmethod
-    def set_num_sms(cls, new_num_sms: int) -> None:
-        """Sets the SM count of the default configs; must be even (a channel is two SMs)."""
-        if not isinstance(new_num_sms, int) or new_num_sms <= 0 or new_num_sms % 2 != 0:
+    @staticmethod
+    def set_num_sms(new_num_sms: int) -> None:
+        """Sets ``Buffer.num_sms``, the SM count of the default configs; a positive even integer
+        (a channel is two SMs). Any integer type (``operator.index``) is accepted."""
+        try:
+            value = operator.index(new_num_sms)
+        except TypeError:
+            raise TypeError(
+                f"set_num_sms(new_num_sms={new_num_sms!r}): the SM count must be an integer, "
+                f"got {type(new_num_sms).__name__}"
+            ) from None
+        if isinstance(new_num_sms, bool) or value <= 0 or value % 2 != 0:
             raise ValueError(
-                f"set_num_sms({new_num_sms!r}): the SM count must be a positive even int"
+                f"set_num_sms(new_num_sms={new_num_sms!r}): the SM count must be a positive "
+                "even integer"
             )
-        cls.num_sms = new_num_sms
+        Buffer.num_sms = value
 
     @staticmethod
     def capture() -> EventOverlap:
@@ -308,10 +321,15 @@ class Buffer:
     ]:
         """Sends each token to the ranks holding its experts (see docs/intranode.md).
 
-        ``x``: bf16 [T, H], or ``(float8_e4m3fn [T, H], scales [T, S] float32|int32)``.
+        ``x``: bf16 [T, H], or ``(float8_e4m3fn [T, H], scales [T, S] float32|int32)``. As in
+        DeepEP, rows move as raw bytes: any dtype works when ``H * itemsize`` is a multiple of
+        16, and scales go with any 1-byte data (``combine`` takes bf16 only).
         Returns ``(recv_x, recv_topk_idx, recv_topk_weights, num_recv_tokens_per_expert_list,
         handle, event)``; received rows are grouped by source rank, then source token index.
-        With ``handle`` (cached mode) returns ``(recv_x, None, None, None, None, event)``.
+        With ``handle`` (cached mode) returns ``(recv_x, None, None, None, None, event)``; the
+        row count then comes from the handle and ``num_worst_tokens`` is ignored (as in DeepEP).
+        ``previous_event``: an ``EventOverlap`` to start after (one holding no event, as a
+        synchronous call returns, means none), else the current stream.
         """
         runtime = self._live("dispatch")
         config = config if config is not None else self.get_dispatch_config(self.group_size)

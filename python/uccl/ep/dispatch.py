@@ -36,11 +36,15 @@ def _check_tensor(t: Any, name: str) -> None:
 
 
 def _unpack_handle(handle: Any) -> tuple:
-    if not isinstance(handle, tuple) or len(handle) != len(_HANDLE_FIELDS):
+    """The handle's 6 tensors as a tuple; a list of them works too (DeepEP unpacks any sequence)."""
+    is_sequence = isinstance(handle, (tuple, list))
+    if not is_sequence or len(handle) != len(_HANDLE_FIELDS):
+        got = f"{len(handle)} items" if is_sequence else type(handle).__name__
         raise ValueError(
             "handle must be the 6-tuple returned by an intranode dispatch "
-            f"({', '.join(_HANDLE_FIELDS)})"
+            f"({', '.join(_HANDLE_FIELDS)}), got {got}"
         )
+    handle = tuple(handle)
     for t, name in zip(handle, _HANDLE_FIELDS):
         if not isinstance(t, torch.Tensor):
             raise TypeError(f"handle field {name} must be a torch.Tensor, got {type(t).__name__}")
@@ -163,9 +167,9 @@ def fresh_dispatch(
 def cached_dispatch(
     runtime: Any, scope: StreamScope, x: Any, handle: Any, config: Any, num_worst_tokens: int
 ) -> tuple:
-    """Dispatch reusing a handle's layout: no count exchange, no host synchronisation."""
-    if num_worst_tokens:
-        raise ValueError("cached dispatch (handle given) takes no num_worst_tokens")
+    """Dispatch reusing a handle's layout: no count exchange, no host synchronisation. The row
+    count comes from the handle, so ``num_worst_tokens`` is ignored, as in DeepEP V1."""
+    del num_worst_tokens
     rank_prefix, channel_prefix, _, recv_src_idx, is_token_in_rank, _ = _unpack_handle(handle)
     data, scales = _split_x(x)
     _check_tensor(data, "x")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from typing import Any, Iterable, Optional
 
 import torch
@@ -59,15 +60,21 @@ def current_raw_stream(device_index: int) -> int:
     return torch.cuda.current_stream(device_index).cuda_stream
 
 
-def raw_event(event: EventOverlap) -> int:
-    """The raw cudaEvent_t of an EventOverlap's event (0 when never recorded)."""
-    return int(event.event.event.cuda_event)
+def raw_event(handle: EventHandle) -> int:
+    """The raw cudaEvent_t of an EventHandle (0 when never recorded)."""
+    try:
+        return int(handle.event.cuda_event)
+    except AttributeError:
+        raise TypeError(
+            "previous_event.event must be an EventHandle (from Buffer.capture() or a uccl-ep "
+            f"call), got {type(handle).__name__}"
+        ) from None
 
 
 class StreamScope:
     """Stream rules of DeepEP's normal kernels, for one call.
 
-    Entering: the communication stream waits for ``previous_event`` if given, else for the
+    Entering: the communication stream waits for ``previous_event.event`` if any, else for the
     current stream; with ``allocate_on_comm_stream`` the body allocates on the comm stream.
     ``finish(tensors)``: with ``async_finish`` records an event on the comm stream and marks
     every tensor as used by it (and by the compute stream when allocated on the comm stream);
@@ -85,17 +92,22 @@ class StreamScope:
         async_finish: bool,
         allocate_on_comm_stream: bool,
     ) -> None:
-        if allocate_on_comm_stream and (previous_event is None or not async_finish):
-            raise ValueError(
-                "allocate_on_comm_stream=True requires previous_event and async_finish=True"
-            )
+        # As in DeepEP, the event is previous_event.event: an EventOverlap holding none (what a
+        # synchronous call returns) means "no previous event". Objects without `.event` (a
+        # torch.cuda.Event, say) are refused rather than silently ignored.
+        event = None
         if previous_event is not None:
-            if not isinstance(previous_event, EventOverlap):
+            if not hasattr(previous_event, "event"):
                 raise TypeError(
-                    f"previous_event must be an EventOverlap or None, got {type(previous_event)}"
+                    "previous_event must be an EventOverlap (or None), got "
+                    f"{type(previous_event).__name__}"
                 )
-            if previous_event.event is None:
-                raise ValueError("previous_event holds no event (it came from a synchronous call)")
+            event = previous_event.event
+        if allocate_on_comm_stream and (event is None or not async_finish):
+            raise ValueError(
+                "allocate_on_comm_stream=True requires previous_event (an EventOverlap holding "
+                "an event) and async_finish=True"
+            )
         self.runtime = runtime
         self.comm = comm_stream
         self.stream_handle = comm_handle
@@ -106,14 +118,14 @@ class StreamScope:
             )
         # The compute stream as an object only where torch needs one (record_stream).
         self.compute = torch.cuda.current_stream(device_index) if allocate_on_comm_stream else None
-        self.previous_event = previous_event
+        self.previous_raw = None if event is None else raw_event(event)
         self.async_finish = async_finish
         self.allocate_on_comm_stream = allocate_on_comm_stream
         self._ctx = None
 
     def __enter__(self) -> StreamScope:
-        if self.previous_event is not None:
-            self.runtime.stream_wait_event(self.stream_handle, raw_event(self.previous_event))
+        if self.previous_raw is not None:
+            self.runtime.stream_wait_event(self.stream_handle, self.previous_raw)
         else:
             self.runtime.stream_wait(self.stream_handle, self.compute_handle)
         if self.allocate_on_comm_stream:
@@ -136,3 +148,46 @@ class StreamScope:
                 if self.compute is not None:
                     t.record_stream(self.compute)
         return EventOverlap(EventHandle(self.comm))
+
+
+def check_nvlink_connections(group: Any) -> None:
+    """DeepEP V1's check of the GPUs of ``group`` (a ``torch.distributed`` group), made before a
+    Buffer is built: on PCIe GPUs (device name containing ``PCIE``) at most 2 ranks, and, when
+    ``pynvml`` is installed, an NVLink between the two. Other GPUs pass without a collective.
+    Raises ``RuntimeError`` naming the devices otherwise."""
+    name = torch.cuda.get_device_name()
+    if "PCIE" not in name.upper():
+        return
+    import torch.distributed as dist
+
+    size = dist.get_world_size(group)
+    if size > 2:
+        raise RuntimeError(
+            f"check_nvlink_connections: {name} is a PCIe GPU; the intranode mode supports at "
+            f"most 2 PCIe GPUs (an NVLink-bridged pair), the group has {size} ranks"
+        )
+    try:
+        import pynvml
+    except ImportError:
+        return
+    visible = os.environ.get("CUDA_VISIBLE_DEVICES", "")
+    index = torch.cuda.current_device()
+    ids = [s.strip() for s in visible.split(",") if s.strip()] if visible else []
+    physical = int(ids[index]) if index < len(ids) and ids[index].isdigit() else index
+    all_ids = [None] * size
+    dist.all_gather_object(all_ids, physical, group=group)
+    pynvml.nvmlInit()
+    try:
+        handles = [pynvml.nvmlDeviceGetHandleByIndex(i) for i in all_ids]
+        for i, a in enumerate(handles):
+            for j, b in enumerate(handles):
+                if i >= j:
+                    continue
+                status = pynvml.nvmlDeviceGetP2PStatus(a, b, pynvml.NVML_P2P_CAPS_INDEX_NVLINK)
+                if status != pynvml.NVML_P2P_STATUS_OK:
+                    raise RuntimeError(
+                        f"check_nvlink_connections: GPUs {all_ids[i]} and {all_ids[j]} ({name}) "
+                        "are not connected by NVLink"
+                    )
+    finally:
+        pynvml.nvmlShutdown()
