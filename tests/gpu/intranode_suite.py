@@ -315,6 +315,7 @@ def section_api(ctx: Ctx) -> None:
             scope.ok(f"deep_ep_{name}", same, f"deep_ep.{name} is not uccl.ep.{name}")
         section_api_modules(scope, ctx)
     section_api_set_num_sms(Scope(ctx, "api", "set_num_sms"))
+    section_api_buffer_views(Scope(ctx, "api", "buffer_views"))
     topk_idx_t = getattr(ctx.ep, "topk_idx_t", None)
     scope.ok("topk_idx_t", topk_idx_t == torch.int64, f"got {topk_idx_t}")
     event = ctx.buffer.capture()
@@ -386,6 +387,35 @@ def section_api_set_num_sms(scope: Scope) -> None:
         scope.ok("unchanged_after_errors", buffer_cls.num_sms == old, f"{buffer_cls.num_sms!r}")
     finally:
         buffer_cls.num_sms = old
+
+
+def section_api_buffer_views(scope: Scope) -> None:
+    """get_local_buffer_tensor views this rank's NVLink buffer (offset, dtype, size; writes
+    land in it), gives an empty tensor for the RDMA buffer the intranode mode lacks, refuses
+    sizes past the end and misaligned offsets; get_comm_stream is a stream of its own."""
+    b = scope.ctx.buffer
+    n = b.num_nvl_bytes
+    whole = b.get_local_buffer_tensor(torch.uint8)
+    here = whole.is_cuda and whole.device.index == torch.cuda.current_device()
+    scope.ok("whole", whole.numel() == n and here, f"{describe(whole)} for {n} bytes")
+    half = b.get_local_buffer_tensor(torch.bfloat16, offset=256)
+    good = half.dtype == torch.bfloat16 and half.numel() == (n - 256) // 2
+    scope.ok("offset", good and half.data_ptr() == whole.data_ptr() + 256, describe(half))
+    shaped = b.get_local_buffer_tensor(torch.float32, size=torch.Size([4, 8]), offset=128)
+    good = tuple(shaped.shape) == (4, 8) and shaped.data_ptr() == whole.data_ptr() + 128
+    scope.ok("size", good, describe(shaped))
+    shaped.fill_(1.5)
+    seen = whole[128 : 128 + 128].view(torch.float32)
+    scope.ok("aliases_buffer", bool((seen == 1.5).all()), f"read back {seen[:4].tolist()}")
+    rdma = b.get_local_buffer_tensor(torch.bfloat16, use_rdma_buffer=True)
+    scope.ok("rdma_empty", rdma.numel() == 0 and rdma.dtype == torch.bfloat16, describe(rdma))
+    too_big = partial(b.get_local_buffer_tensor, torch.uint8, torch.Size([n + 1]))
+    expect_error(scope, "size_past_end", too_big, ("size",), (ValueError,))
+    misaligned = partial(b.get_local_buffer_tensor, torch.float32, None, 2)
+    expect_error(scope, "offset_misaligned", misaligned, ("offset",), (ValueError,))
+    stream = b.get_comm_stream()
+    own = isinstance(stream, torch.cuda.Stream) and stream != torch.cuda.current_stream()
+    scope.ok("comm_stream", own, f"got {stream!r}")
 
 
 def check_layout(scope: Scope, world: ScenarioRef, mode: Mode) -> None:

@@ -250,17 +250,25 @@ class Buffer:
 
         Unlike DeepEP the length is clamped to the buffer: ``(num_nvl_bytes - offset) //
         itemsize`` elements. With ``size``, the first ``size.numel()`` elements reshaped.
+        ``use_rdma_buffer=True`` gives the RDMA buffer, which the intranode mode does not have
+        (``num_rdma_bytes == 0``): an empty tensor, as DeepEP returns then.
         """
-        if use_rdma_buffer:
-            raise ValueError("use_rdma_buffer=True: this Buffer has no RDMA buffer")
-        if not 0 <= offset <= self.num_nvl_bytes:
-            raise ValueError(f"offset={offset} must be in [0, num_nvl_bytes={self.num_nvl_bytes}]")
-        raw = torch.from_dlpack(self._live("get_local_buffer_tensor").local_buffer())
         itemsize = torch.empty((), dtype=dtype).element_size()
-        count = (self.num_nvl_bytes - offset) // itemsize
-        t = raw[offset : offset + count * itemsize].view(dtype)
+        runtime = self._live("get_local_buffer_tensor")
+        if use_rdma_buffer:
+            t = torch.empty(0, dtype=dtype, device=torch.device("cuda", self._device))
+        else:
+            if not 0 <= offset <= self.num_nvl_bytes or offset % itemsize:
+                raise ValueError(
+                    f"offset={offset} must be in [0, num_nvl_bytes={self.num_nvl_bytes}] and a "
+                    f"multiple of the element size {itemsize} ({dtype})"
+                )
+            raw = torch.from_dlpack(runtime.local_buffer())
+            count = (self.num_nvl_bytes - offset) // itemsize
+            t = raw[offset : offset + count * itemsize].view(dtype)
         if size is None:
             return t
+        size = torch.Size(size)
         if size.numel() > t.numel():
             raise ValueError(f"size {tuple(size)} needs {size.numel()} elements, have {t.numel()}")
         return t[: size.numel()].view(size)
