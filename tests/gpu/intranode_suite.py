@@ -22,6 +22,7 @@ import torch.distributed as dist
 try:
     from . import (
         _dist,
+        api_section,
         bad_input_section,
         determinism_section,
         graph_section,
@@ -34,6 +35,7 @@ try:
     from .reference import Scenario, ScenarioRef
 except ImportError:  # run as a script: the siblings are importable from sys.path[0]
     import _dist
+    import api_section
     import bad_input_section
     import determinism_section
     import graph_section
@@ -303,121 +305,6 @@ def expect_error(
 # ----------------------------------------------------------------------------- sections
 
 
-def section_api(ctx: Ctx) -> None:
-    scope = Scope(ctx, "api", "imports")
-    try:
-        import deep_ep
-    except ImportError as exc:
-        scope.ok("deep_ep_import", False, repr(exc))
-    else:
-        for name in ("Buffer", "Config", "EventOverlap", "topk_idx_t"):
-            same = getattr(deep_ep, name, None) is getattr(ctx.ep, name)
-            scope.ok(f"deep_ep_{name}", same, f"deep_ep.{name} is not uccl.ep.{name}")
-        section_api_modules(scope, ctx)
-    section_api_set_num_sms(Scope(ctx, "api", "set_num_sms"))
-    section_api_buffer_views(Scope(ctx, "api", "buffer_views"))
-    topk_idx_t = getattr(ctx.ep, "topk_idx_t", None)
-    scope.ok("topk_idx_t", topk_idx_t == torch.int64, f"got {topk_idx_t}")
-    event = ctx.buffer.capture()
-    is_overlap = isinstance(event, getattr(ctx.ep, "EventOverlap", ()))
-    scope.ok("capture_type", is_overlap, f"got {describe(event)}")
-    event.current_stream_wait()
-
-
-def section_api_modules(scope: Scope, ctx: Ctx) -> None:
-    """DeepEP V1's submodules, imported as frameworks do (`from deep_ep.utils import ...`)."""
-    try:
-        from deep_ep.buffer import Buffer
-        from deep_ep.utils import EventHandle, EventOverlap, check_nvlink_connections
-    except ImportError as exc:
-        scope.ok("deep_ep_submodules", False, repr(exc))
-        return
-    scope.ok("deep_ep_buffer_Buffer", Buffer is ctx.ep.Buffer, f"got {Buffer!r}")
-    scope.ok("deep_ep_utils_EventOverlap", EventOverlap is ctx.ep.EventOverlap, repr(EventOverlap))
-    scope.ok("deep_ep_utils_EventHandle", EventHandle is ctx.ep.EventHandle, repr(EventHandle))
-    name = torch.cuda.get_device_name()
-    if "PCIE" not in name.upper():  # SXM GPUs pass without a collective
-        try:
-            got = check_nvlink_connections(dist.group.WORLD)
-        except Exception as exc:  # noqa: BLE001 - any error is a failed check
-            got = exc
-        scope.ok("check_nvlink_connections", got is None, f"{name}: got {got!r}")
-
-
-class _IndexLike:
-    """An integer type other than int (numpy's, for instance): has __index__ only."""
-
-    def __init__(self, value: int) -> None:
-        self.value = value
-
-    def __index__(self) -> int:
-        return self.value
-
-
-def section_api_set_num_sms(scope: Scope) -> None:
-    """set_num_sms takes any integer type, sets Buffer.num_sms (also called on a subclass, as
-    DeepEP's static method does), and refuses odd, non-positive and non-integer counts."""
-    buffer_cls = scope.ctx.ep.Buffer
-    old = buffer_cls.num_sms
-
-    class Sub(buffer_cls):
-        pass
-
-    try:
-        buffer_cls.set_num_sms(_IndexLike(old + 2))
-        got = buffer_cls.num_sms
-        scope.ok("index_like", got == old + 2 and type(got) is int, f"num_sms={got!r}")
-        Sub.set_num_sms(old)
-        scope.ok("subclass_sets_Buffer", buffer_cls.num_sms == old, f"{buffer_cls.num_sms!r}")
-        for bad, types in ((3, (ValueError,)), (0, (ValueError,)), (True, (ValueError,))):
-            expect_error(
-                scope,
-                f"rejects_{bad!r}",
-                partial(buffer_cls.set_num_sms, bad),
-                ("new_num_sms",),
-                types,
-            )
-        expect_error(
-            scope,
-            "rejects_float",
-            partial(buffer_cls.set_num_sms, 24.0),
-            ("new_num_sms",),
-            (TypeError,),
-        )
-        scope.ok("unchanged_after_errors", buffer_cls.num_sms == old, f"{buffer_cls.num_sms!r}")
-    finally:
-        buffer_cls.num_sms = old
-
-
-def section_api_buffer_views(scope: Scope) -> None:
-    """get_local_buffer_tensor views this rank's NVLink buffer (offset, dtype, size; writes
-    land in it), gives an empty tensor for the RDMA buffer the intranode mode lacks, refuses
-    sizes past the end and misaligned offsets; get_comm_stream is a stream of its own."""
-    b = scope.ctx.buffer
-    n = b.num_nvl_bytes
-    whole = b.get_local_buffer_tensor(torch.uint8)
-    here = whole.is_cuda and whole.device.index == torch.cuda.current_device()
-    scope.ok("whole", whole.numel() == n and here, f"{describe(whole)} for {n} bytes")
-    half = b.get_local_buffer_tensor(torch.bfloat16, offset=256)
-    good = half.dtype == torch.bfloat16 and half.numel() == (n - 256) // 2
-    scope.ok("offset", good and half.data_ptr() == whole.data_ptr() + 256, describe(half))
-    shaped = b.get_local_buffer_tensor(torch.float32, size=torch.Size([4, 8]), offset=128)
-    good = tuple(shaped.shape) == (4, 8) and shaped.data_ptr() == whole.data_ptr() + 128
-    scope.ok("size", good, describe(shaped))
-    shaped.fill_(1.5)
-    seen = whole[128 : 128 + 128].view(torch.float32)
-    scope.ok("aliases_buffer", bool((seen == 1.5).all()), f"read back {seen[:4].tolist()}")
-    rdma = b.get_local_buffer_tensor(torch.bfloat16, use_rdma_buffer=True)
-    scope.ok("rdma_empty", rdma.numel() == 0 and rdma.dtype == torch.bfloat16, describe(rdma))
-    too_big = partial(b.get_local_buffer_tensor, torch.uint8, torch.Size([n + 1]))
-    expect_error(scope, "size_past_end", too_big, ("size",), (ValueError,))
-    misaligned = partial(b.get_local_buffer_tensor, torch.float32, None, 2)
-    expect_error(scope, "offset_misaligned", misaligned, ("offset",), (ValueError,))
-    stream = b.get_comm_stream()
-    own = isinstance(stream, torch.cuda.Stream) and stream != torch.cuda.current_stream()
-    scope.ok("comm_stream", own, f"got {stream!r}")
-
-
 def check_layout(scope: Scope, world: ScenarioRef, mode: Mode) -> None:
     own = world.layouts[scope.ctx.rank]
     idx, num_experts = world.topk_idx[scope.ctx.rank], world.sc.num_experts
@@ -659,7 +546,7 @@ def run_suite(rank: int, num_ranks: int, rec: Recorder) -> None:
     w: dict[str, ScenarioRef] = {}  # filled by the setup section
     sections = [
         ("setup", lambda: section_setup(ctx, w)),
-        ("api", lambda: section_api(ctx)),
+        ("api", lambda: api_section.section_api(ctx)),
         ("layout", lambda: section_layout(ctx, list(w.values()))),
         ("sweep_small", lambda: section_sweep(ctx, w["small"])),
         ("sweep_big", lambda: section_sweep(ctx, w["big"])),
