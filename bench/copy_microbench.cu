@@ -34,40 +34,17 @@ using uccl::ep::device::st_na_v4;
 constexpr int kRowBytes = 14336;
 
 /// Warp-wide copy of rows: warp w copies rows w, w + num_warps, ...; kUnroll words in flight per
-/// lane; a system fence every `fence_rows` rows of a warp (0: never).
+/// lane; a system fence every `fence_rows` rows of a warp (0: never). Rows start every
+/// `src_pitch` / `dst_pitch` bytes (kRowBytes: packed).
 template <int kUnroll>
 __global__ void __launch_bounds__(768, 1)
-    warp_copy_kernel(const uint8_t* src, uint8_t* dst, int num_rows, int fence_rows) {
+    warp_copy_kernel(const uint8_t* src, uint8_t* dst, int num_rows, int fence_rows,
+                     int64_t src_pitch = kRowBytes, int64_t dst_pitch = kRowBytes) {
   const int lane = threadIdx.x % 32;
   const int warp = blockIdx.x * (blockDim.x / 32) + threadIdx.x / 32;
   const int num_warps = gridDim.x * (blockDim.x / 32);
   constexpr int kWords = kRowBytes / 16;
   int done = 0;
-  for (int row = warp; row < num_rows; row += num_warps) {
-    const int4* s = reinterpret_cast<const int4*>(src + static_cast<int64_t>(row) * kRowBytes);
-    int4* d = reinterpret_cast<int4*>(dst + static_cast<int64_t>(row) * kRowBytes);
-    for (int i = lane; i < kWords; i += 32 * kUnroll) {
-      int4 v[kUnroll];
-#pragma unroll
-      for (int u = 0; u < kUnroll; ++u)
-        if (i + 32 * u < kWords) v[u] = ld_nc_v4(s + i + 32 * u);
-#pragma unroll
-      for (int u = 0; u < kUnroll; ++u)
-        if (i + 32 * u < kWords) st_na_v4(d + i + 32 * u, v[u]);
-    }
-    if (fence_rows > 0 && ++done % fence_rows == 0) __threadfence_system();
-  }
-}
-
-/// warp_copy_kernel<4> with row pitches of their own for the source and the destination.
-__global__ void __launch_bounds__(768, 1)
-    pitched_copy_kernel(const uint8_t* src, int64_t src_pitch, uint8_t* dst, int64_t dst_pitch,
-                        int num_rows) {
-  constexpr int kUnroll = 4;
-  const int lane = threadIdx.x % 32;
-  const int warp = blockIdx.x * (blockDim.x / 32) + threadIdx.x / 32;
-  const int num_warps = gridDim.x * (blockDim.x / 32);
-  constexpr int kWords = kRowBytes / 16;
   for (int row = warp; row < num_rows; row += num_warps) {
     const int4* s = reinterpret_cast<const int4*>(src + row * src_pitch);
     int4* d = reinterpret_cast<int4*>(dst + row * dst_pitch);
@@ -80,6 +57,7 @@ __global__ void __launch_bounds__(768, 1)
       for (int u = 0; u < kUnroll; ++u)
         if (i + 32 * u < kWords) st_na_v4(d + i + 32 * u, v[u]);
     }
+    if (fence_rows > 0 && ++done % fence_rows == 0) __threadfence_system();
   }
 }
 
@@ -418,7 +396,7 @@ int run_pitch(const Args& args) {
     const int64_t sp = cases[c][0], dp = cases[c][1];
     CHECK_CUDA(cudaMemset(dst, 0, bytes));
     const float ms =
-        time_median([&] { pitched_copy_kernel<<<args.sms, 768>>>(src, sp, dst, dp, num_rows); });
+        time_median([&] { warp_copy_kernel<4><<<args.sms, 768>>>(src, dst, num_rows, 0, sp, dp); });
     CHECK_CUDA(cudaMemcpy(back.data(), dst, bytes, cudaMemcpyDeviceToHost));
     bool ok = true;
     for (int row = 0; row < num_rows && ok; ++row)
