@@ -3,8 +3,11 @@
 // and bulk asynchronous copies (TMA, cp.async.bulk) staged through shared memory.
 //
 //   copy_microbench [--sms 24] [--mib 256] [--src 0] [--dst 1] [--json PATH] [--sweep 1]
-//                   [--pitch BYTES]
+//                   [--pitch BYTES] [--publisher 1]
 //
+// --publisher 1 instead measures 23 copy warps per SM next to a 24th warp that idles, polls
+// shared memory, or releases a counter with system or GPU scope (back to back or paced), as the
+// dispatch's publisher warp does next to the send warps: does such a warp slow the SM's copies?
 // --sweep 1 instead measures warp copies over SM counts and warps per SM: mode 1 src pushes to
 // dst, mode 2 both push to each other at once, mode 3 dst pulls from src (remote loads); this
 // tells a per-SM limit from a link limit.
@@ -23,43 +26,12 @@
 #include <string>
 #include <vector>
 
-#include "cuda_exit_check.h"
-#include "device/ptx.cuh"
+#include "copy_common.cuh"
+#include "device/warp_copy.cuh"
 
 namespace {
 
-using uccl::ep::device::ld_nc_v4;
-using uccl::ep::device::st_na_v4;
-
-constexpr int kRowBytes = 14336;
-
-/// Warp-wide copy of rows: warp w copies rows w, w + num_warps, ...; kUnroll words in flight per
-/// lane; a system fence every `fence_rows` rows of a warp (0: never). Rows start every
-/// `src_pitch` / `dst_pitch` bytes (kRowBytes: packed).
-template <int kUnroll>
-__global__ void __launch_bounds__(768, 1)
-    warp_copy_kernel(const uint8_t* src, uint8_t* dst, int num_rows, int fence_rows,
-                     int64_t src_pitch = kRowBytes, int64_t dst_pitch = kRowBytes) {
-  const int lane = threadIdx.x % 32;
-  const int warp = blockIdx.x * (blockDim.x / 32) + threadIdx.x / 32;
-  const int num_warps = gridDim.x * (blockDim.x / 32);
-  constexpr int kWords = kRowBytes / 16;
-  int done = 0;
-  for (int row = warp; row < num_rows; row += num_warps) {
-    const int4* s = reinterpret_cast<const int4*>(src + row * src_pitch);
-    int4* d = reinterpret_cast<int4*>(dst + row * dst_pitch);
-    for (int i = lane; i < kWords; i += 32 * kUnroll) {
-      int4 v[kUnroll];
-#pragma unroll
-      for (int u = 0; u < kUnroll; ++u)
-        if (i + 32 * u < kWords) v[u] = ld_nc_v4(s + i + 32 * u);
-#pragma unroll
-      for (int u = 0; u < kUnroll; ++u)
-        if (i + 32 * u < kWords) st_na_v4(d + i + 32 * u, v[u]);
-    }
-    if (fence_rows > 0 && ++done % fence_rows == 0) __threadfence_system();
-  }
-}
+using namespace uccl::ep::bench;
 
 // ---- bulk asynchronous copies (sm_90) ----
 __device__ __forceinline__ uint32_t smem_addr(const void* p) {
@@ -234,8 +206,41 @@ __global__ void __launch_bounds__(768, 1)
   }
 }
 
+/// --publisher: warps [0, 23) of each block copy rows (copy_rows over the grid's copy warps)
+/// while warp 23 does what the dispatch's publisher warp does until they finish: mode 0 leaves
+/// at once; 1 polls a shared-memory word; 2 also raises a device counter with
+/// red.release.sys after every poll, 3 with red.release.gpu, 4 with red.release.sys and a
+/// `sleep_ns` __nanosleep after each.
+__global__ void __launch_bounds__(768, 1)
+    publisher_copy_kernel(const uint8_t* src, uint8_t* dst, int num_rows, int32_t* counters,
+                          int mode, int sleep_ns) {
+  constexpr int kCopyWarps = 23;
+  __shared__ int s_done;
+  if (threadIdx.x == 0) s_done = 0;
+  __syncthreads();
+  const int lane = threadIdx.x % 32, warp = threadIdx.x / 32;
+  if (warp == kCopyWarps) {
+    int32_t* counter = counters + blockIdx.x * 32;  // a line per block
+    for (int iter = 1; mode != 0 && *static_cast<volatile int*>(&s_done) < kCopyWarps; ++iter) {
+      if (lane == 0 && mode == 3)
+        asm volatile("red.release.gpu.global.max.s32 [%0], %1;" ::"l"(counter), "r"(iter)
+                     : "memory");
+      else if (lane == 0 && mode >= 2)
+        uccl::ep::device::red_max_release_sys(counter, iter);
+      if (mode == 4) __nanosleep(sleep_ns);
+      __syncwarp();
+    }
+    return;
+  }
+  if (warp > kCopyWarps) return;
+  copy_rows<4>(src, dst, num_rows, blockIdx.x * kCopyWarps + warp, gridDim.x * kCopyWarps, 0,
+               kRowBytes, kRowBytes);
+  __syncwarp();
+  if (lane == 0) atomicAdd(&s_done, 1);
+}
+
 struct Args {
-  int sms = 24, src = 0, dst = 1, sweep = 0, pitch = 0;
+  int sms = 24, src = 0, dst = 1, sweep = 0, pitch = 0, publisher = 0;
   int64_t mib = 256;
   std::string json;
 };
@@ -256,6 +261,8 @@ Args parse(int argc, char** argv) {
       a.sweep = std::atoi(argv[i + 1]);
     else if (k == "--pitch")
       a.pitch = std::atoi(argv[i + 1]);
+    else if (k == "--publisher")
+      a.publisher = std::atoi(argv[i + 1]);
     else if (k == "--json")
       a.json = argv[i + 1];
     else {
@@ -264,28 +271,6 @@ Args parse(int argc, char** argv) {
     }
   }
   return a;
-}
-
-template <typename Launch>
-float time_median(Launch&& launch) {
-  cudaEvent_t a, b;
-  CHECK_CUDA(cudaEventCreate(&a));
-  CHECK_CUDA(cudaEventCreate(&b));
-  launch();
-  CHECK_CUDA(cudaGetLastError());
-  CHECK_CUDA(cudaDeviceSynchronize());
-  std::vector<float> ms;
-  for (int i = 0; i < 5; ++i) {
-    CHECK_CUDA(cudaEventRecord(a));
-    launch();
-    CHECK_CUDA(cudaEventRecord(b));
-    CHECK_CUDA(cudaEventSynchronize(b));
-    float t = 0;
-    CHECK_CUDA(cudaEventElapsedTime(&t, a, b));
-    ms.push_back(t);
-  }
-  std::sort(ms.begin(), ms.end());
-  return ms[ms.size() / 2];
 }
 
 /// Warp copies over SM counts x warps per SM; one direction, and both directions at once.
@@ -417,6 +402,46 @@ int run_pitch(const Args& args) {
   return all_ok ? 0 : 1;
 }
 
+/// --publisher: 23 copy warps per SM, with the 24th idle, polling shared memory, or releasing a
+/// counter (system / GPU scope, back to back or every 256 / 1024 ns) at once.
+int run_publisher(const Args& args) {
+  const int num_rows = static_cast<int>(args.mib * (1 << 20) / kRowBytes);
+  const size_t bytes = static_cast<size_t>(num_rows) * kRowBytes;
+  uint8_t *src = nullptr, *dst = nullptr;
+  int32_t* counters = nullptr;
+  CHECK_CUDA(cudaSetDevice(args.dst));
+  CHECK_CUDA(cudaMalloc(&dst, bytes));
+  CHECK_CUDA(cudaSetDevice(args.src));
+  if (args.src != args.dst) CHECK_CUDA(cudaDeviceEnablePeerAccess(args.dst, 0));
+  CHECK_CUDA(cudaMalloc(&src, bytes));
+  CHECK_CUDA(cudaMalloc(&counters, static_cast<size_t>(args.sms) * 32 * sizeof(int32_t)));
+  std::vector<uint8_t> host(bytes), back(bytes);
+  for (size_t i = 0; i < bytes; ++i) host[i] = static_cast<uint8_t>(i * 2654435761u >> 13);
+  CHECK_CUDA(cudaMemcpy(src, host.data(), bytes, cudaMemcpyHostToDevice));
+  const struct {
+    const char* name;
+    int mode, sleep_ns;
+  } variants[] = {
+      {"23 copy warps, 24th idle", 0, 0},          {"+ warp polling shared memory", 1, 0},
+      {"+ warp releasing (sys) per poll", 2, 0},   {"+ warp releasing (gpu) per poll", 3, 0},
+      {"+ warp releasing (sys) / 256 ns", 4, 256}, {"+ warp releasing (sys) / 1024 ns", 4, 1024}};
+  bool all_ok = true;
+  for (const auto& v : variants) {
+    CHECK_CUDA(cudaMemset(dst, 0, bytes));
+    CHECK_CUDA(cudaMemset(counters, 0, static_cast<size_t>(args.sms) * 32 * sizeof(int32_t)));
+    const float ms = time_median([&] {
+      publisher_copy_kernel<<<args.sms, 768>>>(src, dst, num_rows, counters, v.mode, v.sleep_ns);
+    });
+    CHECK_CUDA(cudaMemcpy(back.data(), dst, bytes, cudaMemcpyDeviceToHost));
+    const bool ok = std::memcmp(back.data(), host.data(), bytes) == 0;
+    all_ok &= ok;
+    const double gbps = bytes / (ms * 1e-3) / 1e9;
+    std::printf("%-34s %8.1f us  %7.1f GB/s  %6.2f GB/s per SM  %s\n", v.name, ms * 1e3, gbps,
+                gbps / args.sms, ok ? "ok" : "MISMATCH");
+  }
+  return all_ok ? 0 : 1;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -429,6 +454,7 @@ int main(int argc, char** argv) {
   }
   if (args.sweep) return run_sweep(args);
   if (args.pitch) return run_pitch(args);
+  if (args.publisher) return run_publisher(args);
   const int num_rows = static_cast<int>(args.mib * (1 << 20) / kRowBytes);
   const size_t bytes = static_cast<size_t>(num_rows) * kRowBytes;
   uint8_t *src = nullptr, *dst = nullptr;

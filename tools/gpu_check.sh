@@ -4,8 +4,9 @@
 #
 #   tools/gpu_check.sh [MODE...]   MODE: all|test|bench|host|smoke|micro|sweep|probe|cmdpath
 #                                  (default: all = test bench host)
-#     micro:   copy-strategy micro-benchmark (bench/copy_microbench.cu), and the cost of rows
-#              that are only 16-byte aligned (--pitch; also on one GPU)
+#     micro:   copy-strategy micro-benchmark (bench/copy_microbench.cu, two GPUs); on one GPU
+#              too: rows only 16-byte aligned (--pitch), copy warps next to a publisher-like
+#              warp (--publisher), stores into another process's IPC memory (ipc_copy_bench.cu)
 #     probe:   cached dispatch / combine over chunk and ring sizes (bench/probe_intranode_configs.py)
 #     sweep:   warp copies over SM counts and warps per SM: push, both ways, pull
 #     bench:   bench/bench_intranode.py per EP size, after the SM direct-write all-to-all bound
@@ -134,6 +135,12 @@ if has micro && [[ $ngpu -ge 1 ]]; then
     $BUILD_DIR/uccl_ep_copy_microbench --sms 8 --dst "$d" --pitch 14416 \
       --json "$OUT/copy_pitch_$d.json" || status=1
   done
+  # Stores into memory another process exported (how ranks sharing a GPU reach each other's rings).
+  echo "== copies into own vs another process's (IPC) memory, GPU 0"
+  $BUILD_DIR/uccl_ep_ipc_copy_bench --json "$OUT/ipc_copy.json" || status=1
+  # Copy warps next to a warp that polls or releases with system scope (the publisher's pattern).
+  echo "== 23 copy warps per SM and a publisher-like warp, 8 SMs, GPU 0 -> 0"
+  $BUILD_DIR/uccl_ep_copy_microbench --sms 8 --dst 0 --publisher 1 || status=1
 fi
 
 if has sweep && [[ $ngpu -ge 2 ]]; then
