@@ -9,7 +9,8 @@ import _bench_utils as bu
 MODES = ("fp8_dispatch", "bf16_dispatch", "bf16_combine")
 TARGET_GBPS = {2: 550.0, 4: 450.0, 8: 400.0}  # DeepEP-counted, slowest rank; reported only
 # Counters of a wait-profile build (src/device/wait_profile.cuh): summed wait ns per WaitSite
-# (src/protocol/intranode_layout.h), then summed warp run ns per role.
+# (src/protocol/intranode_layout.h), then summed warp run ns per role, then per row copy kind
+# {summed row copy ns, rows}.
 WAIT_SITES = {
     1: "barrier",
     2: "dispatch_range",
@@ -20,6 +21,8 @@ WAIT_SITES = {
 }
 NUM_WAIT_SITES = 16
 WARP_ROLES = ("send", "self", "recv", "publish")
+COPY_KINDS = ("push", "self", "drain")  # dispatch rows: into a peer's ring, own rows, out of rings
+NUM_COUNTERS = NUM_WAIT_SITES + len(WARP_ROLES) + 2 * len(COPY_KINDS)
 # Then the block timeline: per block, {role bit mask, SM id, first warp start ns, last warp end ns}.
 PROFILED_BLOCKS = 64
 BLOCK_FIELDS = 4
@@ -28,7 +31,7 @@ BLOCK_FIELDS = 4
 def block_timeline(counts: list[int]) -> list[dict]:
     """The blocks that ran in a wait-profile read (one launch since the reset): block index,
     roles of its warps, SM, start and end in us from the earliest block start."""
-    first = NUM_WAIT_SITES + len(WARP_ROLES)
+    first = NUM_COUNTERS
     rows = []
     for b in range(PROFILED_BLOCKS):
         mask, sm, start, end = counts[first + b * BLOCK_FIELDS : first + (b + 1) * BLOCK_FIELDS]
@@ -283,5 +286,12 @@ def print_wait_profile(reports: list[dict]) -> None:
                 )
                 cells.append(f"{role} {run:.0f}" + (f" ({waits})" if waits else ""))
             print(f"  rank {report['rank']}: " + "; ".join(cells))
+            rows = [
+                f"{kind} {p[f'copy_{kind}_us'] / p[f'copy_{kind}_rows']:.2f}"
+                for kind in COPY_KINDS
+                if p.get(f"copy_{kind}_rows")
+            ]
+            if rows:
+                print(f"    row copy, us per row and warp: {', '.join(rows)}")
             if p.get("blocks"):
                 print(f"    one call, blocks: {timeline_summary(p['blocks'])}")

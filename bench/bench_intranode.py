@@ -37,6 +37,7 @@ except ImportError:
 
 import _bench_utils as bu
 from _intranode_report import (
+    COPY_KINDS,
     MODES,
     NUM_WAIT_SITES,
     WAIT_SITES,
@@ -255,9 +256,10 @@ class IntranodeBench:
         return {"label": label, "nvl_chunk": chunk, **times, "max_over_ranks": worst, "gbps": rates}
 
     def wait_profile(self, mode: str, best_index: int) -> dict | None:
-        """Per call at the best config of `mode`: summed run time of the warps of each role and
-        summed time they waited, per wait site (warp-microseconds; a wait-profile build), or
-        None in a normal build."""
+        """Per call at the best config of `mode`: summed run time of the warps of each role,
+        summed time they waited, per wait site, and per row copy kind the summed time of the row
+        copies and their number (warp-microseconds; a wait-profile build), or None in a normal
+        build."""
         ext = importlib.import_module("uccl.ep._C")
         kernel = "combine" if mode.endswith("combine") else "dispatch"
         bu.sync_all()
@@ -277,6 +279,10 @@ class IntranodeBench:
         out = {f"wait_{name}_us": counts[site] / n / 1e3 for site, name in WAIT_SITES.items()}
         for i, role in enumerate(WARP_ROLES):
             out[f"run_{role}_us"] = counts[NUM_WAIT_SITES + i] / n / 1e3
+        first_copy = NUM_WAIT_SITES + len(WARP_ROLES)
+        for i, kind in enumerate(COPY_KINDS):
+            out[f"copy_{kind}_us"] = counts[first_copy + 2 * i] / n / 1e3
+            out[f"copy_{kind}_rows"] = counts[first_copy + 2 * i + 1] / n
         full()  # one more call alone: its block timeline
         bu.sync_all()
         out["blocks"] = block_timeline(ext.wait_profile(kernel, True))

@@ -3,6 +3,10 @@
 // copy-bound role (little waiting) from a starved one. Off by default: then RoleTimer is empty
 // and timed_wait's hook is compiled out (the kernels' PTX is the same as without this file).
 //
+// Row copy timers split a role's run time further: the time its warps spent issuing row copies
+// (the warp_copy_v4 of one token's row) and how many rows they copied, per copy kind, so a
+// benchmark can tell whether a role's rows copy slower or its time goes elsewhere.
+//
 // A block timeline rides along: per block (the first kProfiledBlocks), the roles its warps had,
 // its SM, the earliest warp start and the latest warp end since the last reset. Read after a
 // single launch, it shows which blocks finish late and where they ran.
@@ -23,9 +27,16 @@ namespace uccl::ep::device {
 
 /// Warp roles whose run time is summed (index into the role counters).
 enum class WarpRole : int { kSend = 0, kSelf = 1, kRecv = 2, kPublish = 3, kCount = 4 };
-/// Counters: wait nanoseconds per WaitSite value [0, kWaitSites), then role nanoseconds.
+/// Row copies that are timed: a dispatch row into a peer's ring slot, into an own output row,
+/// and out of a ring slot into an output row.
+enum class CopyKind : int { kPush = 0, kSelf = 1, kDrain = 2, kCount = 3 };
+
+/// Counters: wait nanoseconds per WaitSite value [0, kWaitSites), then role nanoseconds, then
+/// per CopyKind {row copy nanoseconds, rows}.
 constexpr int kWaitSites = 16;
-constexpr int kProfileCounters = kWaitSites + static_cast<int>(WarpRole::kCount);
+constexpr int kRoleCounters = kWaitSites;
+constexpr int kCopyCounters = kRoleCounters + static_cast<int>(WarpRole::kCount);
+constexpr int kProfileCounters = kCopyCounters + 2 * static_cast<int>(CopyKind::kCount);
 /// Block timeline after the counters: per block, {role bit mask, SM id, first warp start ns,
 /// last warp end ns} (start is ~0 and the rest 0 for a block that did not run).
 constexpr int kProfiledBlocks = 64;
@@ -48,7 +59,7 @@ struct RoleTimer {
   __device__ explicit RoleTimer(WarpRole r) : role(r), start(global_timer_ns()) {}
   __device__ ~RoleTimer() {
     const uint64_t end = global_timer_ns();
-    profile_add(kWaitSites + static_cast<int>(role), end - start);
+    profile_add(kRoleCounters + static_cast<int>(role), end - start);
     if ((threadIdx.x & 31) == 0 && blockIdx.x < kProfiledBlocks) {
       unsigned long long* b = &g_wait_profile[kProfileCounters + blockIdx.x * kBlockFields];
       uint32_t sm;
@@ -58,6 +69,19 @@ struct RoleTimer {
       atomicMin(&b[2], static_cast<unsigned long long>(start));
       atomicMax(&b[3], static_cast<unsigned long long>(end));
     }
+  }
+};
+
+/// Sums the time one warp spends in a row copy of `kind` (construct before it, destroyed after)
+/// and counts the row.
+struct CopyTimer {
+  int index;
+  uint64_t start;
+  __device__ explicit CopyTimer(CopyKind kind)
+      : index(kCopyCounters + 2 * static_cast<int>(kind)), start(global_timer_ns()) {}
+  __device__ ~CopyTimer() {
+    profile_add(index, global_timer_ns() - start);
+    profile_add(index + 1, 1);
   }
 };
 
@@ -76,6 +100,9 @@ static inline std::vector<uint64_t> read_wait_profile(bool reset) {
 #else
 struct RoleTimer {
   __device__ explicit RoleTimer(WarpRole) {}
+};
+struct CopyTimer {
+  __device__ explicit CopyTimer(CopyKind) {}
 };
 /// Host: normal builds count nothing.
 static inline std::vector<uint64_t> read_wait_profile(bool) {

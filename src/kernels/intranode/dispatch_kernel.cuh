@@ -85,9 +85,13 @@ __device__ __forceinline__ void dispatch_copy_token(const DispatchArgs& a, int t
     expert = __ldg(a.topk_idx + t * a.num_topk + lane);
     w = __ldg(a.topk_weights + t * a.num_topk + lane);
   }
-  device::warp_copy_v4<kCopyUnroll, true>(reinterpret_cast<int4*>(d.x),
-                                          reinterpret_cast<const int4*>(a.x + t * a.hidden_bytes),
-                                          static_cast<int>(a.hidden_bytes / 16), lane);
+  {
+    const device::CopyTimer timer(dst_rank != a.rank ? device::CopyKind::kPush
+                                                     : device::CopyKind::kSelf);
+    device::warp_copy_v4<kCopyUnroll, true>(reinterpret_cast<int4*>(d.x),
+                                            reinterpret_cast<const int4*>(a.x + t * a.hidden_bytes),
+                                            static_cast<int>(a.hidden_bytes / 16), lane);
+  }
   int32_t local_expert = -1;
   float weight = 0.0f;
   const int64_t first = static_cast<int64_t>(dst_rank) * a.num_local_experts;
@@ -253,9 +257,12 @@ __device__ __forceinline__ void dispatch_copy_slot_to_output(const DispatchArgs&
   int32_t src_idx = 0;
   if (has_src)
     src_idx = device::ld_cg(reinterpret_cast<const int32_t*>(meta + a.slot.src_idx_offset));
-  device::warp_copy_v4<kCopyUnroll, false>(reinterpret_cast<int4*>(a.recv_x + row * a.hidden_bytes),
-                                           reinterpret_cast<const int4*>(slot),
-                                           static_cast<int>(a.hidden_bytes / 16), lane);
+  {
+    const device::CopyTimer timer(device::CopyKind::kDrain);
+    device::warp_copy_v4<kCopyUnroll, false>(
+        reinterpret_cast<int4*>(a.recv_x + row * a.hidden_bytes),
+        reinterpret_cast<const int4*>(slot), static_cast<int>(a.hidden_bytes / 16), lane);
+  }
   if (has_scales) {
 #pragma unroll
     for (int j = 0; j < kMaxScalesPerLane; ++j)
