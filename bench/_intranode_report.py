@@ -22,7 +22,8 @@ WAIT_SITES = {
 NUM_WAIT_SITES = 16
 WARP_ROLES = ("send", "self", "recv", "publish")
 COPY_KINDS = ("push", "self", "drain")  # dispatch rows: into a peer's ring, own rows, out of rings
-NUM_COUNTERS = NUM_WAIT_SITES + len(WARP_ROLES) + 2 * len(COPY_KINDS)
+FIRST_COPY_COUNTER = NUM_WAIT_SITES + len(WARP_ROLES)
+NUM_COUNTERS = FIRST_COPY_COUNTER + 2 * len(COPY_KINDS)
 # Then the block timeline: per block, {role bit mask, SM id, first warp start ns, last warp end ns}.
 PROFILED_BLOCKS = 64
 BLOCK_FIELDS = 4

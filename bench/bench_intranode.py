@@ -38,6 +38,7 @@ except ImportError:
 import _bench_utils as bu
 from _intranode_report import (
     COPY_KINDS,
+    FIRST_COPY_COUNTER,
     MODES,
     NUM_WAIT_SITES,
     WAIT_SITES,
@@ -279,10 +280,9 @@ class IntranodeBench:
         out = {f"wait_{name}_us": counts[site] / n / 1e3 for site, name in WAIT_SITES.items()}
         for i, role in enumerate(WARP_ROLES):
             out[f"run_{role}_us"] = counts[NUM_WAIT_SITES + i] / n / 1e3
-        first_copy = NUM_WAIT_SITES + len(WARP_ROLES)
         for i, kind in enumerate(COPY_KINDS):
-            out[f"copy_{kind}_us"] = counts[first_copy + 2 * i] / n / 1e3
-            out[f"copy_{kind}_rows"] = counts[first_copy + 2 * i + 1] / n
+            out[f"copy_{kind}_us"] = counts[FIRST_COPY_COUNTER + 2 * i] / n / 1e3
+            out[f"copy_{kind}_rows"] = counts[FIRST_COPY_COUNTER + 2 * i + 1] / n
         full()  # one more call alone: its block timeline
         bu.sync_all()
         out["blocks"] = block_timeline(ext.wait_profile(kernel, True))
