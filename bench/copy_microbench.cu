@@ -273,6 +273,36 @@ Args parse(int argc, char** argv) {
   return a;
 }
 
+/// A pattern-filled source on GPU args.src (the pattern also kept in `host`) and a destination
+/// on GPU args.dst, with peer access from src to dst; the current device is left at args.src.
+struct CopyBuffers {
+  uint8_t* src = nullptr;
+  uint8_t* dst = nullptr;
+  size_t bytes = 0;
+  std::vector<uint8_t> host;
+
+  CopyBuffers(const Args& args, size_t size) : bytes(size), host(size) {
+    CHECK_CUDA(cudaSetDevice(args.dst));
+    CHECK_CUDA(cudaMalloc(&dst, bytes));
+    CHECK_CUDA(cudaSetDevice(args.src));
+    if (args.src != args.dst) CHECK_CUDA(cudaDeviceEnablePeerAccess(args.dst, 0));
+    CHECK_CUDA(cudaMalloc(&src, bytes));
+    for (size_t i = 0; i < bytes; ++i) host[i] = static_cast<uint8_t>(i * 2654435761u >> 13);
+    CHECK_CUDA(cudaMemcpy(src, host.data(), bytes, cudaMemcpyHostToDevice));
+  }
+
+  /// Whether the destination holds the source's first `num_rows` rows of kRowBytes, the rows
+  /// `src_pitch` bytes apart in the source and `dst_pitch` apart in the destination.
+  bool dst_matches(int num_rows, int64_t src_pitch, int64_t dst_pitch) const {
+    std::vector<uint8_t> back(bytes);
+    CHECK_CUDA(cudaMemcpy(back.data(), dst, bytes, cudaMemcpyDeviceToHost));
+    for (int64_t row = 0; row < num_rows; ++row)
+      if (std::memcmp(back.data() + row * dst_pitch, host.data() + row * src_pitch, kRowBytes))
+        return false;
+    return true;
+  }
+};
+
 /// Warp copies over SM counts x warps per SM; one direction, and both directions at once.
 int run_sweep(const Args& args) {
   const int num_rows = static_cast<int>(args.mib * (1 << 20) / kRowBytes);
@@ -362,16 +392,7 @@ int run_pitch(const Args& args) {
     return 2;
   }
   const int num_rows = static_cast<int>(args.mib * (1 << 20) / args.pitch);
-  const size_t bytes = static_cast<size_t>(num_rows) * args.pitch;
-  uint8_t *src = nullptr, *dst = nullptr;
-  CHECK_CUDA(cudaSetDevice(args.dst));
-  CHECK_CUDA(cudaMalloc(&dst, bytes));
-  CHECK_CUDA(cudaSetDevice(args.src));
-  if (args.src != args.dst) CHECK_CUDA(cudaDeviceEnablePeerAccess(args.dst, 0));
-  CHECK_CUDA(cudaMalloc(&src, bytes));
-  std::vector<uint8_t> host(bytes), back(bytes);
-  for (size_t i = 0; i < bytes; ++i) host[i] = static_cast<uint8_t>(i * 2654435761u >> 13);
-  CHECK_CUDA(cudaMemcpy(src, host.data(), bytes, cudaMemcpyHostToDevice));
+  const CopyBuffers buf(args, static_cast<size_t>(num_rows) * args.pitch);
   std::FILE* json = args.json.empty() ? nullptr : std::fopen(args.json.c_str(), "w");
   if (json) std::fprintf(json, "{\"sms\": %d, \"pitch\": [\n", args.sms);
   bool all_ok = true;
@@ -379,13 +400,10 @@ int run_pitch(const Args& args) {
   const int64_t cases[4][2] = {{r, r}, {r, p}, {p, r}, {p, p}};
   for (int c = 0; c < 4; ++c) {
     const int64_t sp = cases[c][0], dp = cases[c][1];
-    CHECK_CUDA(cudaMemset(dst, 0, bytes));
-    const float ms =
-        time_median([&] { warp_copy_kernel<4><<<args.sms, 768>>>(src, dst, num_rows, 0, sp, dp); });
-    CHECK_CUDA(cudaMemcpy(back.data(), dst, bytes, cudaMemcpyDeviceToHost));
-    bool ok = true;
-    for (int row = 0; row < num_rows && ok; ++row)
-      ok = std::memcmp(back.data() + row * dp, host.data() + row * sp, kRowBytes) == 0;
+    CHECK_CUDA(cudaMemset(buf.dst, 0, buf.bytes));
+    const float ms = time_median(
+        [&] { warp_copy_kernel<4><<<args.sms, 768>>>(buf.src, buf.dst, num_rows, 0, sp, dp); });
+    const bool ok = buf.dst_matches(num_rows, sp, dp);
     all_ok &= ok;
     const double gbps = static_cast<double>(num_rows) * kRowBytes / (ms * 1e-3) / 1e9;
     std::printf("src pitch %6lld -> dst pitch %6lld  %8.1f us  %7.1f GB/s  %6.2f GB/s per SM  %s\n",
@@ -406,18 +424,9 @@ int run_pitch(const Args& args) {
 /// counter (system / GPU scope, back to back or every 256 / 1024 ns) at once.
 int run_publisher(const Args& args) {
   const int num_rows = static_cast<int>(args.mib * (1 << 20) / kRowBytes);
-  const size_t bytes = static_cast<size_t>(num_rows) * kRowBytes;
-  uint8_t *src = nullptr, *dst = nullptr;
+  const CopyBuffers buf(args, static_cast<size_t>(num_rows) * kRowBytes);
   int32_t* counters = nullptr;
-  CHECK_CUDA(cudaSetDevice(args.dst));
-  CHECK_CUDA(cudaMalloc(&dst, bytes));
-  CHECK_CUDA(cudaSetDevice(args.src));
-  if (args.src != args.dst) CHECK_CUDA(cudaDeviceEnablePeerAccess(args.dst, 0));
-  CHECK_CUDA(cudaMalloc(&src, bytes));
   CHECK_CUDA(cudaMalloc(&counters, static_cast<size_t>(args.sms) * 32 * sizeof(int32_t)));
-  std::vector<uint8_t> host(bytes), back(bytes);
-  for (size_t i = 0; i < bytes; ++i) host[i] = static_cast<uint8_t>(i * 2654435761u >> 13);
-  CHECK_CUDA(cudaMemcpy(src, host.data(), bytes, cudaMemcpyHostToDevice));
   const struct {
     const char* name;
     int mode, sleep_ns;
@@ -427,15 +436,15 @@ int run_publisher(const Args& args) {
       {"+ warp releasing (sys) / 256 ns", 4, 256}, {"+ warp releasing (sys) / 1024 ns", 4, 1024}};
   bool all_ok = true;
   for (const auto& v : variants) {
-    CHECK_CUDA(cudaMemset(dst, 0, bytes));
+    CHECK_CUDA(cudaMemset(buf.dst, 0, buf.bytes));
     CHECK_CUDA(cudaMemset(counters, 0, static_cast<size_t>(args.sms) * 32 * sizeof(int32_t)));
     const float ms = time_median([&] {
-      publisher_copy_kernel<<<args.sms, 768>>>(src, dst, num_rows, counters, v.mode, v.sleep_ns);
+      publisher_copy_kernel<<<args.sms, 768>>>(buf.src, buf.dst, num_rows, counters, v.mode,
+                                               v.sleep_ns);
     });
-    CHECK_CUDA(cudaMemcpy(back.data(), dst, bytes, cudaMemcpyDeviceToHost));
-    const bool ok = std::memcmp(back.data(), host.data(), bytes) == 0;
+    const bool ok = buf.dst_matches(num_rows, kRowBytes, kRowBytes);
     all_ok &= ok;
-    const double gbps = bytes / (ms * 1e-3) / 1e9;
+    const double gbps = buf.bytes / (ms * 1e-3) / 1e9;
     std::printf("%-34s %8.1f us  %7.1f GB/s  %6.2f GB/s per SM  %s\n", v.name, ms * 1e3, gbps,
                 gbps / args.sms, ok ? "ok" : "MISMATCH");
   }
@@ -456,24 +465,16 @@ int main(int argc, char** argv) {
   if (args.pitch) return run_pitch(args);
   if (args.publisher) return run_publisher(args);
   const int num_rows = static_cast<int>(args.mib * (1 << 20) / kRowBytes);
-  const size_t bytes = static_cast<size_t>(num_rows) * kRowBytes;
-  uint8_t *src = nullptr, *dst = nullptr;
-  CHECK_CUDA(cudaSetDevice(args.dst));
-  CHECK_CUDA(cudaMalloc(&dst, bytes));
-  CHECK_CUDA(cudaSetDevice(args.src));
-  if (args.src != args.dst) CHECK_CUDA(cudaDeviceEnablePeerAccess(args.dst, 0));
-  CHECK_CUDA(cudaMalloc(&src, bytes));
-  std::vector<uint8_t> host(bytes);
-  for (size_t i = 0; i < bytes; ++i) host[i] = static_cast<uint8_t>(i * 2654435761u >> 13);
-  CHECK_CUDA(cudaMemcpy(src, host.data(), bytes, cudaMemcpyHostToDevice));
+  const CopyBuffers buf(args, static_cast<size_t>(num_rows) * kRowBytes);
+  uint8_t* const src = buf.src;
+  uint8_t* const dst = buf.dst;
+  const size_t bytes = buf.bytes;
 
   std::FILE* json = args.json.empty() ? nullptr : std::fopen(args.json.c_str(), "w");
   if (json) std::fprintf(json, "{\"sms\": %d, \"bytes\": %zu, \"results\": [\n", args.sms, bytes);
   bool first = true, all_ok = true;
   auto report = [&](const std::string& name, float ms) {
-    std::vector<uint8_t> back(bytes);
-    CHECK_CUDA(cudaMemcpy(back.data(), dst, bytes, cudaMemcpyDeviceToHost));
-    const bool ok = std::memcmp(back.data(), host.data(), bytes) == 0;
+    const bool ok = buf.dst_matches(num_rows, kRowBytes, kRowBytes);
     all_ok &= ok;
     const double gbps = bytes / (ms * 1e-3) / 1e9;
     std::printf("%-34s %8.1f us  %7.1f GB/s  %6.2f GB/s per SM  %s\n", name.c_str(), ms * 1e3, gbps,

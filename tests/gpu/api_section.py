@@ -1,9 +1,12 @@
 """API checks of the intranode suite: the deep_ep package and its submodules, set_num_sms,
-the local buffer views, get_comm_stream, capture()."""
+the local buffer views, get_comm_stream, capture(), a Buffer bootstrapped through an
+mpi4py-style communicator."""
 
 from __future__ import annotations
 
+import dataclasses
 from functools import partial
+from typing import Any
 
 import torch
 import torch.distributed as dist
@@ -27,6 +30,7 @@ def section_api(ctx: suite.Ctx) -> None:
         api_modules(scope, ctx)
     api_set_num_sms(suite.Scope(ctx, "api", "set_num_sms"))
     api_buffer_views(suite.Scope(ctx, "api", "buffer_views"))
+    api_mpi_comm(suite.Scope(ctx, "api", "mpi_comm"))
     topk_idx_t = getattr(ctx.ep, "topk_idx_t", None)
     scope.ok("topk_idx_t", topk_idx_t == torch.int64, f"got {topk_idx_t}")
     event = ctx.buffer.capture()
@@ -127,3 +131,55 @@ def api_buffer_views(scope: suite.Scope) -> None:
     stream = b.get_comm_stream()
     own = isinstance(stream, torch.cuda.Stream) and stream != torch.cuda.current_stream()
     scope.ok("comm_stream", own, f"got {stream!r}")
+
+
+class _TorchBackedComm:
+    """The part of ``mpi4py.MPI.Comm`` that ``Buffer(comm=...)`` may use (Get_rank, Get_size,
+    allgather, Barrier), over torch.distributed's world group; counts the calls."""
+
+    def __init__(self) -> None:
+        self.calls = {"allgather": 0, "Barrier": 0}
+
+    def Get_rank(self) -> int:  # noqa: N802 - mpi4py's names
+        return dist.get_rank()
+
+    def Get_size(self) -> int:  # noqa: N802
+        return dist.get_world_size()
+
+    def allgather(self, obj: Any) -> list:
+        self.calls["allgather"] += 1
+        out: list = [None] * dist.get_world_size()
+        dist.all_gather_object(out, obj)
+        return out
+
+    def Barrier(self) -> None:  # noqa: N802
+        self.calls["Barrier"] += 1
+        dist.barrier()
+
+
+def api_mpi_comm(scope: suite.Scope) -> None:
+    """Buffer(group=None, comm=<mpi4py-style communicator>): bootstraps through the
+    communicator (nothing else), exposes it as ``group``, and dispatches and combines
+    correctly (checked against the reference like the sweep)."""
+    ctx = scope.ctx
+    if dist.get_world_size() != ctx.num_ranks:
+        scope.ok("world_is_group", False, f"world {dist.get_world_size()} != {ctx.num_ranks}")
+        return
+    comm, hidden = _TorchBackedComm(), 1024
+    num_nvl_bytes = ctx.config.get_nvl_buffer_size_hint(hidden * 2, ctx.num_ranks)
+    buffer = ctx.ep.Buffer(None, num_nvl_bytes, comm=comm, explicitly_destroy=True)
+    try:
+        got = (buffer.group is comm, buffer.rank, buffer.group_size)
+        scope.ok(
+            "attributes",
+            got == (True, ctx.rank, ctx.num_ranks),
+            f"(group is comm, rank, size) = {got}",
+        )
+        scope.ok("bootstrap_used", comm.calls["allgather"] >= 1, f"calls {comm.calls}")
+        sc = suite.Scenario("mpi_comm", (300,) * ctx.num_ranks, hidden, 64, seed=11)
+        world = suite.gather_world(ctx, sc)
+        sub = suite.Scope(dataclasses.replace(ctx, buffer=buffer), "api_mpi_comm", sc.name)
+        for kind in ("bf16_rand", "fp8_f32"):
+            suite.run_case(sub, world, kind, suite.Mode(ctx.config, num_biases=1))
+    finally:
+        buffer.destroy()
