@@ -158,9 +158,9 @@ class _TorchBackedComm:
 
 
 def api_mpi_comm(scope: suite.Scope) -> None:
-    """Buffer(group=None, comm=<mpi4py-style communicator>): bootstraps through the
-    communicator (nothing else), exposes it as ``group``, and dispatches and combines
-    correctly (checked against the reference like the sweep)."""
+    """Buffer(group=None, comm=<mpi4py-style communicator>): calls the communicator's
+    allgather to bootstrap, exposes it as ``group``, and dispatches and combines correctly
+    (checked against the reference like the sweep)."""
     ctx = scope.ctx
     if dist.get_world_size() != ctx.num_ranks:
         scope.ok("world_is_group", False, f"world {dist.get_world_size()} != {ctx.num_ranks}")
