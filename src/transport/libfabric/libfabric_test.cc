@@ -45,6 +45,7 @@ std::string path_arg(SignalPath p) {
 // One rank of a two-process scenario: bootstrap, transport and its registered memory.
 struct Side {
   int rank = 0;
+  std::string provider;
   std::unique_ptr<TcpBootstrap> boot;
   std::vector<uint8_t> data;
   std::vector<int64_t> signals;
@@ -56,6 +57,7 @@ std::unique_ptr<Side> open_side(int rank, uint16_t port, TcpListener listener, c
                                 uint64_t data_bytes, uint32_t slots) {
   auto s = std::make_unique<Side>();
   s->rank = rank;
+  s->provider = p.provider;
   s->boot = std::make_unique<TcpBootstrap>(
       bootstrap::TcpBootstrapOptions{
           .rank = rank, .num_ranks = 2, .port = port, .timeout_secs = kTimeout},
@@ -226,9 +228,28 @@ std::unique_ptr<Side> open_fence(int rank, uint16_t port, TcpListener l, const P
 }
 
 // ---- Killed peer: rank 1 only provides progress until it is killed.
+//
+// libfabric's shm provider (1.17) guards each process's command queue with a spin lock that
+// lives in that process's shared-memory region, and takes it in progress and in every post to
+// the process. A process killed while holding it leaves its peers spinning inside fi_* calls
+// for ever, where no deadline of ours can reach. With shm the victim therefore leaves libfabric
+// first (it stops polling after kKillAfter signals and says so over the bootstrap) and is killed
+// after; other providers are killed in the middle of progress.
+constexpr int64_t kKillAfter = 200;
+
+bool leaves_libfabric_before_kill(const std::string& provider) {
+  return provider == "shm";
+}
 
 void serve_until_killed(Side& s) {
   Driver d(*s.t, s.rank, 2, kTimeout);
+  if (!leaves_libfabric_before_kill(s.provider)) {
+    d.wait_until([] { return false; }, [] { return "to be killed by rank 0"; });
+    return;
+  }
+  d.wait_until([&] { return load_signal(s.signals.data(), 0) >= kKillAfter; },
+               [] { return "for the signals before the kill"; });
+  s.boot->barrier();  // out of libfabric: rank 0 kills this process now
   d.wait_until([] { return false; }, [] { return "to be killed by rank 0"; });
 }
 
@@ -317,7 +338,8 @@ TEST_P(TwoProcesses, KilledPeerEndsInAnErrorWithinTheDeadline) {
       for (int i = 0;; ++i) {
         d.write(0, 1, 0, (i % 64) * 7168, 7168, &sig);
         d.progress();
-        if (d.completed() >= 200 && killed == Clock::time_point{}) {
+        if (d.completed() >= kKillAfter && killed == Clock::time_point{}) {
+          if (leaves_libfabric_before_kill(s.provider)) s.boot->barrier();
           child.kill();  // SIGKILL mid-stream
           killed = Clock::now();
         }
