@@ -14,6 +14,7 @@
 #include <ostream>
 #include <random>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "bootstrap/tcp_bootstrap.h"
@@ -249,8 +250,9 @@ void serve_until_killed(Side& s) {
   }
   d.wait_until([&] { return load_signal(s.signals.data(), 0) >= kKillAfter; },
                [] { return "for the signals before the kill"; });
-  s.boot->barrier();  // out of libfabric: rank 0 kills this process now
-  d.wait_until([] { return false; }, [] { return "to be killed by rank 0"; });
+  s.boot->barrier();  // out of libfabric, and it stays out: rank 0 kills this process now
+  std::this_thread::sleep_for(std::chrono::duration<double>(kTimeout));
+  throw Error(ErrorKind::kTimeout, str_cat("rank 1: not killed within ", kTimeout, " s"));
 }
 
 std::unique_ptr<Side> open_kill(int rank, uint16_t port, TcpListener l, const Params& p) {
