@@ -66,4 +66,23 @@ __device__ __forceinline__ bool timed_wait(const DeviceDiag& d, protocol::WaitSi
   }
 }
 
+/// A sending warp's wait for room in a peer's ring: unless the warp already failed (`ok` false)
+/// or `cached_head` already reaches `needed`, lane 0 polls the ring head `*head` (system scope)
+/// until it does; then every lane holds the same `ok` and `cached_head`. Call from all 32 lanes.
+__device__ __forceinline__ void warp_wait_ring_head(const DeviceDiag& d, protocol::WaitSite site,
+                                                    int peer, int channel, const int32_t* head,
+                                                    int needed, int lane, int& cached_head,
+                                                    bool& ok) {
+  if (!ok || cached_head >= needed) return;
+  if (lane == 0) {
+    ok = timed_wait(d, site, peer, channel, needed, [&](int64_t& observed) {
+      cached_head = ld_relaxed_sys(head);
+      observed = cached_head;
+      return cached_head >= needed;
+    });
+  }
+  ok = __shfl_sync(0xffffffffu, ok, 0);
+  cached_head = __shfl_sync(0xffffffffu, cached_head, 0);
+}
+
 }  // namespace uccl::ep::device

@@ -46,18 +46,8 @@ __device__ __forceinline__ void combine_send(const CombineArgs& a, int channel, 
   for (int i0 = 0; i0 < num; i0 += a.max_send_tokens) {
     const int i1 = min(i0 + a.max_send_tokens, num);
     const int needed = i1 - capacity;
-    if (ok && cached_head < needed) {
-      if (lane == 0) {
-        ok = device::timed_wait(a.diag, protocol::WaitSite::kCombineHead, dst, channel, needed,
-                                [&](int64_t& observed) {
-                                  cached_head = device::ld_relaxed_sys(head);
-                                  observed = cached_head;
-                                  return cached_head >= needed;
-                                });
-      }
-      ok = __shfl_sync(0xffffffffu, ok, 0);
-      cached_head = __shfl_sync(0xffffffffu, cached_head, 0);
-    }
+    device::warp_wait_ring_head(a.diag, protocol::WaitSite::kCombineHead, dst, channel, head,
+                                needed, lane, cached_head, ok);
     const int first = i0 + ((gwarp - i0 % G) + G) % G;
     for (int i = first; ok && i < i1; i += G) {
       uint8_t* slot = ring.row(a.rings, i);  // the row, its weights inline (CombineSlot)

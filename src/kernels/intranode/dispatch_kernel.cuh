@@ -189,18 +189,8 @@ __device__ __forceinline__ void dispatch_send(const DispatchArgs& a, int channel
   for (int t0 = range.begin; t0 < range.end; t0 += a.max_send_tokens) {
     const int t1 = min(t0 + a.max_send_tokens, range.end);
     const int needed = sent + (t1 - t0) - capacity;  // head must reach this for room
-    if (ok && cached_head < needed) {
-      if (lane == 0) {
-        ok = device::timed_wait(a.diag, protocol::WaitSite::kDispatchHead, dst, channel, needed,
-                                [&](int64_t& observed) {
-                                  cached_head = device::ld_relaxed_sys(head);
-                                  observed = cached_head;
-                                  return cached_head >= needed;
-                                });
-      }
-      ok = __shfl_sync(0xffffffffu, ok, 0);
-      cached_head = __shfl_sync(0xffffffffu, cached_head, 0);
-    }
+    device::warp_wait_ring_head(a.diag, protocol::WaitSite::kDispatchHead, dst, channel, head,
+                                needed, lane, cached_head, ok);
     // 32 tokens at a time: each lane loads one routing flag, the ballot gives every slot.
     for (int base = t0; base < t1; base += 32) {
       const int t = base + lane;

@@ -89,18 +89,8 @@ __device__ __forceinline__ void roles_push(const DispatchArgs& a, int work, int 
   for (int t0 = range.begin; t0 < range.end; t0 += a.max_send_tokens) {
     const int t1 = min(t0 + a.max_send_tokens, range.end);
     const int needed = sent + (t1 - t0) - capacity;
-    if (ok && cached_head < needed) {
-      if (lane == 0) {
-        ok = device::timed_wait(a.diag, protocol::WaitSite::kDispatchHead, dst, work, needed,
-                                [&](int64_t& observed) {
-                                  cached_head = device::ld_relaxed_sys(head);
-                                  observed = cached_head;
-                                  return cached_head >= needed;
-                                });
-      }
-      ok = __shfl_sync(0xffffffffu, ok, 0);
-      cached_head = __shfl_sync(0xffffffffu, cached_head, 0);
-    }
+    device::warp_wait_ring_head(a.diag, protocol::WaitSite::kDispatchHead, dst, work, head, needed,
+                                lane, cached_head, ok);
     for (int base = t0; base < t1; base += 32) {
       const int t = base + lane;
       const bool to_dst = t < t1 && next_flag;
