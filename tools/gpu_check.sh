@@ -73,6 +73,7 @@ if ! python3 -m pip install --no-build-isolation --no-deps -v -Cbuild-dir=$BUILD
   exit 1
 fi
 grep -E "warning|error" "$OUT/build.log" | grep -v "^WARNING: Running pip" | head -20
+grep -h "uccl-ep: extra kernel definitions" "$OUT/build.log" | head -1  # an experiment's build says so
 
 # With fewer than 8 GPUs, the suites also run on more ranks than GPUs, ranks sharing GPUs
 # (tests/gpu/_dist.py): that needs the CUDA MPS daemon, started here for the tests only.
