@@ -116,20 +116,22 @@ __device__ __forceinline__ void dispatch_copy_token(const DispatchArgs& a, int t
   if (d.src_idx != nullptr && lane == 0) *d.src_idx = token;
 }
 
-/// The tokens this rank sends to itself skip the ring: they are copied straight into the
-/// output rows by the G self warps of the channel (DispatchWarpSplit); the k-th of them by self
-/// warp k % G (`gwarp` in [0, G)). Self warp 0 (sender block) also records send_head and the
-/// channel's prefix.
-template <int kNumRanks, int G>
-__device__ __forceinline__ void dispatch_send_self(const DispatchArgs& a, int channel, int gwarp,
-                                                   int lane) {
-  const auto range = protocol::channel_token_range(a.num_tokens, a.num_channels, channel);
-  const int32_t* prefix = a.channel_prefix_matrix + a.rank * a.num_channels;
-  const int start = channel > 0 ? prefix[channel - 1] : 0;
-  if (a.recv_channel_prefix_matrix != nullptr && gwarp == 0 && lane == 0)
-    a.recv_channel_prefix_matrix[a.rank * a.num_channels + channel] = start;
-  const int64_t base =
-      (a.rank > 0 ? a.rank_prefix_matrix[(a.rank - 1) * kNumRanks + a.rank] : 0) + start;
+/// send_head of the paired kernel, whose work channels are the handle's channels: a token's
+/// slot in its channel's sequence to the destination, or the encoded next slot when it does not
+/// go there.
+struct ChannelSlot {
+  __device__ int32_t operator()(int /*token*/, int slot, bool to_dst) const {
+    return to_dst ? slot : protocol::encode_unsent(slot);
+  }
+};
+
+/// This rank's tokens of `range` that stay here skip the ring: they go straight into output rows
+/// base, base + 1, ..., the k-th of them by warp k % G (`gwarp` in [0, G)). Warp 0 records
+/// send_head[t][rank] = head_value(t, slot, mine). `channel` names the range in reports.
+template <int kNumRanks, int G, typename HeadValue>
+__device__ __forceinline__ void copy_own_tokens(const DispatchArgs& a, protocol::TokenRange range,
+                                                int64_t base, int channel, int gwarp, int lane,
+                                                const HeadValue& head_value) {
   // Each lane loads the routing flag of its token of the next 32 while this batch is copied.
   auto load_flag = [&](int t) {
     return t < range.end && a.is_token_in_rank[static_cast<int64_t>(t) * kNumRanks + a.rank];
@@ -143,8 +145,7 @@ __device__ __forceinline__ void dispatch_send_self(const DispatchArgs& a, int ch
     const uint32_t mask = __ballot_sync(0xffffffffu, mine);
     const int slot_before = sent + __popc(mask & ((1u << lane) - 1u));
     if (a.send_head != nullptr && gwarp == 0 && t < range.end)
-      a.send_head[static_cast<int64_t>(t) * kNumRanks + a.rank] =
-          mine ? slot_before : protocol::encode_unsent(slot_before);
+      a.send_head[static_cast<int64_t>(t) * kNumRanks + a.rank] = head_value(t, slot_before, mine);
     uint32_t rest = mask;
     for (int k = 0; rest != 0; ++k) {
       const int bit = __ffs(rest) - 1;
@@ -163,22 +164,33 @@ __device__ __forceinline__ void dispatch_send_self(const DispatchArgs& a, int ch
   }
 }
 
+/// The paired kernel's own tokens of `channel`, by the G self warps of the channel
+/// (DispatchWarpSplit). Self warp 0 (sender block) also records send_head and the channel's
+/// prefix.
 template <int kNumRanks, int G>
-__device__ __forceinline__ void dispatch_send(const DispatchArgs& a, int channel, int dst,
-                                              int gwarp, int lane, volatile int* progress) {
+__device__ __forceinline__ void dispatch_send_self(const DispatchArgs& a, int channel, int gwarp,
+                                                   int lane) {
   const auto range = protocol::channel_token_range(a.num_tokens, a.num_channels, channel);
-  protocol::ControlBlock* remote = a.peers.ctrl[dst];
+  const int32_t* prefix = a.channel_prefix_matrix + a.rank * a.num_channels;
+  const int start = channel > 0 ? prefix[channel - 1] : 0;
+  if (a.recv_channel_prefix_matrix != nullptr && gwarp == 0 && lane == 0)
+    a.recv_channel_prefix_matrix[a.rank * a.num_channels + channel] = start;
+  const int64_t base =
+      (a.rank > 0 ? a.rank_prefix_matrix[(a.rank - 1) * kNumRanks + a.rank] : 0) + start;
+  copy_own_tokens<kNumRanks, G>(a, range, base, channel, gwarp, lane, ChannelSlot{});
+}
+
+/// One warp of the group pushing `range` to `dst` over ring (channel, rank) of `dst`, in windows
+/// of max_send_tokens: a token going to `dst` takes the next slot, slot i written by warp i % G
+/// (`gwarp`); after each window the warp records its progress for the publisher. Warp 0 records
+/// send_head[t][dst] = head_value(t, slot, to_dst).
+template <int kNumRanks, int G, typename HeadValue>
+__device__ __forceinline__ void push_tokens(const DispatchArgs& a, protocol::TokenRange range,
+                                            int channel, int dst, int gwarp, int lane,
+                                            volatile int* progress, const HeadValue& head_value) {
   const protocol::RingView ring(a.peers.rings[dst], a.rings, channel, a.rank);
-  const int32_t* head = &remote->ring_head[channel][a.rank];
+  const int32_t* head = &a.peers.ctrl[dst]->ring_head[channel][a.rank];
   const int capacity = a.rings.capacity;
-
-  if (gwarp == 0 && lane == 0) {
-    const int32_t* prefix = a.channel_prefix_matrix + dst * a.num_channels;
-    const int start = channel > 0 ? prefix[channel - 1] : 0;
-    device::st_release_sys(&remote->ring_meta[channel][a.rank],
-                           protocol::encode_range(start, prefix[channel]));
-  }
-
   // Each lane loads the routing flag of its token of the next 32 while this batch is copied.
   auto load_flag = [&](int t) {
     return t < range.end && a.is_token_in_rank[static_cast<int64_t>(t) * kNumRanks + dst];
@@ -199,8 +211,7 @@ __device__ __forceinline__ void dispatch_send(const DispatchArgs& a, int channel
       const uint32_t mask = __ballot_sync(0xffffffffu, to_dst);
       const int slot_before = sent + __popc(mask & ((1u << lane) - 1u));
       if (a.send_head != nullptr && gwarp == 0 && t < t1)
-        a.send_head[static_cast<int64_t>(t) * kNumRanks + dst] =
-            to_dst ? slot_before : protocol::encode_unsent(slot_before);
+        a.send_head[static_cast<int64_t>(t) * kNumRanks + dst] = head_value(t, slot_before, to_dst);
       // This warp's slots are sent + k for k = first_k, first_k + G, ...
       uint32_t rest = mask;
       for (int k = 0, first_k = ((gwarp - sent % G) % G + G) % G; rest != 0; ++k) {
@@ -218,6 +229,21 @@ __device__ __forceinline__ void dispatch_send(const DispatchArgs& a, int channel
     __syncwarp();
     if (lane == 0) device::record_progress(progress, gwarp, sent);
   }
+}
+
+/// The paired kernel's sender group for `dst`: publishes where the channel's tokens land on
+/// `dst`, then pushes them.
+template <int kNumRanks, int G>
+__device__ __forceinline__ void dispatch_send(const DispatchArgs& a, int channel, int dst,
+                                              int gwarp, int lane, volatile int* progress) {
+  const auto range = protocol::channel_token_range(a.num_tokens, a.num_channels, channel);
+  if (gwarp == 0 && lane == 0) {
+    const int32_t* prefix = a.channel_prefix_matrix + dst * a.num_channels;
+    const int start = channel > 0 ? prefix[channel - 1] : 0;
+    device::st_release_sys(&a.peers.ctrl[dst]->ring_meta[channel][a.rank],
+                           protocol::encode_range(start, prefix[channel]));
+  }
+  push_tokens<kNumRanks, G>(a, range, channel, dst, gwarp, lane, progress, ChannelSlot{});
 }
 
 /// Slot `i` of `ring` into output row `row`. Whole warp.
@@ -268,9 +294,14 @@ __device__ __forceinline__ void dispatch_copy_slot_to_output(const DispatchArgs&
   if (has_src) a.recv_src_idx[row] = src_idx;
 }
 
-template <int kNumRanks, int G>
-__device__ __forceinline__ void dispatch_recv(const DispatchArgs& a, int channel, int src,
-                                              int gwarp, int lane, volatile int* progress) {
+/// One warp of the group draining ring (channel, src) of this rank: waits for the range src
+/// published, calls on_range(start) (every lane), then repeatedly waits for the tail and copies
+/// slots i % G == gwarp to recv row base + i; the group's minimum progress is published as the
+/// ring head.
+template <int kNumRanks, int G, typename OnRange>
+__device__ __forceinline__ void drain_ring(const DispatchArgs& a, int channel, int src, int gwarp,
+                                           int lane, volatile int* progress,
+                                           const OnRange& on_range) {
   protocol::ControlBlock* local = a.peers.ctrl[a.rank];
   const protocol::RingView ring(a.peers.rings[a.rank], a.rings, channel, src);
   int32_t* head = &local->ring_head[channel][src];
@@ -290,8 +321,7 @@ __device__ __forceinline__ void dispatch_recv(const DispatchArgs& a, int channel
   range = __shfl_sync(0xffffffffu, range, 0);
   const int start = protocol::decode_range_start(range);
   const int num = protocol::decode_range_end(range) - start;
-  if (a.recv_channel_prefix_matrix != nullptr && gwarp == 0 && lane == 0)
-    a.recv_channel_prefix_matrix[src * a.num_channels + channel] = start;
+  on_range(start);
   const int64_t base = (src > 0 ? a.rank_prefix_matrix[(src - 1) * kNumRanks + a.rank] : 0) + start;
 
   int consumed = 0, cached_tail = 0, published = 0;
@@ -379,8 +409,11 @@ __global__ void __launch_bounds__(kNumThreads, 1) intranode_dispatch_kernel(cons
     if (g >= kNumRanks - 1) return;
     const int src = other_rank(g, a.rank);
     const device::RoleTimer timer(device::WarpRole::kRecv);
-    dispatch_recv<kNumRanks, G>(a, channel, src, (warp - Split::kSelfRecv) % G, lane,
-                                s_progress[src]);
+    const int gwarp = (warp - Split::kSelfRecv) % G;
+    drain_ring<kNumRanks, G>(a, channel, src, gwarp, lane, s_progress[src], [&](int start) {
+      if (a.recv_channel_prefix_matrix != nullptr && gwarp == 0 && lane == 0)
+        a.recv_channel_prefix_matrix[src * a.num_channels + channel] = start;
+    });
   }
 }
 

@@ -65,121 +65,19 @@ __device__ __forceinline__ void roles_push(const DispatchArgs& a, int work, int 
                                            int gwarp, int lane, volatile int* progress) {
   const HandleChannels h(a);
   const auto range = protocol::channel_token_range(a.num_tokens, num_work, work);
-  protocol::ControlBlock* remote = a.peers.ctrl[dst];
-  const protocol::RingView ring(a.peers.rings[dst], a.rings, work, a.rank);
-  const int32_t* head = &remote->ring_head[work][a.rank];
-  const int capacity = a.rings.capacity;
   const int start = tokens_before<kNumRanks>(a, h, dst, range.begin, lane);
-
   if (gwarp == 0) {
     const int end = tokens_before<kNumRanks>(a, h, dst, range.end, lane);
     if (lane == 0) {
+      protocol::ControlBlock* remote = a.peers.ctrl[dst];
       if (work == 0)  // every handle channel's start, covered by the release below
         for (int c = 0; c < h.num_channels; ++c) remote->handle_start[c][a.rank] = h.before(dst, c);
       device::st_release_sys(&remote->ring_meta[work][a.rank], protocol::encode_range(start, end));
     }
   }
-
-  auto load_flag = [&](int t) {
-    return t < range.end && a.is_token_in_rank[static_cast<int64_t>(t) * kNumRanks + dst];
-  };
-  bool next_flag = load_flag(range.begin + lane);
-  int sent = 0, cached_head = 0;
-  bool ok = true;
-  for (int t0 = range.begin; t0 < range.end; t0 += a.max_send_tokens) {
-    const int t1 = min(t0 + a.max_send_tokens, range.end);
-    const int needed = sent + (t1 - t0) - capacity;
-    device::warp_wait_ring_head(a.diag, protocol::WaitSite::kDispatchHead, dst, work, head, needed,
-                                lane, cached_head, ok);
-    for (int base = t0; base < t1; base += 32) {
-      const int t = base + lane;
-      const bool to_dst = t < t1 && next_flag;
-      next_flag = load_flag(min(base + 32, t1) + lane);
-      const uint32_t mask = __ballot_sync(0xffffffffu, to_dst);
-      const int slot_before = sent + __popc(mask & ((1u << lane) - 1u));
-      if (a.send_head != nullptr && gwarp == 0 && t < t1)
-        a.send_head[static_cast<int64_t>(t) * kNumRanks + dst] =
-            handle_slot(h, dst, t, start + slot_before, to_dst);
-      uint32_t rest = mask;
-      for (int k = 0, first_k = ((gwarp - sent % G) % G + G) % G; rest != 0; ++k) {
-        const int bit = __ffs(rest) - 1;
-        rest &= rest - 1u;
-        if (k < first_k || (k - first_k) % G != 0) continue;
-        const int slot = sent + k;
-        if (ok) dispatch_copy_token(a, base + bit, dst, slot_dst(a, ring, slot), lane);
-      }
-      sent += __popc(mask);
-    }
-    __syncwarp();
-    if (lane == 0) device::record_progress(progress, gwarp, sent);
-  }
-}
-
-template <int kNumRanks, int G>
-__device__ __forceinline__ void roles_drain(const DispatchArgs& a, int work, int num_work, int src,
-                                            int gwarp, int lane, volatile int* progress) {
-  const HandleChannels h(a);
-  protocol::ControlBlock* local = a.peers.ctrl[a.rank];
-  const protocol::RingView ring(a.peers.rings[a.rank], a.rings, work, src);
-  int32_t* head = &local->ring_head[work][src];
-  const int32_t* tail = &local->ring_tail[work][src];
-
-  int64_t range = 0;
-  bool ok = true;
-  if (lane == 0) {
-    ok = device::timed_wait(a.diag, protocol::WaitSite::kDispatchRange, src, work, 1,
-                            [&](int64_t& observed) {
-                              range = device::ld_acquire_sys(&local->ring_meta[work][src]);
-                              observed = range;
-                              return range != 0;
-                            });
-  }
-  if (!__shfl_sync(0xffffffffu, ok, 0)) return;
-  range = __shfl_sync(0xffffffffu, range, 0);
-  const int start = protocol::decode_range_start(range);
-  const int num = protocol::decode_range_end(range) - start;
-  // Work channel 0's range release covered the peer's handle-channel starts (roles_push).
-  if (a.recv_channel_prefix_matrix != nullptr && work == 0 && gwarp == 0 && lane == 0)
-    for (int c = 0; c < a.num_channels; ++c)
-      a.recv_channel_prefix_matrix[src * a.num_channels + c] =
-          device::ld_cg(&local->handle_start[c][src]);
-  const int64_t base = (src > 0 ? a.rank_prefix_matrix[(src - 1) * kNumRanks + a.rank] : 0) + start;
-
-  int consumed = 0, cached_tail = 0, published = 0;
-  while (consumed < num) {
-    if (cached_tail <= consumed) {
-      if (lane == 0) {
-        ok = device::timed_wait(a.diag, protocol::WaitSite::kDispatchTail, src, work, consumed + 1,
-                                [&](int64_t& observed) {
-                                  cached_tail = device::ld_acquire_sys(tail);
-                                  observed = cached_tail;
-                                  return cached_tail > consumed;
-                                });
-      }
-      if (!__shfl_sync(0xffffffffu, ok, 0)) return;
-      cached_tail = __shfl_sync(0xffffffffu, cached_tail, 0);
-    }
-    const int first = consumed + ((gwarp - consumed % G) + G) % G;
-    for (int i = first; i < cached_tail; i += G) {
-      if (base + i >= a.num_recv_rows) {
-        if (lane == 0)
-          device::report_timeout(a.diag, protocol::WaitSite::kRecvOverflow, src, work,
-                                 a.num_recv_rows, base + i + 1, 0);
-        continue;
-      }
-      dispatch_copy_slot_to_output(a, ring, i, base + i, lane);
-    }
-    consumed = cached_tail;
-    __syncwarp();
-    if (lane == 0) {
-      const int done = device::publish_progress(progress, gwarp, consumed, G);
-      if (done > published) {
-        __threadfence();
-        atomicMax(head, done);
-        published = done;
-      }
-    }
-  }
+  push_tokens<kNumRanks, G>(
+      a, range, work, dst, gwarp, lane, progress,
+      [&](int t, int slot, bool to_dst) { return handle_slot(h, dst, t, start + slot, to_dst); });
 }
 
 /// This rank's own tokens of range `work` of `num_work` (self blocks: num_self ranges) into
@@ -195,36 +93,9 @@ __device__ __forceinline__ void roles_self(const DispatchArgs& a, int work, int 
       a.recv_channel_prefix_matrix[a.rank * a.num_channels + c] = h.before(a.rank, c);
   const int64_t base =
       (a.rank > 0 ? a.rank_prefix_matrix[(a.rank - 1) * kNumRanks + a.rank] : 0) + start;
-  auto load_flag = [&](int t) {
-    return t < range.end && a.is_token_in_rank[static_cast<int64_t>(t) * kNumRanks + a.rank];
-  };
-  bool next_flag = load_flag(range.begin + lane);
-  int sent = 0;
-  for (int t0 = range.begin; t0 < range.end; t0 += 32) {
-    const int t = t0 + lane;
-    const bool mine = next_flag;
-    next_flag = load_flag(t + 32);
-    const uint32_t mask = __ballot_sync(0xffffffffu, mine);
-    const int slot_before = sent + __popc(mask & ((1u << lane) - 1u));
-    if (a.send_head != nullptr && gwarp == 0 && t < range.end)
-      a.send_head[static_cast<int64_t>(t) * kNumRanks + a.rank] =
-          handle_slot(h, a.rank, t, start + slot_before, mine);
-    uint32_t rest = mask;
-    for (int k = 0; rest != 0; ++k) {
-      const int bit = __ffs(rest) - 1;
-      rest &= rest - 1u;
-      if ((sent + k) % G != gwarp) continue;
-      const int64_t row = base + sent + k;
-      if (row >= a.num_recv_rows) {
-        if (lane == 0)
-          device::report_timeout(a.diag, protocol::WaitSite::kRecvOverflow, a.rank, work,
-                                 a.num_recv_rows, row + 1, 0);
-        continue;
-      }
-      dispatch_copy_token(a, t0 + bit, a.rank, output_dst(a, row), lane);
-    }
-    sent += __popc(mask);
-  }
+  copy_own_tokens<kNumRanks, G>(a, range, base, work, gwarp, lane, [&](int t, int slot, bool mine) {
+    return handle_slot(h, a.rank, t, start + slot, mine);
+  });
 }
 
 /// Warps of the role-split blocks: a push block has one group of kPushGroup warps per other rank
@@ -280,7 +151,14 @@ __global__ void __launch_bounds__(kNumThreads, 1)
     if (g >= kNumRanks - 1) return;
     const int src = other_rank(g, a.rank);
     const device::RoleTimer timer(device::WarpRole::kRecv);
-    roles_drain<kNumRanks, G>(a, block - num_work, num_work, src, warp % G, lane, s_progress[src]);
+    const int work = block - num_work, gwarp = warp % G;
+    // Work channel 0's range release covered the peer's handle-channel starts (roles_push).
+    drain_ring<kNumRanks, G>(a, work, src, gwarp, lane, s_progress[src], [&](int) {
+      if (a.recv_channel_prefix_matrix != nullptr && work == 0 && gwarp == 0 && lane == 0)
+        for (int c = 0; c < a.num_channels; ++c)
+          a.recv_channel_prefix_matrix[src * a.num_channels + c] =
+              device::ld_cg(&a.peers.ctrl[a.rank]->handle_start[c][src]);
+    });
   } else {
     const device::RoleTimer timer(device::WarpRole::kSelf);
     roles_self<kNumRanks, kNumWarps>(a, block - 2 * num_work, num_self, warp, lane);
