@@ -180,17 +180,21 @@ __device__ __forceinline__ void dispatch_send_self(const DispatchArgs& a, int ch
   copy_own_tokens<kNumRanks, G>(a, range, base, channel, gwarp, lane, ChannelSlot{});
 }
 
-/// One warp of the group pushing `range` to `dst` over ring (channel, rank) of `dst`, in windows
+/// One warp of the group pushing `range` to `dst` over ring (channel, rank) of `dst`: first
+/// publish_range() (every lane of every warp; it tells `dst` where the tokens land), then windows
 /// of max_send_tokens: a token going to `dst` takes the next slot, slot i written by warp i % G
 /// (`gwarp`); after each window the warp records its progress for the publisher. Warp 0 records
 /// send_head[t][dst] = head_value(t, slot, to_dst).
-template <int kNumRanks, int G, typename HeadValue>
+template <int kNumRanks, int G, typename PublishRange, typename HeadValue>
 __device__ __forceinline__ void push_tokens(const DispatchArgs& a, protocol::TokenRange range,
                                             int channel, int dst, int gwarp, int lane,
-                                            volatile int* progress, const HeadValue& head_value) {
+                                            volatile int* progress,
+                                            const PublishRange& publish_range,
+                                            const HeadValue& head_value) {
   const protocol::RingView ring(a.peers.rings[dst], a.rings, channel, a.rank);
   const int32_t* head = &a.peers.ctrl[dst]->ring_head[channel][a.rank];
   const int capacity = a.rings.capacity;
+  publish_range();
   // Each lane loads the routing flag of its token of the next 32 while this batch is copied.
   auto load_flag = [&](int t) {
     return t < range.end && a.is_token_in_rank[static_cast<int64_t>(t) * kNumRanks + dst];
@@ -237,13 +241,15 @@ template <int kNumRanks, int G>
 __device__ __forceinline__ void dispatch_send(const DispatchArgs& a, int channel, int dst,
                                               int gwarp, int lane, volatile int* progress) {
   const auto range = protocol::channel_token_range(a.num_tokens, a.num_channels, channel);
-  if (gwarp == 0 && lane == 0) {
+  auto publish_range = [&] {
+    if (gwarp != 0 || lane != 0) return;
     const int32_t* prefix = a.channel_prefix_matrix + dst * a.num_channels;
     const int start = channel > 0 ? prefix[channel - 1] : 0;
     device::st_release_sys(&a.peers.ctrl[dst]->ring_meta[channel][a.rank],
                            protocol::encode_range(start, prefix[channel]));
-  }
-  push_tokens<kNumRanks, G>(a, range, channel, dst, gwarp, lane, progress, ChannelSlot{});
+  };
+  push_tokens<kNumRanks, G>(a, range, channel, dst, gwarp, lane, progress, publish_range,
+                            ChannelSlot{});
 }
 
 /// Slot `i` of `ring` into output row `row`. Whole warp.

@@ -66,7 +66,8 @@ __device__ __forceinline__ void roles_push(const DispatchArgs& a, int work, int 
   const HandleChannels h(a);
   const auto range = protocol::channel_token_range(a.num_tokens, num_work, work);
   const int start = tokens_before<kNumRanks>(a, h, dst, range.begin, lane);
-  if (gwarp == 0) {
+  auto publish_range = [&] {
+    if (gwarp != 0) return;
     const int end = tokens_before<kNumRanks>(a, h, dst, range.end, lane);
     if (lane == 0) {
       protocol::ControlBlock* remote = a.peers.ctrl[dst];
@@ -74,9 +75,9 @@ __device__ __forceinline__ void roles_push(const DispatchArgs& a, int work, int 
         for (int c = 0; c < h.num_channels; ++c) remote->handle_start[c][a.rank] = h.before(dst, c);
       device::st_release_sys(&remote->ring_meta[work][a.rank], protocol::encode_range(start, end));
     }
-  }
+  };
   push_tokens<kNumRanks, G>(
-      a, range, work, dst, gwarp, lane, progress,
+      a, range, work, dst, gwarp, lane, progress, publish_range,
       [&](int t, int slot, bool to_dst) { return handle_slot(h, dst, t, start + slot, to_dst); });
 }
 
