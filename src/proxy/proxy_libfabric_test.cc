@@ -183,19 +183,18 @@ void traffic(Rank& r) {
   UCCL_EP_CHECK_RUNTIME(s.status == StopStatus::kDrained, "rank ", r.rank, ": ", s.message);
 }
 
-// The kill scenario. libfabric's shm provider (1.17) guards each process's command queue with
-// a spin lock inside that process's shared-memory region, taken in progress and in every post
-// to the process; a process killed while holding it leaves its peers' proxy threads spinning
-// inside fi_* calls for ever, where no deadline of theirs can reach (stop() then detaches them).
-// With shm the victim therefore stops its proxy once the writes before the kill have arrived
-// and says so over the bootstrap; other providers are killed in the middle of progress.
+// The kill scenario. A process killed inside an shm (1.17) call can leave a spin lock of its
+// shared region held, and its peers spinning in fi_* for ever (docs/transports.md, "Provider
+// behaviour"). With shm the victim therefore stops its proxy once the writes before the kill
+// have arrived and says so over the bootstrap; other providers are killed mid-progress.
 constexpr uint32_t kWritesBeforeKill = 301;
 
 bool leaves_libfabric_before_kill(const std::string& provider) {
   return provider == "shm";
 }
 
-// Rank 1 of the kill scenario: serves progress until it is killed.
+// Rank 1 of the kill scenario: its proxy serves progress until it is killed (with shm: until
+// the writes before the kill arrived; then it only sleeps).
 void serve_until_killed(Rank& r, const std::string& provider) {
   const auto deadline = Clock::now() + std::chrono::duration<double>(kTimeout);
   bool left = !leaves_libfabric_before_kill(provider);
