@@ -46,30 +46,40 @@ NUM_NVL_BYTES = int(2e9)
 
 
 class TimedRuntime:
-    """Wraps a Buffer's extension object: times every method call, and the interval from the
-    return of notify_dispatch (counts on the host) to the return of the next dispatch."""
+    """Times every method call of the extension objects it wraps (a Buffer's native runtime and
+    its intranode operations), and the interval from the return of notify_dispatch (counts on
+    the host) to the return of the next dispatch."""
 
-    def __init__(self, inner) -> None:
-        self._inner = inner
+    def __init__(self) -> None:
         self.calls: list[float] = []
         self.counts_to_launch: list[float] = []
         self._counts_at = None
+
+    def wrap(self, inner):
+        return _Timed(self, inner)
+
+
+class _Timed:
+    def __init__(self, timer: TimedRuntime, inner) -> None:
+        self._timer = timer
+        self._inner = inner
 
     def __getattr__(self, name):
         fn = getattr(self._inner, name)
         if not callable(fn):
             return fn
+        timer = self._timer
 
         def timed(*args, **kwargs):
             start = time.perf_counter()
             out = fn(*args, **kwargs)
             end = time.perf_counter()
-            self.calls.append(end - start)
+            timer.calls.append(end - start)
             if name == "notify_dispatch":
-                self._counts_at = end
-            elif name == "dispatch" and self._counts_at is not None:
-                self.counts_to_launch.append(end - self._counts_at)
-                self._counts_at = None
+                timer._counts_at = end
+            elif name == "dispatch" and timer._counts_at is not None:
+                timer.counts_to_launch.append(end - timer._counts_at)
+                timer._counts_at = None
             return out
 
         return timed
@@ -138,8 +148,9 @@ def run(args) -> int:
     topk_weights = torch.rand(t, args.num_topk, device=device)
 
     buffer = ep.Buffer(dist.group.WORLD, NUM_NVL_BYTES)
-    timed = TimedRuntime(buffer.runtime)
-    buffer.runtime = timed
+    timed = TimedRuntime()
+    runtime, ops = buffer.runtime, buffer._intranode("bench")
+    buffer.runtime, buffer._ops = timed.wrap(runtime), timed.wrap(ops)
     ep.Buffer.set_num_sms(num_sms)
     dcfg = ep.Buffer.get_dispatch_config(num_ranks)
     ccfg = ep.Buffer.get_combine_config(num_ranks)
@@ -167,7 +178,7 @@ def run(args) -> int:
     results = {name: measure(call, timed, args.iters) for name, call in calls.items()}
     torch.cuda.synchronize()
     dist.barrier()
-    buffer.runtime = timed._inner
+    buffer.runtime, buffer._ops = runtime, ops
     base = baselines(device, h, recv_x.shape[0], 2000)
     reports = [None] * num_ranks
     dist.all_gather_object(reports, {"rank": rank, "calls": results, "baselines": base})

@@ -86,7 +86,7 @@ bool parse(int argc, char** argv, Config& c) {
 Result run(const Config& c, int threads) {
   Result r;
   r.threads = threads;
-  std::vector<uint8_t> data(1 << 20);
+  std::vector<uint8_t> rdma_buffer(1 << 20);
   auto options = [&](int rank) {
     proxy::SessionOptions s;
     s.proxy.rank = rank;
@@ -100,7 +100,7 @@ Result run(const Config& c, int threads) {
     while (c.prefill && uint64_t{capacity} * c.queues < 2 * c.commands + c.queues * c.batch)
       capacity *= 2;
     s.queue_capacity = capacity;
-    s.data = uccl::ep::transport::Region{data.data(), data.size(), false, ""};
+    s.rdma_buffer = uccl::ep::transport::Region{rdma_buffer.data(), rdma_buffer.size(), false, ""};
     return s;
   };
   proxy::ProxySession session(options(0), uccl::ep::queue::make_host_queue_allocator());

@@ -65,7 +65,8 @@ constexpr double kTargetP50Ns = 2000;
 // loaded: every warp pushes with push_warp, full speed. unloaded: lane 0 of warp q pushes into
 // queue q (queue::push: ticket atomic); unl_lane: the same with a queue::LaneProducer (no
 // atomic). Unloaded pushes follow one schedule over all queues, interval_ns apart, so two are
-// never in flight at once (concurrent system-scope fences slow each other down, measured).
+// never in flight at once (concurrent system-scope fences slow each other down:
+// docs/command_path.md, section 5).
 enum class Scenario { kLoaded, kUnloaded, kUnloadedLane };
 const char* scenario_name(Scenario s) {
   return s == Scenario::kLoaded ? "loaded" : s == Scenario::kUnloaded ? "unloaded" : "unl_lane";
@@ -167,7 +168,7 @@ struct Result {
 // Session options of rank `rank` (0: this GPU's queues and the probe records; 1: a CPU-only
 // peer that only provides an address).
 proxy::SessionOptions probe_options(const Flags& fl, int rank, int threads, const char* bus,
-                                    std::vector<uint8_t>& scratch,
+                                    std::vector<uint8_t>& rdma_buffer,
                                     const std::vector<std::shared_ptr<probe::ProbeRecord>>& recs) {
   proxy::SessionOptions s;
   s.proxy = proxy::proxy_options_from_env(uccl::ep::read_env_settings());
@@ -182,7 +183,7 @@ proxy::SessionOptions probe_options(const Flags& fl, int rank, int threads, cons
   s.transport = fl.transport;
   s.num_queues = fl.queues;
   s.queue_capacity = fl.capacity;
-  s.data = uccl::ep::transport::Region{scratch.data(), scratch.size(), false, ""};
+  s.rdma_buffer = uccl::ep::transport::Region{rdma_buffer.data(), rdma_buffer.size(), false, ""};
   if (fl.transport == "probe") {
     s.make_transport = [recs, rank](int t, const std::string&,
                                     const uccl::ep::transport::TransportOptions& o) {
@@ -226,7 +227,7 @@ void summarize(Result& r, const Flags& fl, bool paced, uint64_t expected,
     r.failure = str_cat("kernel: ", cudaGetErrorString(sync));
   else if (diag.flags.get(1) != 0 || diag.record.host->flag != 0)
     r.failure = str_cat(diag.flags.get(1), " producer(s) failed; ",
-                        uccl::ep::runtime::describe_timeout(*diag.record.host, fl.timeout_secs));
+                        uccl::ep::runtime::describe_error(*diag.record.host, fl.timeout_secs));
   else if (proxy.failed())
     r.failure = proxy.error_message();
   else if (r.commands != expected || sum != expected * (expected + 1) / 2)
@@ -256,12 +257,12 @@ Result run(const Flags& fl, int threads, Scenario scenario, Calibrate&& calibrat
     records.push_back(std::make_shared<probe::ProbeRecord>(1u << 20));
     records.back()->sample_every = paced ? 1 : 64;
   }
-  std::vector<uint8_t> scratch(4096);
+  std::vector<uint8_t> rdma_buffer(4096);
   char bus[32] = {};
   UCCL_EP_CUDA_CHECK(cudaDeviceGetPCIBusId(bus, sizeof(bus), fl.device));
-  proxy::ProxySession session(probe_options(fl, 0, threads, bus, scratch, records),
+  proxy::ProxySession session(probe_options(fl, 0, threads, bus, rdma_buffer, records),
                               queue::make_cuda_queue_allocator(fl.device));
-  proxy::ProxySession peer(probe_options(fl, 1, threads, bus, scratch, records),
+  proxy::ProxySession peer(probe_options(fl, 1, threads, bus, rdma_buffer, records),
                            queue::make_host_queue_allocator());
   session.connect({session.local_address(), peer.local_address()});
   session.start();

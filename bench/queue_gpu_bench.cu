@@ -235,7 +235,7 @@ struct Launch {
     const std::vector<uint32_t> v = diag.abort_and_failures.read();
     if (v[1] == 0 && load(diag.record.host->flag) == 0) return "";
     return str_cat(v[1], " producer(s) failed; ",
-                   uccl::ep::runtime::describe_timeout(*diag.record.host, 0));
+                   uccl::ep::runtime::describe_error(*diag.record.host, 0));
   }
 };
 
@@ -342,15 +342,17 @@ Result run_stopped_push(const Env& env, bool proxy_error) {
   std::string& f = r.failure;
   if (flags[1] != 1) f = str_cat(flags[1], " failed producers, expected 1");
   if (f.empty() && flags[0] != 1) f = "the rank's abort flag was not raised";
-  if (f.empty() && proxy_error && rec.flag != 0) f = "a proxy error was recorded as a timeout";
+  if (f.empty() && proxy_error &&
+      (rec.flag != 1 || rec.site != static_cast<int32_t>(protocol::WaitSite::kProxyError)))
+    f = str_cat("a proxy error was not recorded as one: flag ", rec.flag, " site ", rec.site);
   if (f.empty() && !proxy_error &&
       (rec.flag != 1 || rec.site != static_cast<int32_t>(protocol::WaitSite::kQueueFull) ||
-       rec.channel != 0 || rec.expected != 1 || rec.observed != 0))
-    f = str_cat("error record: flag ", rec.flag, " site ", rec.site, " channel ", rec.channel,
+       rec.queue != 0 || rec.expected != 1 || rec.observed != 0))
+    f = str_cat("error record: flag ", rec.flag, " site ", rec.site, " queue ", rec.queue,
                 " expected ", rec.expected, " observed ", rec.observed,
                 " (want 1, kQueueFull, 0, 1, 0)");
   if (!proxy_error && rec.flag == 1)
-    std::printf("  deadline report: %s\n", uccl::ep::runtime::describe_timeout(rec, 0.2).c_str());
+    std::printf("  deadline report: %s\n", uccl::ep::runtime::describe_error(rec, 0.2).c_str());
   queue::Consumer c(launch.set.host_view(0));
   Command out[16];
   const int n = c.peek(out, 16);

@@ -57,14 +57,13 @@ if [[ -f .deps/libfabric/include/rdma/fabric.h && -n $lib ]]; then
           -Ccmake.define.UCCL_EP_FABRIC_LIBRARY="$lib")
   echo "libfabric: headers from .deps, library $lib"
 fi
-# GPU_CHECK_CMAKE_ARGS: extra -C options, e.g. -Ccmake.define.UCCL_EP_COPY_UNROLL=8. They build in a
-# directory of their own: CMake caches options, so a later default run in build/gpu would keep them.
+# GPU_CHECK_CMAKE_ARGS: extra -C options, e.g. -Ccmake.define.UCCL_EP_WAIT_PROFILE=ON. They build
+# in a directory of their own: CMake caches options, so a later default run in build/gpu would keep
+# them.
 read -r -a more <<<"${GPU_CHECK_CMAKE_ARGS:-}"
 if [[ ${#more[@]} -gt 0 ]]; then
   BUILD_DIR=build/gpu-$(printf '%s' "${GPU_CHECK_CMAKE_ARGS}" | md5sum | cut -c1-8)
   extra+=("${more[@]}")
-else
-  extra+=(-Ccmake.define.UCCL_EP_KERNEL_DEFINES=)  # the default kernels, whatever the cache holds
 fi
 if ! python3 -m pip install --no-build-isolation --no-deps -v -Cbuild-dir=$BUILD_DIR \
   -Ccmake.define.UCCL_EP_BUILD_BENCH=ON "${extra[@]}" . >"$OUT/build.log" 2>&1; then
@@ -73,7 +72,6 @@ if ! python3 -m pip install --no-build-isolation --no-deps -v -Cbuild-dir=$BUILD
   exit 1
 fi
 grep -E "warning|error" "$OUT/build.log" | grep -v "^WARNING: Running pip" | head -20
-grep -h "uccl-ep: extra kernel definitions" "$OUT/build.log" | head -1  # an experiment's build says so
 
 # With fewer than 8 GPUs, the suites also run on more ranks than GPUs, ranks sharing GPUs
 # (tests/gpu/_dist.py): that needs the CUDA MPS daemon, started here for the tests only.

@@ -1,7 +1,11 @@
 #!/usr/bin/env bash
 # Installs what the build and tests need, checks formatting, builds everything (every .cu
-# file included), runs the C++ unit tests (ctest) and the Python tests (pytest).
-# GPU tests run when torch and enough GPUs are present and skip otherwise.
+# file included), compiles the kernels of the wait-profile diagnostic build, runs the C++ unit
+# tests (ctest), again under ThreadSanitizer (queue, proxy, transport, bootstrap) and under
+# AddressSanitizer + UndefinedBehaviorSanitizer (every CPU test), then the Python tests (pytest).
+# GPU tests run when torch and enough GPUs are present and skip otherwise. Each sanitizer and
+# the diagnostic build has its own build directory (build/tsan, build/asan, build/wait-profile)
+# and builds only what it runs.
 #
 #   tools/run_tests.sh            # what CI (.ci/run) runs
 #   SKIP_DEPS=1 tools/run_tests.sh   # reuse installed tools (e.g. on the GPU machine)
@@ -39,6 +43,12 @@ $PY -m pip install --no-build-isolation --no-deps -q --disable-pip-version-check
   -Ccmake.define.UCCL_EP_BUILD_BENCH=ON \
   ${UCCL_EP_CUDA_ARCHS:+-Ccmake.define.UCCL_EP_CUDA_ARCHS="$UCCL_EP_CUDA_ARCHS"} .
 
+echo "== kernels of the wait-profile diagnostic build (compile only)"
+PROFILE_DIR=${PROFILE_DIR:-build/wait-profile}
+cmake -S . -B "$PROFILE_DIR" -G Ninja -DUCCL_EP_WAIT_PROFILE=ON -DUCCL_EP_BUILD_PYTHON=OFF \
+  ${UCCL_EP_CUDA_ARCHS:+-DUCCL_EP_CUDA_ARCHS="$UCCL_EP_CUDA_ARCHS"} >/dev/null
+cmake --build "$PROFILE_DIR" --target uccl_ep_kernels
+
 echo "== C++ unit tests"
 ctest --test-dir "$BUILD_DIR" --output-on-failure --no-tests=error -j 2
 
@@ -49,6 +59,18 @@ cmake -S . -B "$TSAN_DIR" -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DUCCL_EP_T
 cmake --build "$TSAN_DIR" --target uccl_ep_tsan_tests
 TSAN_OPTIONS="halt_on_error=1 second_deadlock_stack=1" \
   ctest --test-dir "$TSAN_DIR" -L tsan --output-on-failure --no-tests=error -j 2
+
+echo "== C++ unit tests under AddressSanitizer + UndefinedBehaviorSanitizer (every CPU test)"
+# Debug (-O0): compiles ~4x faster than -O2 here, and the tests still take well under a minute.
+# protect_shadow_gap=0: the CUDA driver maps memory in ASan's shadow gap (CUDA calls fail with
+# "out of memory" otherwise); it matters only where a GPU driver is installed.
+ASAN_DIR=${ASAN_DIR:-build/asan}
+cmake -S . -B "$ASAN_DIR" -G Ninja -DCMAKE_BUILD_TYPE=Debug -DUCCL_EP_SANITIZE=ON \
+  -DUCCL_EP_BUILD_PYTHON=OFF -DUCCL_EP_BUILD_TESTS=ON >/dev/null
+cmake --build "$ASAN_DIR" --target uccl_ep_cpu_test_programs
+ASAN_OPTIONS="halt_on_error=1:detect_leaks=1:detect_stack_use_after_return=1:protect_shadow_gap=0" \
+  UBSAN_OPTIONS="halt_on_error=1:print_stacktrace=1" \
+  ctest --test-dir "$ASAN_DIR" --output-on-failure --no-tests=error -j 2
 
 echo "== Python tests"
 (cd "$(mktemp -d)" && $PY -m pytest "$OLDPWD/tests" -p no:cacheprovider -q)

@@ -1,6 +1,6 @@
-// Public, framework-free C++ API of the intranode (NVLink) normal mode.
+// Public, framework-free C++ API of the intranode (NVLink) normal mode: operations on a Buffer
+// (buffer.h) whose ranks all share one NVLink domain of 2, 4 or 8 GPUs.
 //
-// One IntranodeBuffer per process (one GPU each) of an NVLink domain of 2, 4 or 8 ranks.
 // Tensors are borrowed TensorViews (device pointers + shape + dtype); outputs are allocated by
 // the caller with the sizes the calls below document. Semantics follow DeepEP V1's Buffer
 // (see docs/intranode.md): received rows are grouped by source rank, then by source token index.
@@ -10,31 +10,14 @@
 
 #include <cstdint>
 #include <memory>
-#include <string>
 #include <vector>
 
+#include "uccl_ep/buffer.h"
 #include "uccl_ep/config.h"
+#include "uccl_ep/routing.h"
 #include "uccl_ep/tensor.h"
 
 namespace uccl::ep {
-
-/// What argument validation needs to know about a buffer.
-struct BufferInfo {
-  int rank = 0;
-  int num_ranks = 1;
-  int64_t num_nvl_bytes = 0;
-  int device_index = 0;
-};
-
-/// get_dispatch_layout: T = num_tokens, K = num_topk, R = num_ranks, E = num_experts.
-struct LayoutTensors {
-  TensorView topk_idx;                  // [T, K] int64, contiguous; -1 = no expert
-  int num_experts = 0;                  // multiple of R
-  TensorView num_tokens_per_rank;       // out [R] int32
-  TensorView num_tokens_per_rdma_rank;  // out [R / 8] int32 when R > 8, else not given
-  TensorView num_tokens_per_expert;     // out [E] int32
-  TensorView is_token_in_rank;          // out [T, R] bool
-};
 
 /// Received counts; empty when the call did not wait.
 struct NotifyResult {
@@ -91,46 +74,41 @@ struct CombineTensors {
   TensorView combined_topk_weights;  // out [T, K] float32 when topk_weights is given
 };
 
-/// The intranode buffer of one rank. Calls are not thread-safe; kernels run on `stream`.
-/// Every wait has a deadline (UCCL_EP_TIMEOUT_SECS); after a timeout every call throws.
-class IntranodeBuffer {
+/// The intranode operations on a Buffer whose ranks all share one NVLink domain (2, 4 or 8
+/// ranks). The Buffer must outlive this object. Calls are not thread-safe; kernels run on
+/// `stream`. An aborted buffer (Buffer::check) makes every call throw and every kernel poison
+/// its outputs.
+class IntranodeOps {
  public:
-  /// Allocates num_nvl_bytes of ring storage plus control words on `device_index`.
-  IntranodeBuffer(int rank, int num_ranks, int64_t num_nvl_bytes, int device_index);
-  ~IntranodeBuffer();
-  IntranodeBuffer(const IntranodeBuffer&) = delete;
-  IntranodeBuffer& operator=(const IntranodeBuffer&) = delete;
+  /// Throws Error(kNotImplemented) when the buffer's ranks span several NVLink domains (the
+  /// internode mode) and Error(kValue) for a rank count the kernels do not support.
+  explicit IntranodeOps(Buffer& buffer);
+  ~IntranodeOps();
+  IntranodeOps(const IntranodeOps&) = delete;
+  IntranodeOps& operator=(const IntranodeOps&) = delete;
 
-  const BufferInfo& info() const;
-  /// CUDA IPC handle of this rank's allocation (exchange it with every peer).
-  std::vector<uint8_t> ipc_handle() const;
-  /// Opens the peers' handles (index = rank; this rank's entry is ignored). Collective.
-  void connect(const std::vector<std::vector<uint8_t>>& ipc_handles);
-  bool is_available() const;
-
-  void get_dispatch_layout(const LayoutTensors& t, cudaStream_t stream);
-  /// Launches the count exchange; with wait_for_counts blocks until the counts arrive.
+  /// Launches the count exchange; with wait_for_counts blocks until the counts arrive. The GPU
+  /// checks the counts against is_token_in_rank and topk_idx: a disagreement (or an expert id
+  /// out of range) is recorded on this rank and reported to its peers, and the call throws on
+  /// every rank.
   NotifyResult notify_dispatch(const NotifyTensors& t, cudaStream_t stream);
+  /// The dispatch kernel (after notify_dispatch with the same inputs, or cached).
   void dispatch(const DispatchTensors& t, cudaStream_t stream);
   void combine(const CombineTensors& t, cudaStream_t stream);
 
-  /// Makes `waiter` wait for the work queued on `waitee` so far (one event, reused; works
-  /// under CUDA graph capture). The streams belong to this buffer's device.
-  void stream_wait(cudaStream_t waiter, cudaStream_t waitee);
-  /// Makes `waiter` wait for `event` (a recorded CUDA event; null: no wait).
-  void stream_wait_event(cudaStream_t waiter, cudaEvent_t event);
-
-  /// Throws the recorded error (a GPU or host wait that timed out), if any.
-  void check_healthy() const;
-  /// Waits for all work on the device; then frees everything. Safe to call twice.
-  void destroy();
-  /// Device pointer and size of this rank's ring storage (for get_local_buffer_tensor).
-  void* local_buffer() const;
-  int64_t num_nvl_bytes() const;
-
  private:
-  struct Impl;
-  std::unique_ptr<Impl> impl_;
+  struct State;
+  std::unique_ptr<State> s_;
 };
+
+/// The argument checks of each call (no GPU needed).
+void validate_notify(const BufferInfo& info, const NotifyTensors& t);
+void validate_dispatch(const BufferInfo& info, const DispatchTensors& t);
+void validate_combine(const BufferInfo& info, const CombineTensors& t);
+
+/// NVLink-buffer bytes a dispatch / combine with these parameters needs.
+int64_t dispatch_ring_bytes(const Config& config, int num_ranks, int64_t hidden_bytes,
+                            int num_scales, int num_topk);
+int64_t combine_ring_bytes(const Config& config, int num_ranks, int64_t hidden_bytes, int num_topk);
 
 }  // namespace uccl::ep

@@ -8,9 +8,9 @@
 #include <tuple>
 #include <vector>
 
-#include "common/env.h"
-#include "common/error.h"
 #include "uccl_ep/config.h"
+#include "uccl_ep/env.h"
+#include "uccl_ep/error.h"
 
 namespace uccl::ep::bindings {
 

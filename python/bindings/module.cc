@@ -1,4 +1,6 @@
-// The extension module uccl.ep._C: error translation and the sub-bindings.
+// The extension module uccl.ep._C: error translation and the sub-bindings. Every file here but
+// testing/ includes only the public headers (include/uccl_ep/); testing/ builds the submodule
+// _C._testing of hooks into the runtime.
 #include <nanobind/nanobind.h>
 
 #include "tensor_convert.h"
@@ -6,8 +8,10 @@
 
 namespace uccl::ep::bindings {
 void bind_config(nb::module_& m);
-void bind_runtime(nb::module_& m);
-void bind_proxy(nb::module_& m);
+void bind_buffer(nb::module_& m);
+void bind_intranode(nb::module_& m);
+void bind_command_path(nb::module_& m);
+void bind_testing(nb::module_& m);
 }  // namespace uccl::ep::bindings
 
 NB_MODULE(_C, m) {
@@ -46,8 +50,10 @@ NB_MODULE(_C, m) {
   });
   uccl::ep::bindings::bind_tensor_desc(m);
   uccl::ep::bindings::bind_config(m);
-  uccl::ep::bindings::bind_runtime(m);
-  uccl::ep::bindings::bind_proxy(m);
+  uccl::ep::bindings::bind_buffer(m);
+  uccl::ep::bindings::bind_intranode(m);
+  uccl::ep::bindings::bind_command_path(m);
+  uccl::ep::bindings::bind_testing(m);
 #ifdef UCCL_EP_SM90
   m.attr("sm90_compiled") = true;
 #else

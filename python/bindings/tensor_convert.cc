@@ -8,7 +8,7 @@
 #include <optional>
 #include <string>
 
-#include "common/error.h"
+#include "uccl_ep/error.h"
 
 namespace uccl::ep::bindings {
 namespace {

@@ -27,11 +27,11 @@ LogLevel parse_log_level(const std::string& value) {
 }
 
 std::string parse_transport_name(const std::string& value) {
-  for (const char* ok : {"auto", "libfabric", "ipc", "fake", "null"})
+  for (const char* ok : {"auto", "libfabric", "ipc", "null"})
     if (value == ok) return value;
   throw_error(ErrorKind::kValue,
               str_cat("UCCL_EP_TRANSPORT='", value,
-                      "' is invalid: expected one of auto, libfabric, ipc, fake, null"));
+                      "' is invalid: expected one of auto, libfabric, ipc, null"));
 }
 
 std::string parse_fi_provider(const std::string& value) {
@@ -102,8 +102,8 @@ EnvSettings read_env_settings() {
     s.max_inflight_bytes = parse_max_inflight_bytes(v);
   if (const char* v = std::getenv("UCCL_EP_DISABLE_CPU_AFFINITY"))
     s.disable_cpu_affinity = parse_disable_cpu_affinity(v);
-  if (const char* v = std::getenv("UCCL_EP_COMBINE_TAIL_SHARE"))
-    s.combine_tail_share = parse_int_var("UCCL_EP_COMBINE_TAIL_SHARE", v, 0, kMaxCombineTailShare);
+  if (const char* v = std::getenv("UCCL_EP_NUM_LOCAL_RANKS"); v != nullptr && *v != '\0')
+    s.num_local_ranks = parse_int_var("UCCL_EP_NUM_LOCAL_RANKS", v, 1, 1 << 20);
   return s;
 }
 

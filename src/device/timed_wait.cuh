@@ -1,44 +1,17 @@
 // Spin-waits with a deadline: every wait names what it waited for, and the first timeout of a
-// rank is recorded (host-visible) and stops every other wait of that rank.
+// rank is recorded (host-visible, device/health.cuh) and stops every other wait of that rank.
 #pragma once
 
 #include <cstdint>
 #include <cstdio>
 
 #include "device/diag.h"
+#include "device/health.cuh"
 #include "device/ptx.cuh"
 #include "device/wait_profile.cuh"
-#include "protocol/intranode_layout.h"
+#include "protocol/diag.h"
 
 namespace uccl::ep::device {
-
-__device__ __forceinline__ bool aborted(const DeviceDiag& d) {
-  return ld_volatile(d.abort_flag) != 0;
-}
-
-/// Records the first timeout of this rank; later ones only stop.
-static __device__ __noinline__ void report_timeout(DeviceDiag d, protocol::WaitSite site, int peer,
-                                                   int channel, int64_t expected, int64_t observed,
-                                                   uint64_t waited_ns) {
-  if (atomicCAS(d.abort_flag, 0u, 1u) != 0u) return;
-  volatile protocol::HostErrorRecord* r = d.host_error;
-  r->site = static_cast<int32_t>(site);
-  r->rank = d.rank;
-  r->peer = peer;
-  r->channel = channel;
-  r->expected = expected;
-  r->observed = observed;
-  r->waited_ns = waited_ns;
-  __threadfence_system();
-  r->flag = 1;
-  __threadfence_system();
-  printf(
-      "[uccl-ep] rank %d: error at site %d (peer %d, channel %d) after %llu ms: "
-      "expected %lld, observed %lld\n",
-      d.rank, static_cast<int>(site), peer, channel,
-      static_cast<unsigned long long>(waited_ns / 1000000), static_cast<long long>(expected),
-      static_cast<long long>(observed));
-}
 
 /// Spins until `poll(observed)` returns true. Returns false if the deadline passed (the timeout
 /// is recorded) or another wait of this rank already timed out.

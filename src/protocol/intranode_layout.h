@@ -1,52 +1,51 @@
-// Memory layout of the intranode (NVLink) buffer, shared by host and device code.
+// Memory layout of the intranode mode in the NVLink buffer (protocol/nvl_layout.h), shared by
+// host and device code.
 //
-// Every rank allocates `num_nvl_bytes` of ring storage followed by one ControlBlock, in one
-// device allocation shared with same-node peers through CUDA IPC. All ranks use the same
-// layout, so a peer's address is its base plus the same offset.
+// The rings live in the buffer's data bytes (`num_nvl_bytes`), the counters in the mode area of
+// its NvlControl (IntranodeControl). All ranks use the same layout, so a peer's address is its
+// base plus the same offset.
 //
 // Rings: ring (channel c, source s) on rank d holds the tokens that rank s sends to rank d in
-// channel c. The sender writes slots and then `ring_tail[c][s]` in the receiver's ControlBlock;
-// the receiver copies slots out and then writes `ring_head[c][s]` in its own ControlBlock, which
+// channel c. The sender writes slots and then `ring_tail[c][s]` in the receiver's control block;
+// the receiver copies slots out and then writes `ring_head[c][s]` in its own control block, which
 // the sender reads over NVLink when the ring looks full. Counters count slots since the start
 // of the operation; the receiver resets them to zero when it is done with the operation.
+//
+// Count exchange: rank s writes its row rank_counts[s][*] (and expert_counts[s][*]) into every
+// peer. A rank that found its inputs inconsistent writes kBadInputs instead of its counts, so
+// that every peer learns of it within the exchange instead of waiting for data that never comes.
 #pragma once
 
 #include <cstddef>
 #include <cstdint>
 
 #include "common/hd.h"
+#include "protocol/nvl_layout.h"
 
 namespace uccl::ep::protocol {
 
-constexpr int kMaxNvlPeers = 8;         // ranks of one NVLink domain served by one Buffer
 constexpr int kMaxChannels = 64;        // num_sms / 2
 constexpr int kMaxLocalExperts = 1024;  // experts per rank
 constexpr int kMaxTopK = 32;            // top-k entries per token in normal mode
 constexpr int kMaxScales = 1024;        // FP8 scale entries per token in normal mode
+/// The rank_counts entry of a rank that found its dispatch inputs inconsistent.
+constexpr int32_t kBadInputs = -1;
 
-/// Control words of one rank. Barrier and ring counters are written by peers over NVLink.
-struct alignas(128) ControlBlock {
-  alignas(128) uint32_t barrier_arrive[kMaxNvlPeers];  // [peer]: epoch of that peer's arrival
-  alignas(128) uint32_t barrier_epoch;                 // epochs this rank has completed
-  uint32_t abort_flag;                                 // non-zero once any wait timed out
+/// Counters of one rank, written by peers over NVLink.
+struct alignas(128) IntranodeControl {
   alignas(128) int32_t rank_counts[kMaxNvlPeers][kMaxNvlPeers];        // [src][dst] tokens src->dst
   alignas(128) int32_t expert_counts[kMaxNvlPeers][kMaxLocalExperts];  // [src][local expert]
   alignas(128) int32_t ring_tail[kMaxChannels][kMaxNvlPeers];          // [channel][src]
   alignas(128) int32_t ring_head[kMaxChannels][kMaxNvlPeers];          // [channel][src]
   alignas(128) int64_t ring_meta[kMaxChannels][kMaxNvlPeers];          // dispatch range
-  // [handle channel][src]: tokens src sends here before that channel (the role-split dispatch,
-  // UCCL_EP_DISPATCH_ROLES: its work channels differ from the handle's channels).
-  alignas(128) int32_t handle_start[kMaxChannels][kMaxNvlPeers];
 };
-static_assert(sizeof(ControlBlock) % 128 == 0);
-static_assert(offsetof(ControlBlock, ring_meta) % 8 == 0);
+static_assert(sizeof(IntranodeControl) % 128 == 0);
+static_assert(sizeof(IntranodeControl) <= kNvlModeControlBytes);
+static_assert(offsetof(IntranodeControl, ring_meta) % 8 == 0);
 
-/// Bytes of one rank's allocation: ring storage rounded to 128 B, then the ControlBlock.
-UCCL_HD int64_t control_offset(int64_t num_nvl_bytes) {
-  return (num_nvl_bytes + 127) / 128 * 128;
-}
-UCCL_HD int64_t allocation_bytes(int64_t num_nvl_bytes) {
-  return control_offset(num_nvl_bytes) + static_cast<int64_t>(sizeof(ControlBlock));
+/// The intranode counters in a rank's NvlControl.
+UCCL_HD IntranodeControl* intranode_control(NvlControl* ctrl) {
+  return reinterpret_cast<IntranodeControl*>(ctrl->mode);
 }
 
 /// Token range [begin, end) of `channel` when `num_tokens` are split over `num_channels`.
@@ -103,8 +102,9 @@ struct DispatchSlot {
 };
 
 /// One combine slot: a bf16 row with its top-k weights right after it, in the row region (no
-/// metadata record). Unlike the dispatch, the combine measured faster this way (0.5-1.2 %, EP 2
-/// on one shared H200) than with 128-byte aligned rows and the weights in records.
+/// metadata record). Unlike the dispatch, the combine is faster this way than with 128-byte
+/// aligned rows and the weights in records (docs/intranode.md, "Measurements behind the code's
+/// choices").
 struct CombineSlot {
   int64_t x_bytes, topk_weights_offset, meta_bytes;
   UCCL_HD static CombineSlot make(int64_t hidden_bytes, int num_topk) {
@@ -120,8 +120,7 @@ struct CombineSlot {
 /// slot of every ring first (ring (channel, src) at index channel * num_ranks + src, `capacity`
 /// rows each), then the metadata records in the same order. Rows thus start every x_bytes from
 /// the storage base (a 14336-byte BF16 row stays 128-byte aligned), which row copies need to
-/// run at full speed: rows with their metadata interleaved, only 16-byte aligned, cost
-/// 4-7 % per SM (bench/copy_microbench.cu --pitch).
+/// run at full speed (docs/intranode.md, "Measurements behind the code's choices").
 struct RingGeometry {
   int num_channels, num_ranks, capacity;
   int64_t x_bytes, meta_bytes;
@@ -155,35 +154,6 @@ struct RingView {
   UCCL_HD uint8_t* record(const RingGeometry& g, int slot) const {
     return meta + static_cast<int64_t>(slot % g.capacity) * g.meta_bytes;
   }
-};
-
-/// Kinds of waits, reported in the error record.
-enum class WaitSite : int32_t {
-  kNone = 0,
-  kBarrier = 1,
-  kDispatchRange = 2,
-  kDispatchTail = 3,
-  kDispatchHead = 4,
-  kCombineTail = 5,
-  kCombineHead = 6,
-  kRecvOverflow = 7,  // not a wait: more rows arrived than the outputs have (num_worst_tokens)
-  // GPU->CPU command queues (src/queue): `channel` is the queue index, `peer` is -1.
-  kQueueFull = 8,      // push: expected = tail needed (ticket + n - capacity), observed = tail
-  kQueueFence = 9,     // wait_fence: expected = FENCE sequence, observed = fence_done
-  kQueueBarrier = 10,  // wait_barrier: expected = BARRIER sequence, observed = barrier_done
-  // Dispatch sender's publisher warp: its group's copy warps stopped short of the channel's
-  // tokens for that peer (expected = tokens, observed = slots released as the tail).
-  kDispatchPublish = 11,
-};
-
-/// Filled (once) by the first wait that times out; lives in host-mapped pinned memory.
-/// `flag` is written last, after a system-scope fence.
-struct HostErrorRecord {
-  int32_t flag;
-  int32_t site;
-  int32_t rank, peer, channel, pad;
-  int64_t expected, observed;
-  uint64_t waited_ns;
 };
 
 /// Results of the notify kernel for the host; `seq` is written last so a stale value from an

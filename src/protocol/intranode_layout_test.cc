@@ -8,7 +8,7 @@
 #include <set>
 #include <vector>
 
-#include "kernels/layout/routing.h"
+#include "kernels/routing/routing.h"
 #include "protocol/intranode_layout.h"
 
 namespace uccl::ep::protocol {
@@ -114,12 +114,16 @@ TEST(Layout, RingViewMatchesGeometry) {
     }
 }
 
-TEST(Layout, ControlBlockFollowsTheRingStorage) {
-  EXPECT_EQ(control_offset(0), 0);
-  EXPECT_EQ(control_offset(128), 128);
-  EXPECT_EQ(control_offset(129), 256);
-  EXPECT_EQ(allocation_bytes(1 << 20), (1 << 20) + static_cast<int64_t>(sizeof(ControlBlock)));
-  EXPECT_EQ(sizeof(ControlBlock) % 128, 0u);
+TEST(Layout, ControlFollowsTheNvlData) {
+  EXPECT_EQ(nvl_control_offset(0), 0);
+  EXPECT_EQ(nvl_control_offset(128), 128);
+  EXPECT_EQ(nvl_control_offset(129), 256);
+  EXPECT_EQ(nvl_allocation_bytes(1 << 20), (1 << 20) + static_cast<int64_t>(sizeof(NvlControl)));
+  EXPECT_EQ(sizeof(NvlControl) % 128, 0u);
+  // The intranode counters live in the mode area of the control block.
+  NvlControl ctrl{};
+  EXPECT_EQ(reinterpret_cast<uint8_t*>(intranode_control(&ctrl)), ctrl.mode);
+  EXPECT_LE(sizeof(IntranodeControl), sizeof(ctrl.mode));
 }
 
 // get_dispatch_layout's per-token logic against a plain set-based reference.
@@ -144,7 +148,7 @@ TEST(Layout, RoutingMatchesReference) {
     }
     std::map<int64_t, int> got_experts;
     std::multiset<int> got_ranks, got_nodes;
-    kernels::layout::route_token(
+    kernels::routing::route_token(
         row.data(), topk, experts, per_rank, ranks > 8 ? per_node : 0,
         [&](int64_t e) { ++got_experts[e]; }, [&](int r) { got_ranks.insert(r); },
         [&](int n) { got_nodes.insert(n); });

@@ -161,7 +161,7 @@ INSTANTIATE_TEST_SUITE_P(
         BadCommand{"peer_out_of_range", protocol::encode_write(7, 0, 0, 16), "out of range [0, 2)"},
         BadCommand{"self", protocol::encode_atomic_add(0, 1, 1), "is this rank"},
         BadCommand{"beyond_region", protocol::encode_write(1, 0, 1 << 20, 16),
-                   "exceeds its data region"},
+                   "exceeds its RDMA buffer"},
         BadCommand{"slot_out_of_range", protocol::encode_atomic_add(1, 5000, 1),
                    "signal slot 5000"},
         BadCommand{"barrier_group", protocol::encode_barrier(9, 1), "barrier group 9"},

@@ -33,7 +33,7 @@ constexpr uint32_t kPerQueue = 120;        // commands per queue (plus FENCE)
 constexpr uint64_t kSrcBytes = 256 << 10;  // source area
 constexpr uint64_t kSlotBytes = 8 << 10;   // destination area of one write
 constexpr uint32_t kAtomicBase = 1000;     // ATOMIC_ADD slots: kAtomicBase + queue
-constexpr uint64_t kDataBytes = kSrcBytes + 2ull * kQueues * kPerQueue * kSlotBytes;
+constexpr uint64_t kRdmaBufferBytes = kSrcBytes + 2ull * kQueues * kPerQueue * kSlotBytes;
 
 uint8_t pattern(int rank, uint64_t offset) {
   return static_cast<uint8_t>((offset * 131 + static_cast<uint64_t>(rank) * 977 + 7) >> 3);
@@ -57,11 +57,11 @@ int32_t atomic_value(uint32_t q, uint32_t i) {
   return static_cast<int32_t>(q * 1000 + i) - 50;
 }
 
-// One rank: bootstrap, data region, session over libfabric.
+// One rank: bootstrap, RDMA buffer, session over libfabric.
 struct Rank {
   int rank = 0;
   std::unique_ptr<TcpBootstrap> boot;
-  std::vector<uint8_t> data;
+  std::vector<uint8_t> rdma_buffer;
   std::unique_ptr<ProxySession> session;
   int peer() const { return 1 - rank; }
   int64_t signal(uint32_t slot) const {
@@ -81,8 +81,8 @@ std::unique_ptr<Rank> open_rank(int rank, uint16_t port, TcpListener listener,
       bootstrap::TcpBootstrapOptions{
           .rank = rank, .num_ranks = 2, .port = port, .timeout_secs = kTimeout},
       std::move(listener));
-  r->data.assign(kDataBytes, 0);
-  for (uint64_t i = 0; i < kSrcBytes; ++i) r->data[i] = pattern(rank, i);
+  r->rdma_buffer.assign(kRdmaBufferBytes, 0);
+  for (uint64_t i = 0; i < kSrcBytes; ++i) r->rdma_buffer[i] = pattern(rank, i);
   SessionOptions s;
   s.proxy.rank = rank;
   s.proxy.num_ranks = 2;
@@ -94,7 +94,7 @@ std::unique_ptr<Rank> open_rank(int rank, uint16_t port, TcpListener listener,
   s.fi_provider = provider;
   s.num_queues = kQueues;
   s.queue_capacity = 64;
-  s.data = transport::Region{r->data.data(), kDataBytes, false, ""};
+  s.rdma_buffer = transport::Region{r->rdma_buffer.data(), kRdmaBufferBytes, false, ""};
   s.num_signal_slots = 2048;
   r->session = std::make_unique<ProxySession>(s, queue::make_host_queue_allocator());
   r->session->connect(*r->boot);
@@ -121,7 +121,7 @@ uint32_t check_incoming(const Rank& r, int sender, bool final, std::vector<bool>
       const uint64_t dst = dst_of(sender, q, i), src = src_of(q, i);
       for (uint64_t k = 0; k < size_of(q, i); ++k)
         UCCL_EP_CHECK_RUNTIME(
-            r.data[dst + k] == pattern(sender, src + k), "rank ", r.rank, ": write ", i,
+            r.rdma_buffer[dst + k] == pattern(sender, src + k), "rank ", r.rank, ": write ", i,
             " of queue ", q, ": byte ", k,
             signalled(i) ? " missing although its signal is visible" : " wrong after the fence");
       done[slot] = true;

@@ -1,26 +1,22 @@
 // Options of the CPU proxy of one GPU: threads, flow-control limits, deadlines, CPU pinning,
-// and the queue -> thread -> channel mapping every rank must agree on.
+// and the queue -> thread -> lane mapping every rank must agree on.
 #pragma once
 
 #include <cstdint>
 #include <string>
 
 #include "common/env.h"
+#include "transport/transport.h"
 
 namespace uccl::ep::proxy {
 
-/// Default proxy threads per GPU (UCCL_EP_NUM_PROXY_THREADS). Why 2: one thread executes a
-/// command in 30-50 ns (decode, one transport call, one completion); bench/proxy_cpu_bench.cc
-/// (queues prefilled, null transport, Release build) measured 20-35 M commands/s with one
-/// thread and 45-60 M/s with two on a noisy 2-core VM. The target is >= 25 M commands/s per
-/// GPU with at most 4 threads: one thread is at its edge, two clear it with headroom, and a
-/// second thread keeps one slow transport call (a libfabric post running the provider's
-/// progress) from stalling every queue. More threads burn busy-polling cores (8 GPUs x N per
-/// node) and help only when transport calls are the bottleneck. bench/proxy_gpu_bench.cu
-/// measures it on a GPU.
+/// Default proxy threads per GPU (UCCL_EP_NUM_PROXY_THREADS). The target is >= 25 M commands/s
+/// per GPU with at most 4 threads; the default is the fewest threads that clear it with
+/// headroom, and more than one so that a slow transport call (a libfabric post running the
+/// provider's progress) does not stall every queue. More threads burn busy-polling cores
+/// (GPUs x N per node) and help only when transport calls are the bottleneck. The figures
+/// behind 2: docs/command_path.md, "Measurements behind the code's choices".
 constexpr int kDefaultNumThreads = 2;
-/// Channels of one transport (the registry's limit).
-constexpr int kMaxChannelsPerTransport = 1024;
 
 /// Everything one GPU's proxy needs besides its queues and transports.
 struct ProxyOptions {
@@ -63,7 +59,7 @@ ProxyOptions proxy_options_from_env(const EnvSettings& env);
 void validate_options(const ProxyOptions& options);
 
 /// Queue -> thread: queue q is served by thread q % num_threads (the same on every rank, so
-/// every command of a queue goes through one thread and one transport channel).
+/// every command of a queue goes through one thread and one transport lane).
 inline int thread_of_queue(uint32_t queue, int num_threads) {
   return static_cast<int>(queue % static_cast<uint32_t>(num_threads));
 }
@@ -72,23 +68,24 @@ inline uint32_t num_queues_of_thread(uint32_t num_queues, int num_threads, int t
   const uint32_t n = static_cast<uint32_t>(num_threads), t = static_cast<uint32_t>(thread);
   return num_queues / n + (t < num_queues % n ? 1 : 0);
 }
-/// Channels of thread `thread`'s transport: one per queue, at most kMaxChannelsPerTransport.
-inline int num_channels_of_thread(uint32_t num_queues, int num_threads, int thread) {
+/// Lanes of thread `thread`'s transport: one per queue, at most transport::kMaxLanes.
+inline int num_lanes_of_thread(uint32_t num_queues, int num_threads, int thread) {
   const uint32_t n = num_queues_of_thread(num_queues, num_threads, thread);
-  return static_cast<int>(n == 0 ? 1
-                                 : (n < kMaxChannelsPerTransport ? n : kMaxChannelsPerTransport));
+  constexpr uint32_t kMax = transport::kMaxLanes;
+  return static_cast<int>(n == 0 ? 1 : (n < kMax ? n : kMax));
 }
-/// The channel queue `queue` uses on its thread's transport.
-inline int channel_of_queue(uint32_t queue, int num_threads, int num_channels) {
+/// The lane queue `queue` uses on its thread's transport (of `num_lanes` lanes).
+inline int lane_of_queue(uint32_t queue, int num_threads, int num_lanes) {
   return static_cast<int>((queue / static_cast<uint32_t>(num_threads)) %
-                          static_cast<uint32_t>(num_channels));
+                          static_cast<uint32_t>(num_lanes));
 }
 /// Operations thread `thread` can have in flight (its queues x the per-queue limit): the
 /// transport's TransportOptions::max_inflight must be at least this.
 inline int max_inflight_of_thread(const ProxyOptions& o, uint32_t num_queues, int thread) {
   const uint64_t n = uint64_t{num_queues_of_thread(num_queues, o.num_threads, thread)} *
                      static_cast<uint64_t>(o.max_inflight_per_queue());
-  return static_cast<int>(n < 1 ? 1 : (n > (1u << 20) ? (1u << 20) : n));
+  constexpr uint64_t kMax = transport::kMaxInflight;
+  return static_cast<int>(n < 1 ? 1 : (n > kMax ? kMax : n));
 }
 
 }  // namespace uccl::ep::proxy

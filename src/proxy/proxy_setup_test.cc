@@ -97,13 +97,13 @@ TEST(ProxyOptionsCheck, NamesTheBadField) {
   value_error([&] { validate_options(o); });
 }
 
-TEST(ProxyQueueMapping, EveryQueueHasOneThreadAndChannel) {
+TEST(ProxyQueueMapping, EveryQueueHasOneThreadAndLane) {
   EXPECT_EQ(thread_of_queue(5, 2), 1);
   EXPECT_EQ(num_queues_of_thread(5, 2, 0), 3u);
   EXPECT_EQ(num_queues_of_thread(5, 2, 1), 2u);
-  EXPECT_EQ(num_channels_of_thread(5, 2, 0), 3);
-  EXPECT_EQ(channel_of_queue(4, 2, 3), 2);
-  EXPECT_EQ(num_channels_of_thread(5000, 1, 0), kMaxChannelsPerTransport);
+  EXPECT_EQ(num_lanes_of_thread(5, 2, 0), 3);
+  EXPECT_EQ(lane_of_queue(4, 2, 3), 2);
+  EXPECT_EQ(num_lanes_of_thread(5000, 1, 0), transport::kMaxLanes);
   ProxyOptions o;
   o.num_threads = 2;
   o.low_latency_mode = true;
@@ -164,13 +164,13 @@ TEST(CpuAffinity, PinsTheCallingThread) {
 TEST(NullTransport, CompletesEverythingInOrderAndCounts) {
   auto t = transport::make_transport(
       "null",
-      transport::TransportOptions{.rank = 0, .num_ranks = 2, .num_channels = 2, .max_inflight = 3});
+      transport::TransportOptions{.rank = 0, .num_ranks = 2, .num_lanes = 2, .max_inflight = 3});
   const transport::Capabilities caps = t->capabilities();
   EXPECT_EQ(caps.name, "null");
   EXPECT_TRUE(caps.ordered_delivery);
   t->register_regions({}, {});
   auto peer = transport::make_transport(
-      "null", transport::TransportOptions{.rank = 1, .num_ranks = 2, .num_channels = 2});
+      "null", transport::TransportOptions{.rank = 1, .num_ranks = 2, .num_lanes = 2});
   t->connect({t->local_address(), peer->local_address()});
   const transport::Signal sig{3, 1000};
   EXPECT_EQ(t->post_write(0, 1, 0, 0, 4096, &sig, 11), transport::PostStatus::kPosted);
@@ -193,7 +193,8 @@ TEST(NullTransport, CompletesEverythingInOrderAndCounts) {
   EXPECT_EQ(s.bytes, 4112u);
 }
 
-SessionOptions null_session(int rank, int threads, uint32_t queues, std::vector<uint8_t>& data) {
+SessionOptions null_session(int rank, int threads, uint32_t queues,
+                            std::vector<uint8_t>& rdma_buffer) {
   SessionOptions s;
   s.proxy.rank = rank;
   s.proxy.num_ranks = 2;
@@ -202,7 +203,7 @@ SessionOptions null_session(int rank, int threads, uint32_t queues, std::vector<
   s.transport = "null";
   s.num_queues = queues;
   s.queue_capacity = 64;
-  s.data = transport::Region{data.data(), data.size(), false, ""};
+  s.rdma_buffer = transport::Region{rdma_buffer.data(), rdma_buffer.size(), false, ""};
   return s;
 }
 

@@ -110,7 +110,7 @@ void watch_signals(Cluster& c, const WritePlan& plan, int r, const std::atomic<b
           seen[slot] = true;
           if (v != WritePlan::value(i))
             failures.add(str_cat("rank ", r, " slot ", slot, " = ", v, " (applied twice?)"));
-          const int64_t bad = first_mismatch(c.data(r) + plan.dst(s, q, i), plan.bytes(q, i),
+          const int64_t bad = first_mismatch(c.rdma_buffer(r) + plan.dst(s, q, i), plan.bytes(q, i),
                                              static_cast<uint64_t>(s), plan.src(q, i));
           if (bad >= 0)
             failures.add(str_cat("rank ", r, ": signal of write ", i, " from rank ", s, " queue ",
@@ -132,7 +132,7 @@ TEST(Proxy, WritesLandByteForByteAndSignalsOnceAfterTheirData) {
   Cluster c(o);
   const WritePlan plan{o.num_ranks, o.num_queues, 32};
   for (int r = 0; r < o.num_ranks; ++r)
-    fill_pattern(c.data(r), kSourceBytes, static_cast<uint64_t>(r), 0);
+    fill_pattern(c.rdma_buffer(r), kSourceBytes, static_cast<uint64_t>(r), 0);
   Failures failures;
   std::atomic<bool> stop{false};
   std::vector<std::thread> watchers, producers;
@@ -163,7 +163,7 @@ TEST(Proxy, WritesLandByteForByteAndSignalsOnceAfterTheirData) {
       if (s == r) continue;
       for (uint32_t q = 0; q < o.num_queues; ++q) {
         for (uint32_t i = 0; i < plan.per_queue; ++i) {
-          const int64_t bad = first_mismatch(c.data(r) + plan.dst(s, q, i), plan.bytes(q, i),
+          const int64_t bad = first_mismatch(c.rdma_buffer(r) + plan.dst(s, q, i), plan.bytes(q, i),
                                              static_cast<uint64_t>(s), plan.src(q, i));
           EXPECT_LT(bad, 0) << "rank " << r << " write " << i << " of rank " << s << " queue " << q;
           EXPECT_EQ(load_signal(c.signals(r), plan.slot(s, q, i)),
@@ -187,7 +187,7 @@ TEST(Proxy, FenceCompletesOnlyAfterEverythingBeforeIt) {
   o.num_queues = 2;
   o.policy = random_delays(30);
   Cluster c(o);
-  fill_pattern(c.data(0), kSourceBytes, 7, 0);
+  fill_pattern(c.rdma_buffer(0), kSourceBytes, 7, 0);
   queue::HostProducer p = c.producer(0, 1);
   for (uint32_t round = 1; round <= 30; ++round) {
     std::vector<uint64_t> dst, size, src;
@@ -201,7 +201,7 @@ TEST(Proxy, FenceCompletesOnlyAfterEverythingBeforeIt) {
     p.push(protocol::encode_fence(round));
     p.wait_fence(round);
     for (uint32_t i = 0; i < 8; ++i)
-      ASSERT_LT(first_mismatch(c.data(1) + dst[i], size[i], 7, src[i]), 0)
+      ASSERT_LT(first_mismatch(c.rdma_buffer(1) + dst[i], size[i], 7, src[i]), 0)
           << "round " << round << ": write " << i << " not delivered when its FENCE completed";
   }
   EXPECT_EQ(queue::Consumer(c.session(0).queues().host_view(1)).fence_done(), 30u);
@@ -264,7 +264,7 @@ TEST_P(FlowControl, LimitsAreRespectedAtTheTransport) {
   o.max_inflight_normal = 3;
   o.max_inflight_low_latency = 6;
   o.max_inflight_bytes = GetParam().max_bytes;
-  o.data_bytes = 2 << 20;
+  o.rdma_buffer_bytes = 2 << 20;
   o.policy = random_delays(40);  // long delays: operations pile up to the limits
   Cluster c(o);
   Failures failures;
@@ -288,13 +288,13 @@ TEST_P(FlowControl, LimitsAreRespectedAtTheTransport) {
   const int64_t limit = o.low_latency_mode ? 6 : 3;
   for (int t = 0; t < 2; ++t) {
     const auto& k = c.counters(0, t);
-    EXPECT_LE(k.max_per_channel.load(), limit) << "thread " << t;
+    EXPECT_LE(k.max_per_lane.load(), limit) << "thread " << t;
     EXPECT_EQ(k.posted.load(), 400) << "thread " << t;
     if (GetParam().max_bytes != UINT64_MAX) {
       EXPECT_LE(k.max_bytes.load(), static_cast<int64_t>(GetParam().max_bytes / 2))
           << "thread " << t;
     } else {
-      EXPECT_EQ(k.max_per_channel.load(), limit) << "the limit was never reached: weak test";
+      EXPECT_EQ(k.max_per_lane.load(), limit) << "the limit was never reached: weak test";
     }
   }
   EXPECT_GT(c.proxy(0).total_stats().flow_stalls, 0u);
@@ -314,7 +314,7 @@ TEST(Proxy, SignalBeyondTheFusedRangeIsAWriteThenAnAtomicAfterIt) {
   o.fabric.max_fused_signal_value = 100;
   o.policy = random_delays(20);
   Cluster c(o);
-  fill_pattern(c.data(0), kSourceBytes, 3, 0);
+  fill_pattern(c.rdma_buffer(0), kSourceBytes, 3, 0);
   Failures failures;
   std::atomic<bool> stop{false};
   constexpr uint32_t kWrites = 60;
@@ -324,7 +324,7 @@ TEST(Proxy, SignalBeyondTheFusedRangeIsAWriteThenAnAtomicAfterIt) {
       for (uint32_t i = 0; i < kWrites; ++i) {
         if (seen[i] || load_signal(c.signals(1), i) == 0) continue;
         seen[i] = true;
-        if (first_mismatch(c.data(1) + kSourceBytes + i * kMaxWrite, 512, 3, i * 64) >= 0)
+        if (first_mismatch(c.rdma_buffer(1) + kSourceBytes + i * kMaxWrite, 512, 3, i * 64) >= 0)
           failures.add(str_cat("split signal ", i, " visible before its data"));
       }
       std::this_thread::yield();
@@ -355,7 +355,7 @@ TEST_P(AtomicOrder, AtomicsFollowEarlierWritesOfTheirQueue) {
   o.fabric.ordered_delivery = GetParam();
   o.policy = random_delays(15);
   Cluster c(o);
-  fill_pattern(c.data(0), kSourceBytes, 11, 0);
+  fill_pattern(c.rdma_buffer(0), kSourceBytes, 11, 0);
   Failures failures;
   std::vector<std::thread> producers;
   for (uint32_t q = 0; q < o.num_queues; ++q) {

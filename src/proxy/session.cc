@@ -2,8 +2,6 @@
 // address exchange, and the Proxy.
 #include "proxy/session.h"
 
-#include <map>
-#include <mutex>
 #include <utility>
 
 #include "common/error.h"
@@ -23,9 +21,10 @@ SessionOptions normalized(SessionOptions o) {
   UCCL_EP_CHECK_VALUE(o.num_signal_slots > kNumBarrierGroups && o.num_signal_slots <= (1u << 24),
                       "proxy session: num_signal_slots=", o.num_signal_slots, " must be in [",
                       kNumBarrierGroups + 1, ", 16777216]");
-  UCCL_EP_CHECK_VALUE(o.data.base != nullptr && o.data.bytes > 0,
-                      "proxy session: the data region is empty (base ",
-                      o.data.base == nullptr ? "null" : "set", ", ", o.data.bytes, " bytes)");
+  UCCL_EP_CHECK_VALUE(o.rdma_buffer.base != nullptr && o.rdma_buffer.bytes > 0,
+                      "proxy session: the RDMA buffer is empty (base ",
+                      o.rdma_buffer.base == nullptr ? "null" : "set", ", ", o.rdma_buffer.bytes,
+                      " bytes)");
   if (static_cast<uint32_t>(o.proxy.num_threads) > o.num_queues) {
     log_message(LogLevel::kInfo,
                 str_cat("proxy session: ", o.proxy.num_threads, " threads for ", o.num_queues,
@@ -37,23 +36,6 @@ SessionOptions normalized(SessionOptions o) {
 }
 
 }  // namespace
-
-std::shared_ptr<transport::fake::FakeFabric> shared_fake_fabric(
-    const std::string& key, int thread, int num_ranks,
-    const transport::fake::FakeFabricOptions& options) {
-  static std::mutex mu;
-  static std::map<std::pair<std::string, int>, std::weak_ptr<transport::fake::FakeFabric>> fabrics;
-  std::lock_guard<std::mutex> lock(mu);
-  std::weak_ptr<transport::fake::FakeFabric>& slot = fabrics[{key, thread}];
-  if (auto fabric = slot.lock()) {
-    UCCL_EP_CHECK_VALUE(fabric->num_ranks() == num_ranks, "fake fabric '", key, "' thread ", thread,
-                        " has ", fabric->num_ranks(), " ranks, not ", num_ranks);
-    return fabric;
-  }
-  auto fabric = std::make_shared<transport::fake::FakeFabric>(num_ranks, options);
-  slot = fabric;
-  return fabric;
-}
 
 ProxySession::ProxySession(const SessionOptions& options,
                            std::unique_ptr<queue::QueueAllocator> allocator)
@@ -70,7 +52,7 @@ ProxySession::ProxySession(const SessionOptions& options,
                               signal_memory_.name()};
   for (int t = 0; t < p.num_threads; ++t) {
     transports_.push_back(create_transport(t));
-    transports_.back()->register_regions(options_.data, sig);
+    transports_.back()->register_regions(options_.rdma_buffer, sig);
   }
   caps_ = transports_.front()->capabilities();
 }
@@ -91,23 +73,17 @@ std::unique_ptr<transport::Transport> ProxySession::create_transport(int thread)
   transport::TransportOptions t;
   t.rank = p.rank;
   t.num_ranks = p.num_ranks;
-  t.num_channels = num_channels_of_thread(options_.num_queues, p.num_threads, thread);
+  t.num_lanes = num_lanes_of_thread(options_.num_queues, p.num_threads, thread);
   t.max_inflight = max_inflight_of_thread(p, options_.num_queues, thread);
   t.provider = options_.fi_provider;
   t.signal_path = options_.signal_path;
   t.timeout_secs = p.timeout_secs;
   t.cuda_device = options_.cuda_device;
-  if (options_.transport == "fake") {
-    t.fake_fabric = shared_fake_fabric(options_.fake_fabric_key, thread, p.num_ranks);
-    fabrics_.push_back(t.fake_fabric);
-  }
   std::unique_ptr<transport::Transport> out =
       options_.make_transport ? options_.make_transport(thread, options_.transport, t)
                               : transport::make_transport(options_.transport, t);
   UCCL_EP_CHECK_RUNTIME(out != nullptr,
-                        "proxy session: the transport factory returned null for "
-                        "thread ",
-                        thread);
+                        "proxy session: the transport factory returned null for thread ", thread);
   return out;
 }
 

@@ -17,7 +17,6 @@
 #include "bootstrap/bootstrap.h"
 #include "proxy/proxy.h"
 #include "queue/queue_memory.h"
-#include "transport/fake/fake_fabric.h"
 #include "transport/shared_memory.h"
 #include "transport/transport.h"
 
@@ -27,7 +26,10 @@ namespace uccl::ep::proxy {
 /// arrivals in slot num_signal_slots - kNumBarrierGroups + g).
 constexpr uint32_t kNumBarrierGroups = 4;
 
-/// Builds thread `thread`'s transport (tests wrap or replace transports through it).
+/// Builds thread `thread`'s transport (plane `thread`) from the session's transport name and
+/// the options the session derived for that thread. Tests wrap registry transports through it
+/// or build ones the registry does not name (the fake transport:
+/// proxy/testing/fake_transport_factory.h).
 using TransportFactory = std::function<std::unique_ptr<transport::Transport>(
     int thread, const std::string& name, const transport::TransportOptions& options)>;
 
@@ -35,27 +37,20 @@ struct SessionOptions {
   /// Rank, ranks, local rank, threads, flow control, timeout, pinning. The signal and barrier
   /// fields are filled by the session.
   ProxyOptions proxy{};
-  std::string transport = "auto";  // registry name: auto, libfabric, ipc, fake, null
+  std::string transport = "auto";  // registry name: auto, libfabric, ipc, null
   std::string fi_provider{};       // libfabric provider ("" or "auto": the first that works)
   transport::SignalPath signal_path = transport::SignalPath::kAuto;
-  int cuda_device = -1;            // ipc: the device of the data region
+  int cuda_device = -1;            // ipc: the device of the RDMA buffer
   uint32_t num_queues = 32;        // command queues of this rank (same on every rank)
   uint32_t queue_capacity = 2048;  // slots per queue (a power of two)
-  /// This rank's data region (the RDMA buffer; same size on every rank). The caller owns it and
-  /// keeps it alive while the session lives.
-  transport::Region data{};
+  /// This rank's RDMA buffer (same layout on every rank; commands address it by offset). The caller
+  /// owns it and keeps it alive while the session lives.
+  transport::Region rdma_buffer{};
   uint32_t num_signal_slots = 65536;  // int64 counters of the signal region (POSIX shm)
-  /// fake: ranks of this process with the same key share one FakeFabric per thread.
-  std::string fake_fabric_key = "default";
-  TransportFactory make_transport{};  // empty: transport::make_transport(name, options)
+  /// Builds each thread's transport, called with `transport` as the name; empty: the
+  /// registry, transport::make_transport(transport, options).
+  TransportFactory make_transport{};
 };
-
-/// The fabric of thread `thread` for fake sessions with `key` in this process, created on first
-/// use (with `options`) and kept while anything holds it. Throws Error(kValue) if it exists
-/// with another rank count.
-std::shared_ptr<transport::fake::FakeFabric> shared_fake_fabric(
-    const std::string& key, int thread, int num_ranks,
-    const transport::fake::FakeFabricOptions& options = {});
 
 class ProxySession {
  public:
@@ -106,7 +101,6 @@ class ProxySession {
   transport::SharedMemory signal_memory_;
   transport::Capabilities caps_;
   std::vector<std::unique_ptr<transport::Transport>> transports_;  // until start()
-  std::vector<std::shared_ptr<transport::fake::FakeFabric>> fabrics_;
   std::unique_ptr<Proxy> proxy_;
   bool connected_ = false;
 };

@@ -86,8 +86,8 @@ struct ThreadExit {
 class Worker {
  public:
   /// `queues` are the queues with thread_of_queue(index) == thread, in index order; queue i of
-  /// them uses channel i % kMaxChannelsPerTransport. `transport` is connected (with that many
-  /// channels and room for queues.size() x max_inflight_per_queue() operations) and used by
+  /// them uses lane i % transport::kMaxLanes. `transport` is connected (with that many
+  /// lanes and room for queues.size() x max_inflight_per_queue() operations) and used by
   /// this thread only.
   Worker(int thread, const ProxyOptions& options, const std::vector<queue::QueueHostView>& queues,
          std::unique_ptr<transport::Transport> transport, SharedControl& control);
@@ -159,9 +159,8 @@ class Worker {
   uint64_t bytes_inflight_ = 0;
   int64_t now_ = 0;  // steady clock (ns) of the current iteration
   int64_t drain_deadline_ = 0;
-  uint64_t polls_ = 0;
-  size_t first_queue_ = 0;  // where the next iteration starts servicing  // transport poll() calls
-                            // (published in control_.progress[thread_])
+  uint64_t polls_ = 0;      // transport poll() calls (published in control_.progress[thread_])
+  size_t first_queue_ = 0;  // where the next iteration starts servicing
   bool failed_ = false;
 
   ThreadStats local_;                      // owned by the thread

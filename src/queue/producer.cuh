@@ -13,12 +13,12 @@
 //     consumer freed the slots before it released the tail, so the acquire chain
 //     consumer -> tail -> cached_tail -> this producer orders our writes after its clears.
 //     The wait has the deadline of timed_wait and stops when the queue's error word is set.
-//  R3 Publish: one `fence.acq_rel.sys`, then each command as one 16-byte relaxed store. The
-//     fence releases everything the pushing thread wrote or observed before (the data a WRITE
-//     names); it is the one cost of a push (~0.6 us on H200, measured) and a batch pays it
-//     once. PTX does not promise that a 16-byte store becomes visible as one piece, so a free
-//     slot holds word0 == 0 and word1 == kEmptyWord1 and the consumer takes a slot only when
-//     both halves have changed (no valid command has either free value).
+//  R3 Publish: one `fence.acq_rel.sys`, then each command as one 16-byte relaxed store. The fence
+//     releases everything the pushing thread wrote or observed before (the data a WRITE names); it
+//     is the main cost of a push, so a batch pays it once (docs/command_path.md, "Measurements
+//     behind the code's choices"). PTX does not promise that a 16-byte store becomes visible as one
+//     piece, so a free slot holds word0 == 0 and word1 == kEmptyWord1 and the consumer takes a slot
+//     only when both halves have changed (no valid command has either free value).
 //  R4 Completion: FENCE / BARRIER commands complete when the proxy stores fence_done /
 //     barrier_done (release); wait_fence / wait_barrier load them with acquire (system scope).
 //
@@ -55,10 +55,12 @@ __device__ __forceinline__ bool has_cached_room(const QueueDeviceHandle& q, uint
   return first + n <= device::ld_acquire_gpu(&q.producer->cached_tail) + q.capacity;
 }
 
-/// Makes every other wait of this rank stop after a proxy reported an error (the proxy's
-/// error, not a timeout, is what the host reports).
-__device__ __forceinline__ void raise_abort(const device::DeviceDiag& d) {
-  atomicCAS(d.abort_flag, 0u, 1u);
+/// Records that the proxy of queue `q` failed with `error` (the proxy's own message is what the
+/// host reports first) and so stops every other wait of this rank.
+__device__ __forceinline__ void raise_abort(const device::DeviceDiag& d, const QueueDeviceHandle& q,
+                                            uint32_t error) {
+  device::report_error(d, protocol::WaitSite::kProxyError, -1, -1, static_cast<int>(q.index), -1,
+                       -1, 0, error, 0);
 }
 
 /// A batch that can never fit: reported at once (a programming error, not a wait).
@@ -97,7 +99,7 @@ static __device__ __noinline__ bool wait_for_room(QueueDeviceHandle q, uint64_t 
     return true;
   }
   if (error != 0) {
-    raise_abort(d);
+    raise_abort(d, q, error);
     printf(
         "[uccl-ep] rank %d: command queue %u: its proxy reported error %u; push at ticket %llu "
         "stopped\n",
@@ -133,7 +135,7 @@ static __device__ __noinline__ bool wait_done_slow(QueueDeviceHandle q, const ui
                                           });
   if (stopped && error == 0) return true;
   if (error != 0) {
-    raise_abort(d);
+    raise_abort(d, q, error);
     printf(
         "[uccl-ep] rank %d: command queue %u: its proxy reported error %u while a kernel "
         "waited for sequence %llu\n",
@@ -151,12 +153,11 @@ __device__ __forceinline__ void store_slot(protocol::Command& slot,
 }
 
 /// Reads back word0 of a slot this lane just wrote (the value is not used). A read of the same
-/// address completes only after the write reached host memory, so the lane's next fence finds
-/// no write of its own left to flush over PCIe. Measured on H200 (4-GPU host, one push every
-/// 10 us GPU-wide): the fence of the next push 0.6 us with it, 1.4 us without; the read-back
-/// itself adds nothing measurable. A read of another host word (e.g. the tail) does not drain
-/// reliably. Only LaneProducer uses it: push / push_batch / push_warp serve many producers,
-/// whose throughput would pay one PCIe read per command.
+/// address completes only after the write reached host memory, so the lane's next fence finds no
+/// write of its own left to flush over PCIe: the fence saves more time than the read costs
+/// (docs/command_path.md, "Measurements behind the code's choices"). A read of another host word
+/// (e.g. the tail) does not drain reliably. Only LaneProducer uses it: push / push_batch /
+/// push_warp serve many producers, whose throughput would pay one PCIe read per command.
 /// The load is volatile: ptxas deletes a relaxed load whose value is unused.
 __device__ __forceinline__ void drain_slot(const protocol::Command& slot) {
   uint64_t unused;
@@ -201,8 +202,8 @@ __device__ __forceinline__ bool push_batch(const QueueDeviceHandle& q,
 }
 
 /// Pushes one command from the calling lane; see push_batch. No read-back (drain_slot): with
-/// many lanes pushing, a PCIe read per command cut the queue benchmark's 16-warps-per-queue
-/// rate from 29 to 13 M commands/s (measured); latency-bound lanes use LaneProducer.
+/// many lanes pushing, a PCIe read per command costs more throughput than it saves in fence
+/// time (docs/command_path.md); latency-bound lanes use LaneProducer.
 __device__ __forceinline__ bool push(const QueueDeviceHandle& q, const protocol::Command& command,
                                      const device::DeviceDiag& diag, uint64_t* ticket = nullptr) {
   const protocol::Command one[1] = {command};
@@ -247,12 +248,12 @@ __device__ __forceinline__ bool push_warp(const QueueDeviceHandle& q,
   return true;
 }
 
-/// A queue owned by one lane: the latency-critical way to push. The ticket and the cached tail
-/// live in registers, so a push is one room check against a register, the R3 fence, one
-/// 16-byte store and its read-back (drain_slot): no atomic (on H200 the ticket atomic costs
-/// about half a microsecond). While a LaneProducer of a queue is live, no other producer (lane,
-/// warp or host) may push to that queue; finish() hands the queue back (later kernels and
-/// producers continue after its tickets). Rules R2-R4 are unchanged; R1 is this lane's counter.
+/// A queue owned by one lane: the latency-critical way to push. The ticket and the cached tail live
+/// in registers, so a push is one room check against a register, the R3 fence, one 16-byte store
+/// and its read-back (drain_slot): no atomic (the ticket atomic costs about as much as the fence;
+/// docs/command_path.md). While a LaneProducer of a queue is live, no other producer (lane, warp or
+/// host) may push to that queue; finish() hands the queue back (later kernels and producers
+/// continue after its tickets). Rules R2-R4 are unchanged; R1 is this lane's counter.
 class LaneProducer {
  public:
   /// Not bound to a queue (assign a bound one before pushing), e.g. for arrays.

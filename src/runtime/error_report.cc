@@ -1,4 +1,4 @@
-// Turns the device-side error record into the message a caller sees.
+// Turns a rank's error record into the message a caller sees.
 #include "runtime/error_report.h"
 
 #include <cstdio>
@@ -7,8 +7,9 @@
 
 namespace uccl::ep::runtime {
 
-const char* wait_site_name(protocol::WaitSite site) {
-  using protocol::WaitSite;
+using protocol::WaitSite;
+
+const char* wait_site_name(WaitSite site) {
   switch (site) {
     case WaitSite::kBarrier:
       return "the barrier of all ranks (the peer's arrival epoch)";
@@ -22,41 +23,90 @@ const char* wait_site_name(protocol::WaitSite site) {
       return "combine receiver: ring tail (tokens the peer has sent back)";
     case WaitSite::kCombineHead:
       return "combine sender: ring head (tokens the peer has consumed)";
-    case WaitSite::kRecvOverflow:
-      return "dispatch receiver: output rows";
     case WaitSite::kDispatchPublish:
       return "dispatch sender: its copy warps' progress for the peer's ring (slots released as "
              "the tail)";
     case WaitSite::kQueueFull:
-      return "a full GPU->CPU command queue (the channel is the queue index): the tail of slots "
-             "its CPU proxy released";
+      return "a full GPU->CPU command queue: the tail of slots its CPU proxy released";
     case WaitSite::kQueueFence:
-      return "a FENCE of a GPU->CPU command queue (the channel is the queue index): the proxy's "
-             "fence_done";
+      return "a FENCE of a GPU->CPU command queue: the proxy's fence_done";
     case WaitSite::kQueueBarrier:
-      return "a BARRIER of a GPU->CPU command queue (the channel is the queue index): the "
-             "proxy's barrier_done";
+      return "a BARRIER of a GPU->CPU command queue: the proxy's barrier_done";
+    case WaitSite::kRecvOverflow:
+      return "dispatch receiver: output rows";
+    case WaitSite::kProxyError:
+      return "a GPU->CPU command queue whose CPU proxy failed";
+    case WaitSite::kRankCountMismatch:
+      return "dispatch inputs: num_tokens_per_rank against is_token_in_rank";
+    case WaitSite::kExpertCountMismatch:
+      return "dispatch inputs: num_tokens_per_expert against topk_idx";
+    case WaitSite::kBadExpertId:
+      return "topk_idx: an expert id";
+    case WaitSite::kPeerError:
+      return "the count exchange: a peer's report of its own inputs";
     case WaitSite::kNone:
       break;
   }
-  return "an unknown wait";
+  return "an unknown site";
 }
 
-std::string describe_timeout(const protocol::HostErrorRecord& r, double timeout_secs) {
-  if (static_cast<protocol::WaitSite>(r.site) == protocol::WaitSite::kRecvOverflow)
-    return str_cat(
-        "uccl-ep: rank ", r.rank, " received more tokens than the outputs have rows: ", r.expected,
-        " rows (num_worst_tokens) but at least ", r.observed, " tokens arrived (from peer ", r.peer,
-        ", channel ", r.channel, "). The Buffer refuses further work; raise num_worst_tokens");
+namespace {
+
+constexpr const char* kRefuses =
+    ". The Buffer refuses further work; destroy it and create a new one";
+
+std::string describe_check(const protocol::HostErrorRecord& r) {
+  switch (static_cast<WaitSite>(r.site)) {
+    case WaitSite::kRecvOverflow:
+      return str_cat("uccl-ep: rank ", r.rank,
+                     " received more tokens than the outputs have rows: ", r.expected,
+                     " rows (num_worst_tokens) but at least ", r.observed,
+                     " tokens arrived (from peer ", r.peer, ", channel ", r.channel,
+                     "); raise num_worst_tokens", kRefuses);
+    case WaitSite::kProxyError:
+      return str_cat("uccl-ep: rank ", r.rank, ": the CPU proxy of command queue ", r.queue,
+                     " failed (error code ", r.observed, "); its message is in the proxy's error",
+                     kRefuses);
+    case WaitSite::kRankCountMismatch:
+      return str_cat("uccl-ep: rank ", r.rank, ": dispatch inputs disagree: num_tokens_per_rank[",
+                     r.peer, "]=", r.expected, " but is_token_in_rank routes ", r.observed,
+                     " tokens to rank ", r.peer,
+                     " (pass the counts get_dispatch_layout returns for these inputs)", kRefuses);
+    case WaitSite::kExpertCountMismatch:
+      return str_cat("uccl-ep: rank ", r.rank, ": dispatch inputs disagree: num_tokens_per_expert[",
+                     r.row, "]=", r.expected, " but topk_idx names expert ", r.row, " ", r.observed,
+                     " times (pass the counts get_dispatch_layout returns for these inputs)",
+                     kRefuses);
+    case WaitSite::kBadExpertId:
+      return str_cat("uccl-ep: rank ", r.rank, ": topk_idx[", r.row, ", ", r.col, "]=", r.observed,
+                     " is not an expert id: entries must be in [-1, num_experts=", r.expected,
+                     ") (-1: no expert)", kRefuses);
+    case WaitSite::kPeerError:
+      return str_cat("uccl-ep: rank ", r.rank, ": peer rank ", r.peer,
+                     " found its dispatch inputs inconsistent during the count exchange (its own "
+                     "error says which)",
+                     kRefuses);
+    default:
+      return str_cat("uccl-ep: rank ", r.rank, ": error at ",
+                     wait_site_name(static_cast<WaitSite>(r.site)), " (peer ", r.peer,
+                     ", expected ", r.expected, ", observed ", r.observed, ")", kRefuses);
+  }
+}
+
+}  // namespace
+
+std::string describe_error(const protocol::HostErrorRecord& r, double timeout_secs) {
+  const auto site = static_cast<WaitSite>(r.site);
+  if (!protocol::is_wait_site(site)) return describe_check(r);
   char waited[32];
   std::snprintf(waited, sizeof(waited), "%.1f", static_cast<double>(r.waited_ns) * 1e-9);
-  const std::string channel = r.channel >= 0 ? str_cat(" (channel ", r.channel, ")") : "";
-  return str_cat("uccl-ep: rank ", r.rank, " timed out after ", waited, " s waiting for peer ",
-                 r.peer, channel, " at ", wait_site_name(static_cast<protocol::WaitSite>(r.site)),
-                 ": expected ", r.expected, ", observed ", r.observed,
-                 ". The Buffer refuses further work; destroy it and create a new one "
-                 "(UCCL_EP_TIMEOUT_SECS=",
-                 timeout_secs, ")");
+  std::string where;
+  if (r.channel >= 0) where = str_cat(" (channel ", r.channel, ")");
+  if (r.queue >= 0) where = str_cat(" (command queue ", r.queue, ")");
+  const std::string peer = r.peer >= 0 ? str_cat(" for peer ", r.peer) : std::string();
+  return str_cat("uccl-ep: rank ", r.rank, " timed out after ", waited, " s waiting", peer, where,
+                 " at ", wait_site_name(site), ": expected ", r.expected, ", observed ", r.observed,
+                 kRefuses, " (UCCL_EP_TIMEOUT_SECS=", timeout_secs, ")");
 }
 
 }  // namespace uccl::ep::runtime

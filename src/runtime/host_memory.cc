@@ -4,6 +4,7 @@
 #include <cstring>
 
 #include "common/cuda_check.h"
+#include "protocol/diag.h"
 #include "protocol/intranode_layout.h"
 
 namespace uccl::ep::runtime {
@@ -36,6 +37,42 @@ void MappedHost<T>::release() noexcept {
   if (host_ != nullptr) cudaFreeHost(host_);
   host_ = nullptr;
   device_ = nullptr;
+}
+
+void RdmaMemory::allocate(int64_t bytes, bool on_device, int device) {
+  release();
+  DeviceGuard guard(device);
+  cudaError_t err;
+  if (on_device) {
+    err = cudaMalloc(&device_, bytes);
+    if (err == cudaSuccess) err = cudaMemset(device_, 0, bytes);
+  } else {
+    err = cudaHostAlloc(&host_, bytes, cudaHostAllocMapped | cudaHostAllocPortable);
+    if (err == cudaSuccess) {
+      std::memset(host_, 0, bytes);
+      err = cudaHostGetDevicePointer(&device_, host_, 0);
+    }
+  }
+  if (err != cudaSuccess) {
+    cudaGetLastError();
+    release();
+    throw_error(ErrorKind::kRuntime,
+                str_cat("cannot allocate the RDMA buffer: ", bytes, " bytes of ",
+                        on_device ? "device" : "pinned host", " memory for cuda:", device, ": ",
+                        cudaGetErrorString(err)));
+  }
+  bytes_ = bytes;
+  on_device_ = on_device;
+}
+
+void RdmaMemory::release() noexcept {
+  if (host_ != nullptr) {
+    cudaFreeHost(host_);
+  } else if (device_ != nullptr) {
+    cudaFree(device_);
+  }
+  host_ = device_ = nullptr;
+  bytes_ = 0;
 }
 
 template class MappedHost<protocol::HostErrorRecord>;

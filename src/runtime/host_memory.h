@@ -4,6 +4,7 @@
 #include <cuda_runtime_api.h>
 
 #include <cstddef>
+#include <cstdint>
 
 namespace uccl::ep::runtime {
 
@@ -35,6 +36,33 @@ class MappedHost {
  private:
   T* host_ = nullptr;
   T* device_ = nullptr;
+};
+
+/// The RDMA buffer of a rank: zeroed device memory, or pinned host memory mapped into the
+/// device when the transport cannot register device memory.
+class RdmaMemory {
+ public:
+  RdmaMemory() = default;
+  ~RdmaMemory() { release(); }
+  RdmaMemory(const RdmaMemory&) = delete;
+  RdmaMemory& operator=(const RdmaMemory&) = delete;
+
+  /// Allocates and zeroes `bytes` on `device` (on_device) or in pinned host memory. Throws
+  /// Error(kRuntime) naming the size and the device.
+  void allocate(int64_t bytes, bool on_device, int device);
+  void release() noexcept;
+  /// The address kernels use (the device alias of host memory).
+  void* data() const { return device_; }
+  /// The address the host and the transport use (equal to data() for device memory).
+  void* host_or_device() const { return on_device_ ? device_ : host_; }
+  bool on_device() const { return on_device_; }
+  int64_t bytes() const { return bytes_; }
+
+ private:
+  void* host_ = nullptr;
+  void* device_ = nullptr;
+  int64_t bytes_ = 0;
+  bool on_device_ = true;
 };
 
 }  // namespace uccl::ep::runtime

@@ -5,8 +5,9 @@
 #include <string>
 #include <vector>
 
-#include "runtime/validate.h"
+#include "runtime/validate/buffer.h"
 #include "uccl_ep/error.h"
+#include "uccl_ep/intranode.h"
 
 namespace uccl::ep::runtime {
 namespace {
@@ -241,16 +242,47 @@ TEST(Validate, CombineArguments) {
         "combined_topk_weights must not be given");
 }
 
-TEST(Validate, BufferArguments) {
-  EXPECT_NO_THROW(validate_buffer_args(0, 8, 1 << 20));
-  expect_error([] { validate_buffer_args(0, 3, 1 << 20); }, ErrorKind::kValue,
-               "group size 3 is not supported");
-  expect_error([] { validate_buffer_args(0, 16, 1 << 20); }, ErrorKind::kValue,
-               "supported are 2, 4 and 8");
-  expect_error([] { validate_buffer_args(0, 2, 100); }, ErrorKind::kValue,
+TEST(Validate, BufferOptions) {
+  const auto options = [](int rank, int num_ranks, int64_t nvl, int64_t rdma, bool ll = false) {
+    BufferOptions o;
+    o.rank = rank;
+    o.num_ranks = num_ranks;
+    o.num_nvl_bytes = nvl;
+    o.num_rdma_bytes = rdma;
+    o.low_latency_mode = ll;
+    return o;
+  };
+  EXPECT_NO_THROW(validate_buffer_options(options(0, 8, 1 << 20, 0)));
+  EXPECT_NO_THROW(validate_buffer_options(options(5, 6, 1 << 20, 1 << 20)));
+  expect_error([&] { validate_buffer_options(options(0, 2, 100, 0)); }, ErrorKind::kValue,
                "num_nvl_bytes=100 must be a non-negative multiple of 128");
-  expect_error([] { validate_buffer_args(2, 2, 128); }, ErrorKind::kValue,
+  expect_error([&] { validate_buffer_options(options(0, 2, 128, 129)); }, ErrorKind::kValue,
+               "num_rdma_bytes=129 must be a non-negative multiple of 128");
+  expect_error([&] { validate_buffer_options(options(2, 2, 128, 0)); }, ErrorKind::kValue,
                "rank=2 must be in [0, 2)");
+  expect_error([&] { validate_buffer_options(options(0, 0, 128, 0)); }, ErrorKind::kValue,
+               "num_ranks=0 must be >= 1");
+  expect_error([&] { validate_buffer_options(options(0, 2, int64_t{1} << 36, 0)); },
+               ErrorKind::kValue, "num_nvl_bytes / 16 must be < 2^31 - 1");
+  expect_error([&] { validate_buffer_options(options(0, 2, 128, int64_t{1} << 32)); },
+               ErrorKind::kValue, "must be <= 2^31 - 1 without low_latency_mode");
+  expect_error([&] { validate_buffer_options(options(0, 2, 128, 0, true)); },
+               ErrorKind::kNotImplemented, "low_latency_mode=True is not implemented");
+}
+
+TEST(Validate, RdmaBufferNeedsSeveralNodes) {
+  BufferOptions o;
+  o.num_ranks = 4;
+  o.num_rdma_bytes = 1 << 20;
+  Topology one_node;
+  one_node.num_ranks = one_node.num_local_ranks = 4;
+  expect_error([&] { validate_buffer_topology(o, one_node); }, ErrorKind::kValue,
+               "num_rdma_bytes=1048576 must be 0 when every rank shares one NVLink domain");
+  Topology two_nodes = one_node;
+  two_nodes.num_local_ranks = 2;
+  EXPECT_NO_THROW(validate_buffer_topology(o, two_nodes));
+  o.num_rdma_bytes = 0;
+  EXPECT_NO_THROW(validate_buffer_topology(o, one_node));
 }
 
 TEST(Validate, Layout) {

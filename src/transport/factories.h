@@ -13,7 +13,5 @@ namespace uccl::ep::transport {
 std::unique_ptr<Transport> make_libfabric_transport(const TransportOptions& options);
 /// Same-host GPUs through CUDA IPC and the copy engine (ipc/ipc_transport.cc, or ipc_stub.cc).
 std::unique_ptr<Transport> make_ipc_transport(const TransportOptions& options);
-/// In-memory, scriptable transport for tests (fake/fake_transport.cc).
-std::unique_ptr<Transport> make_fake_transport(const TransportOptions& options);
 
 }  // namespace uccl::ep::transport

@@ -1,4 +1,6 @@
-// The one place that names transport implementations: make_transport().
+// The one place that names transport implementations: make_transport(). The fake transport
+// is not among them: it runs on a FakeFabric shared by the ranks of a test, which only the test
+// can provide (transport/fake/fake_transport.h).
 #include <memory>
 #include <string>
 
@@ -8,31 +10,28 @@
 #include "transport/transport.h"
 
 namespace uccl::ep::transport {
-namespace {
 
-void check_options(const TransportOptions& o) {
+void check_transport_options(const TransportOptions& o) {
   UCCL_EP_CHECK_VALUE(o.num_ranks >= 1, "transport: num_ranks=", o.num_ranks, " must be >= 1");
   UCCL_EP_CHECK_VALUE(o.rank >= 0 && o.rank < o.num_ranks, "transport: rank=", o.rank,
                       " must be in [0, num_ranks=", o.num_ranks, ")");
-  UCCL_EP_CHECK_VALUE(o.num_channels >= 1 && o.num_channels <= 1024,
-                      "transport: num_channels=", o.num_channels, " must be in [1, 1024]");
-  UCCL_EP_CHECK_VALUE(o.max_inflight >= 1 && o.max_inflight <= (1 << 20),
-                      "transport: max_inflight=", o.max_inflight, " must be in [1, 1048576]");
+  UCCL_EP_CHECK_VALUE(o.num_lanes >= 1 && o.num_lanes <= kMaxLanes,
+                      "transport: num_lanes=", o.num_lanes, " must be in [1, ", kMaxLanes, "]");
+  UCCL_EP_CHECK_VALUE(o.max_inflight >= 1 && o.max_inflight <= kMaxInflight,
+                      "transport: max_inflight=", o.max_inflight, " must be in [1, ", kMaxInflight,
+                      "]");
   UCCL_EP_CHECK_VALUE(o.timeout_secs > 0, "transport: timeout_secs=", o.timeout_secs,
                       " must be > 0");
 }
 
-}  // namespace
-
 std::unique_ptr<Transport> make_transport(const std::string& name,
                                           const TransportOptions& options) {
-  check_options(options);
-  if (name == "fake") return make_fake_transport(options);
+  check_transport_options(options);
   if (name == "ipc") return make_ipc_transport(options);
   if (name == "libfabric") return make_libfabric_transport(options);
   if (name == "null") return make_null_transport(options);
   if (name == "auto") {
-    // Auto never picks ipc (it needs every peer on one host and GPU memory), fake or null.
+    // Auto never picks ipc (it needs every peer on one host and GPU memory) or null.
     try {
       return make_libfabric_transport(options);
     } catch (const Error& e) {
@@ -42,7 +41,7 @@ std::unique_ptr<Transport> make_transport(const std::string& name,
     }
   }
   throw_error(ErrorKind::kValue, str_cat("unknown transport '", name,
-                                         "': expected one of auto, libfabric, ipc, fake, null"));
+                                         "': expected one of auto, libfabric, ipc, null"));
 }
 
 }  // namespace uccl::ep::transport

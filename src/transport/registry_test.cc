@@ -10,7 +10,6 @@
 #include <vector>
 
 #include "common/env.h"
-#include "transport/fake/fake_fabric.h"
 #include "transport/shared_memory.h"
 #include "transport/transport.h"
 #include "uccl_ep/error.h"
@@ -29,24 +28,26 @@ ErrorKind kind_of(const std::function<void()>& f, std::string* message = nullptr
   return ErrorKind::kNotImplemented;
 }
 
-TEST(Registry, BuildsTheFakeTransport) {
-  TransportOptions o{
-      .rank = 1, .num_ranks = 2, .fake_fabric = std::make_shared<fake::FakeFabric>(2)};
-  auto t = make_transport("fake", o);
-  EXPECT_EQ(t->capabilities().name, "fake");
-  EXPECT_EQ(t->capabilities().immediate_bytes, 4);
+TEST(Registry, BuildsTheNullTransport) {
+  auto t = make_transport("null", {.rank = 1, .num_ranks = 2, .num_lanes = 3});
+  EXPECT_EQ(t->capabilities().name, "null");
 }
 
 TEST(Registry, RejectsUnknownNamesAndBadOptions) {
   std::string m;
   EXPECT_EQ(kind_of([] { make_transport("verbs", {}); }, &m), ErrorKind::kValue);
-  EXPECT_NE(m.find("auto, libfabric, ipc, fake"), std::string::npos) << m;
-  EXPECT_EQ(kind_of([] { make_transport("fake", {.rank = 2, .num_ranks = 2}); }),
-            ErrorKind::kValue);
-  EXPECT_EQ(kind_of([] { make_transport("fake", {.num_channels = 0}); }), ErrorKind::kValue);
-  EXPECT_EQ(kind_of([] { make_transport("fake", {.max_inflight = 0}); }), ErrorKind::kValue);
+  EXPECT_NE(m.find("auto, libfabric, ipc, null"), std::string::npos) << m;
+  // The fake transport needs a fabric shared by the ranks: tests build it themselves.
   EXPECT_EQ(kind_of([] { make_transport("fake", {}); }, &m), ErrorKind::kValue);
-  EXPECT_NE(m.find("fake_fabric"), std::string::npos) << m;
+  EXPECT_NE(m.find("unknown transport 'fake'"), std::string::npos) << m;
+  EXPECT_EQ(kind_of([] { make_transport("null", {.rank = 2, .num_ranks = 2}); }),
+            ErrorKind::kValue);
+  EXPECT_EQ(kind_of([] { make_transport("null", {.num_lanes = 0}); }, &m), ErrorKind::kValue);
+  EXPECT_NE(m.find("num_lanes=0"), std::string::npos) << m;
+  EXPECT_EQ(kind_of([] { make_transport("null", {.num_lanes = kMaxLanes + 1}); }),
+            ErrorKind::kValue);
+  EXPECT_EQ(kind_of([] { make_transport("null", {.max_inflight = 0}); }), ErrorKind::kValue);
+  EXPECT_EQ(kind_of([] { make_transport("null", {.timeout_secs = 0}); }), ErrorKind::kValue);
 }
 
 TEST(Registry, UnavailableTransportsSayWhy) {
@@ -114,10 +115,10 @@ TEST(Env, ParsesTransportAndProvider) {
   EXPECT_EQ(parse_fi_provider("auto"), "auto");
   for (const char* bad : {"", "tcp ofi_rxm", "a/b", "x$(reboot)"})
     EXPECT_THROW(parse_fi_provider(bad), Error) << bad;
-  setenv("UCCL_EP_TRANSPORT", "fake", 1);
+  setenv("UCCL_EP_TRANSPORT", "null", 1);
   setenv("UCCL_EP_FI_PROVIDER", "shm", 1);
   EnvSettings s = read_env_settings();
-  EXPECT_EQ(s.transport, "fake");
+  EXPECT_EQ(s.transport, "null");
   EXPECT_EQ(s.fi_provider, "shm");
   setenv("UCCL_EP_TRANSPORT", "nccl", 1);
   std::string m;

@@ -1,8 +1,9 @@
 // The transport interface the proxy executes commands through. Implementations: libfabric,
-// ipc (same-host GPUs through the copy engine), fake (tests), null (benchmarks: completes every
-// post at once). Only registry.cc names them.
+// ipc (same-host GPUs through the copy engine), null (benchmarks: completes every post at once),
+// named by registry.cc; and fake (tests: in memory, built on a shared FakeFabric by
+// fake/fake_transport.h, never by name).
 //
-// Memory: every rank registers a data region and a signal region (64-bit counters) with the
+// Memory: every rank registers its RDMA buffer and a signal region (64-bit counters) with the
 // same layout; commands address them by offset. A write with a signal must apply the signal at
 // the target only after the write's data is visible there, whatever the provider's ordering.
 //
@@ -20,12 +21,14 @@
 //  - Failures throw uccl::ep::Error with the operation, peer, provider and error text; a
 //    failed operation completes with ok == false. Nothing blocks without a deadline.
 //
+// Lanes: a transport has num_lanes ordering lanes; what must stay ordered (a queue's commands)
+// goes through one lane. ordered_delivery, where claimed, holds per (lane, peer).
+//
 // Refinements of the first sketch (and why): the factory takes TransportOptions (rank, ranks,
-// channels, in-flight limit, provider, deadlines, the shared fake fabric) instead of positional
-// arguments; Capabilities reports the fused-signal range and whether the target must poll,
-// because the proxy cannot fuse or stop polling without knowing them; Region may name a
-// POSIX shared-memory object, because the ipc transport applies signals directly in a peer
-// process's host memory.
+// lanes, in-flight limit, provider, deadlines) instead of positional arguments; Capabilities
+// reports the fused-signal range and whether the target must poll, because the proxy cannot
+// fuse or stop polling without knowing them; Region may name a POSIX shared-memory object,
+// because the ipc transport applies signals directly in a peer process's host memory.
 #pragma once
 
 #include <cstdint>
@@ -35,16 +38,12 @@
 
 namespace uccl::ep::transport {
 
-namespace fake {
-class FakeFabric;
-}
-
 /// What a transport can do; the proxy adapts (e.g. emulates atomics) from these.
 struct Capabilities {
   std::string name{};             // "libfabric:tcp;ofi_rxm", "ipc", "fake", ...
   bool native_atomics = false;    // ATOMIC_ADD uses the provider's own remote atomic (fi_atomic,
                                   // the NIC or a direct store), not a message we apply
-  bool ordered_delivery = false;  // per (channel, peer): an operation never lands before an
+  bool ordered_delivery = false;  // per (lane, peer): an operation never lands before an
                                   // earlier one has landed
   bool device_memory = false;     // regions may be GPU memory (probed at run time)
   bool target_progress = false;   // the target must call poll() for data and signals to land
@@ -90,19 +89,22 @@ enum class SignalPath {
                   // completed (delivery complete). Needs fi_query_atomic and a probe to agree
 };
 
+/// Limits of TransportOptions (make_transport refuses values beyond them).
+constexpr int kMaxLanes = 1024;        // num_lanes
+constexpr int kMaxInflight = 1 << 20;  // max_inflight
+
 /// Everything a transport needs at construction. The runtime fills it from EnvSettings
 /// (UCCL_EP_FI_PROVIDER, UCCL_EP_TIMEOUT_SECS); nothing here reads the environment.
 struct TransportOptions {
   int rank = 0;
   int num_ranks = 1;
-  int num_channels = 1;     // channel ids in [0, num_channels)
+  int num_lanes = 1;        // ordering lanes: lane ids in [0, num_lanes)
   int max_inflight = 4096;  // operations posted and not completed; beyond: PostStatus::kRetry
   std::string provider{};   // libfabric: "" or "auto" = try efa, verbs;ofi_rxm, cxi,
                             // tcp;ofi_rxm, shm; else exactly this provider
   SignalPath signal_path = SignalPath::kAuto;
   double timeout_secs = 100;  // deadline of each blocking step (connect's warm-up)
-  int cuda_device = -1;       // ipc: the device owning the data region (-1: current device)
-  std::shared_ptr<fake::FakeFabric> fake_fabric{};  // fake: the fabric shared by ranks in-process
+  int cuda_device = -1;       // ipc: the device owning the RDMA buffer (-1: current device)
 };
 
 /// One rank's endpoint of the command path (see the obligations at the top of this file).
@@ -111,9 +113,9 @@ class Transport {
   virtual ~Transport() = default;
   virtual Capabilities capabilities() const = 0;
 
-  /// Registers this rank's data and signal regions (once, before local_address()). The signal
-  /// region holds bytes / 8 int64 slots, 8-byte aligned.
-  virtual void register_regions(const Region& data, const Region& signals) = 0;
+  /// Registers this rank's RDMA buffer and signal region (once, before local_address()). The
+  /// signal region holds bytes / 8 int64 slots, 8-byte aligned.
+  virtual void register_regions(const Region& rdma_buffer, const Region& signals) = 0;
   /// Versioned, length-checked bytes a peer needs to reach this rank (from bootstrap).
   virtual std::vector<uint8_t> local_address() const = 0;
   /// Connects to every peer; `addresses[rank]` is that rank's local_address() (own ignored).
@@ -121,26 +123,31 @@ class Transport {
   /// the deadline naming the ranks that did not.
   virtual void connect(const std::vector<std::vector<uint8_t>>& addresses) = 0;
 
-  /// Copies `bytes` from local data offset to the peer's data offset on `channel`; with a
-  /// signal, the signal is applied at the target after the data. `peer` is never this rank
-  /// (local moves bypass the transport). Throws Error(kValue) for out-of-range arguments,
+  /// Copies `bytes` from a local RDMA-buffer offset to the peer's RDMA-buffer offset on `lane`;
+  /// with a signal, the signal is applied at the target after the data. `peer` is never this
+  /// rank (local moves bypass the transport). Throws Error(kValue) for out-of-range arguments,
   /// Error(kRuntime) on failure.
-  virtual PostStatus post_write(int channel, int peer, uint64_t local_offset,
-                                uint64_t remote_offset, uint64_t bytes, const Signal* signal,
-                                uint64_t id) = 0;
+  virtual PostStatus post_write(int lane, int peer, uint64_t local_offset, uint64_t remote_offset,
+                                uint64_t bytes, const Signal* signal, uint64_t id) = 0;
   /// Adds `value` to `slot` of the peer's signal region (ordered after earlier operations on
-  /// the same channel and peer only if capabilities().ordered_delivery).
-  virtual PostStatus post_atomic_add(int channel, int peer, uint32_t slot, int64_t value,
+  /// the same lane and peer only if capabilities().ordered_delivery).
+  virtual PostStatus post_atomic_add(int lane, int peer, uint32_t slot, int64_t value,
                                      uint64_t id) = 0;
   /// Makes progress (both initiator and target side) and returns up to `max` (>= 1)
   /// completions of this rank's operations; see the header comment for what one means.
   virtual int poll(Completion* out, int max) = 0;
 };
 
-/// Builds the transport named by `name` ("auto", "libfabric", "ipc", "fake"). "auto" is
-/// libfabric when a provider works, else an error listing what was tried. Throws Error(kValue)
-/// for unknown names and bad options, Error(kRuntime) naming what is missing ("built without
-/// libfabric", no CUDA device, no working provider) when one is unavailable.
+/// Throws Error(kValue) naming the field and its range when `options` are invalid (ranks, rank,
+/// lanes, in-flight limit, deadline). make_transport() calls it; so do factories of transports
+/// the registry does not name.
+void check_transport_options(const TransportOptions& options);
+
+/// Builds the transport named by `name` ("auto", "libfabric", "ipc", "null"). "auto" is
+/// libfabric when a provider works, else an error listing what was tried. (The fake transport
+/// has no name: tests build it on a FakeFabric, transport/fake/fake_transport.h.) Throws
+/// Error(kValue) for unknown names and bad options, Error(kRuntime) naming what is missing ("built
+/// without libfabric", no CUDA device, no working provider) when one is unavailable.
 std::unique_ptr<Transport> make_transport(const std::string& name, const TransportOptions& options);
 
 }  // namespace uccl::ep::transport

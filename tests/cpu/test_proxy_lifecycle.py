@@ -1,6 +1,7 @@
 """initialize_uccl / destroy_uccl without a GPU: ranks are threads of this process over the
-fake transport, scratch buffers are numpy arrays, and commands are pushed from Python into host
-queues (the test-only path). No torch: the group is an in-process all-gather."""
+fake transport (injected through the test module uccl.ep._C._testing), RDMA buffers are numpy
+arrays, and commands are pushed from Python into host queues (the test-only path). No torch:
+the group is an in-process all-gather."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ import numpy as np
 import pytest
 
 from uccl.ep import _C, destroy_uccl, initialize_uccl
+from uccl.ep._C import _testing as T
 
 SCRATCH = 1 << 20
 TIMEOUT = 20.0
@@ -62,13 +64,12 @@ def run_ranks(size: int, body: Callable[[int, ThreadGroup], Any]) -> List[Any]:
 
 
 @pytest.fixture(autouse=True)
-def fake_transport(monkeypatch):
-    monkeypatch.setenv("UCCL_EP_TRANSPORT", "fake")
+def short_deadlines(monkeypatch):
     monkeypatch.setenv("UCCL_EP_TIMEOUT_SECS", "3")
     monkeypatch.setenv("UCCL_EP_DISABLE_CPU_AFFINITY", "1")
 
 
-def start(rank: int, group: ThreadGroup, scratch: np.ndarray, **kw):
+def start(rank: int, group: ThreadGroup, scratch: np.ndarray, transport="fake", **kw):
     return initialize_uccl(
         scratch.ctypes.data,
         scratch.nbytes,
@@ -76,6 +77,7 @@ def start(rank: int, group: ThreadGroup, scratch: np.ndarray, **kw):
         group.size,
         group,
         rdma_buffer_is_host_allocated=True,
+        _transport=transport,
         _host_queues=True,
         **kw,
     )
@@ -89,15 +91,15 @@ def test_two_ranks_move_data_and_signals_then_destroy():
         h = start(rank, group, scratch[rank], num_experts=8)
         assert h.num_proxy_threads >= 1 and h.transport == "fake" and not h.is_intranode
         if rank == 0:
-            s = h._session
-            s.push(1, *_C.encode_write_signal(1, 0, 65536, 4096, slot=7, value=3))
-            s.push(1, *_C.encode_atomic_add(1, 8, -5))
-            s.push(1, *_C.encode_fence(1))
-            s.wait_fence(1, 1)
+            p = h._path
+            T.push(p, 1, *T.encode_write_signal(1, 0, 65536, 4096, slot=7, value=3))
+            T.push(p, 1, *T.encode_atomic_add(1, 8, -5))
+            T.push(p, 1, *T.encode_fence(1))
+            T.wait_fence(p, 1, 1)
             assert h.stats()["completed"] == 2
         group.allgather(None)
         if rank == 1:
-            assert h._session.signal(7) == 3 and h._session.signal(8) == -5
+            assert T.signal(h._path, 7) == 3 and T.signal(h._path, 8) == -5
             np.testing.assert_array_equal(scratch[1][65536 : 65536 + 4096], scratch[0][:4096])
         destroy_uccl(h)
         assert h.destroyed
@@ -113,8 +115,8 @@ def test_barrier_of_all_ranks_through_python():
     def body(rank: int, group: ThreadGroup):
         h = start(rank, group, scratch[rank])
         for k in (1, 2):
-            h._session.push(0, *_C.encode_barrier(0, k))
-            h._session.wait_barrier(0, k)
+            T.push(h._path, 0, *T.encode_barrier(0, k))
+            T.wait_barrier(h._path, 0, k)
         destroy_uccl(h)
 
     run_ranks(3, body)
@@ -148,14 +150,14 @@ def test_proxy_failure_is_raised_by_check_and_destroy():
         if rank == 1:
             destroy_uccl(h)
             return None
-        # WRITE beyond the peer's scratch: the proxy records the transport's refusal.
-        h._session.push(0, *_C.encode_write(1, 0, SCRATCH, 16))
-        h._session.push(0, *_C.encode_fence(1))
+        # WRITE beyond the peer's RDMA buffer: the proxy records the transport's refusal.
+        T.push(h._path, 0, *T.encode_write(1, 0, SCRATCH, 16))
+        T.push(h._path, 0, *T.encode_fence(1))
         with pytest.raises(RuntimeError, match="reported error 3"):
-            h._session.wait_fence(0, 1)
+            T.wait_fence(h._path, 0, 1)
         with pytest.raises(RuntimeError, match=r"rank 0.*queue 0.*ticket 0.*WRITE.*peer 1"):
             h.check()
-        with pytest.raises(RuntimeError, match="exceeds its data region"):
+        with pytest.raises(RuntimeError, match="exceeds its RDMA buffer"):
             destroy_uccl(h)
         assert h.destroyed
         with pytest.raises(RuntimeError, match="already destroyed"):
@@ -171,7 +173,7 @@ def test_proxy_failure_is_raised_by_check_and_destroy():
     "kwargs, error, match",
     [
         ({"rank": 2}, ValueError, r"rank=2 must be in \[0, num_ranks=2\)"),
-        ({"scratch_nbytes": 0}, ValueError, "scratch buffer is empty"),
+        ({"scratch_nbytes": 0}, ValueError, "RDMA buffer is empty"),
         ({"num_experts": 3}, ValueError, "num_experts=3 must be 0 or a multiple"),
         ({"group": None}, ValueError, "group is required"),
         ({"rank": 0.5}, TypeError, "rank must be an int"),
@@ -218,11 +220,11 @@ def test_environment_defaults():
 
 
 def test_encoders_check_their_limits():
-    assert _C.encode_fence(5)[0] & 0xF == 4
+    assert T.encode_fence(5)[0] & 0xF == 4
     with pytest.raises(ValueError, match="multiple of 16"):
-        _C.encode_write(1, 0, 0, 10)
+        T.encode_write(1, 0, 0, 10)
     with pytest.raises(ValueError, match="WRITE_SIGNAL value=256"):
-        _C.encode_write_signal(1, 0, 0, 16, 0, 256)
+        T.encode_write_signal(1, 0, 0, 16, 0, 256)
 
 
 def test_single_host_with_a_network_transport_is_intranode(monkeypatch):
@@ -232,7 +234,7 @@ def test_single_host_with_a_network_transport_is_intranode(monkeypatch):
     scratch = np.zeros(SCRATCH, dtype=np.uint8)
 
     def body(rank: int, group: ThreadGroup):
-        h = start(rank, group, scratch)
+        h = start(rank, group, scratch, transport=None)
         assert h.is_intranode and h.num_proxy_threads == 0 and h.stats() == {}
         h.check()
         destroy_uccl(h)

@@ -180,20 +180,6 @@ def test_layout():
         INFO.check_layout(**{**kw, "topk_idx": np.zeros((T, K), dtype=np.int64)})
 
 
-@pytest.mark.parametrize(
-    "args, words",
-    [
-        ((0, 3, 1 << 20), "group size 3 is not supported"),
-        ((0, 16, 1 << 20), "supported are 2, 4 and 8"),
-        ((0, 2, 100), "num_nvl_bytes=100"),
-        ((2, 2, 128), r"rank=2 must be in \[0, 2\)"),
-    ],
-)
-def test_buffer_args(args, words):
-    with pytest.raises(ValueError, match=words):
-        _C.validate_buffer_args(*args)
-
-
 def test_tensor_desc_rejects_unknown_dtype_and_device():
     with pytest.raises(ValueError, match="unknown dtype 'complex64'"):
         desc("complex64", (1,))

@@ -11,7 +11,9 @@ correctness only (same-GPU peers use the same code path, through CUDA IPC on one
 
 A suite body has the signature ``body(rank, num_ranks, rec)`` where ``rec`` is a `Recorder`.
 It runs after ``torch.cuda.set_device(rank_device(rank, num_ranks))`` and
-``init_process_group``.
+``init_process_group``. A rank may end its process on purpose (`Recorder.exit_on_purpose`, for
+a test of a dying peer): the parent then counts it as finished, and its peers call
+`Recorder.peer_left` so that they end without the collective teardown of the group.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ import time
 import traceback
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import NoReturn
 
 import torch
 import torch.distributed as dist
@@ -59,13 +62,21 @@ class Check:
 
 class Recorder:
     """Records the named checks of one rank; each check goes to `sink` as soon as it is made,
-    so results made before a hang or a crash still reach the parent."""
+    so results made before a hang or a crash still reach the parent. `announce_exit` (the
+    launcher's) tells the parent that this rank ends on purpose and flushes what was sent."""
 
-    def __init__(self, rank: int, sink: Callable[[Check], None]):
+    def __init__(
+        self,
+        rank: int,
+        sink: Callable[[Check], None],
+        announce_exit: Callable[[], None] | None = None,
+    ):
         self.rank = rank
         self.sink = sink
         self.num_checks = 0
         self.num_failed = 0
+        self.announce_exit = announce_exit
+        self.skip_group_teardown = False  # set by peer_left()
 
     def check(self, name: str, ok: object, detail: str = "") -> bool:
         """Records `name` as passed when `ok` is truthy; `detail` explains a failure."""
@@ -74,6 +85,21 @@ class Recorder:
         self.num_failed += 0 if ok else 1
         self.sink(Check(self.rank, name, ok, "" if ok else detail))
         return ok
+
+    def exit_on_purpose(self) -> NoReturn:
+        """Ends this rank's process now, as a peer that dies mid-run (``os._exit(0)``: no
+        teardown, no "done"). The parent is told first, so it counts this rank as finished;
+        no check can be made afterwards."""
+        if self.announce_exit is not None:
+            self.announce_exit()
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(0)
+
+    def peer_left(self) -> None:
+        """Notes that a peer exited on purpose: the process group has lost a member, so this
+        rank ends without ``destroy_process_group`` (which could wait for the peer)."""
+        self.skip_group_teardown = True
 
 
 def deadline_secs() -> float:
@@ -149,10 +175,16 @@ def _worker_entry(rank: int, num_ranks: int, port: int, body: Callable, results)
     def sink(c: Check) -> None:
         results.put(("check", c.rank, c.name[:200], c.ok, c.detail[:MAX_DETAIL_CHARS]))
 
+    def announce_exit() -> None:
+        results.put(("exit", rank))
+        results.close()
+        results.join_thread()  # everything sent so far reaches the parent before os._exit
+
+    rec = Recorder(rank, sink, announce_exit)
     failed = False
     try:
         _init_group(rank, num_ranks, f"tcp://127.0.0.1:{port}")
-        body(rank, num_ranks, Recorder(rank, sink))
+        body(rank, num_ranks, rec)
     except BaseException:  # noqa: BLE001 - everything is reported to the parent
         failed = True
         results.put(("error", rank, traceback.format_exc()[-MAX_TRACEBACK_CHARS:]))
@@ -162,6 +194,8 @@ def _worker_entry(rank: int, num_ranks: int, port: int, body: Callable, results)
     if failed:
         # Tearing down NCCL after a failure can block on peers; the parent has the report.
         os._exit(1)
+    if rec.skip_group_teardown:
+        os._exit(0)  # a peer exited on purpose: the group's teardown could wait for it
     dist.destroy_process_group()
 
 
@@ -176,6 +210,7 @@ class LaunchResult:
     errors: dict[int, str] = field(default_factory=dict)
     unfinished: list[int] = field(default_factory=list)  # no "done" before the deadline
     bad_exits: dict[int, str] = field(default_factory=dict)  # crashed or stuck in teardown
+    planned_exits: list[int] = field(default_factory=list)  # Recorder.exit_on_purpose
 
     @property
     def num_checks(self) -> int:
@@ -200,6 +235,8 @@ class LaunchResult:
             f"{self.num_checks} results, {len(self.failed_checks)} failed, "
             f"{self.elapsed_secs:.1f} s"
         )
+        if self.planned_exits:
+            summary += f"; ranks {sorted(self.planned_exits)} exited on purpose"
         lines = [summary]
         for name, runs in groups.items():
             bad = [c for c in runs if not c.ok]
@@ -240,6 +277,9 @@ def _handle_message(msg: tuple, result: LaunchResult, done: set[int]) -> None:
         result.errors[rank] = msg[2]
     elif kind == "done":
         done.add(rank)
+    elif kind == "exit":  # Recorder.exit_on_purpose: finished, though no "done" follows
+        done.add(rank)
+        result.planned_exits.append(rank)
 
 
 def _drain(results, result: LaunchResult, done: set[int], wait_secs: float) -> int:
@@ -364,5 +404,6 @@ def run_under_torchrun(body: Callable) -> int:
     rec = Recorder(rank, sink)
     body(rank, num_ranks, rec)
     print(f"rank {rank}: {rec.num_checks} checks, {rec.num_failed} failed", flush=True)
-    dist.destroy_process_group()
+    if not rec.skip_group_teardown:
+        dist.destroy_process_group()
     return 1 if rec.num_failed else 0

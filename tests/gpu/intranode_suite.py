@@ -27,7 +27,6 @@ try:
         determinism_section,
         graph_section,
         stream_section,
-        tail_share_section,
         tensor_forms_section,
     )
     from . import reference as ref
@@ -41,7 +40,6 @@ except ImportError:  # run as a script: the siblings are importable from sys.pat
     import graph_section
     import reference as ref
     import stream_section
-    import tail_share_section
     import tensor_forms_section
     from _dist import Recorder, all_gather_rows, run_under_torchrun
     from reference import Scenario, ScenarioRef
@@ -556,12 +554,6 @@ def run_suite(rank: int, num_ranks: int, rec: Recorder) -> None:
         ("cached", lambda: section_cached(ctx, w["small"])),
         ("combine", lambda: [section_combine(ctx, w[key]) for key in ("small", "big")]),
         ("determinism", lambda: determinism_section.section_determinism(ctx, w["big"])),
-        (
-            "tail_share",
-            lambda: tail_share_section.section_tail_share(
-                ctx, [w[key] for key in ("small", "big", "zero")]
-            ),
-        ),
         ("tensor_forms", lambda: tensor_forms_section.section_tensor_forms(ctx, w["small"])),
         ("edges", lambda: section_edges(ctx, [w[key] for key in ("silent", "zero", "empty")])),
         ("stream_drop_references", lambda: stream_section.stream_drop_references(ctx, w["small"])),

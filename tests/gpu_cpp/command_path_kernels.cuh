@@ -46,7 +46,7 @@ UCCL_HD protocol::Command write_command(uint32_t k) {
 struct WriteArgs {
   const queue::QueueDeviceHandle* queues;  // [num_queues]
   uint32_t num_queues, warps_per_queue, rounds;
-  uint8_t* source;        // rank 0's data region (device memory or mapped host memory)
+  uint8_t* source;        // rank 0's RDMA buffer (device memory or mapped host memory)
   bool fence_each_round;  // only with one warp per queue: FENCE(round + 1) and wait, each round
   bool probe_commands;    // push probe::stamp_write instead (no data; back-pressure, deadlines)
   device::DeviceDiag diag;
@@ -153,9 +153,9 @@ __global__ void lane_kernel(queue::QueueDeviceHandle q, uint32_t count, bool rea
 }
 
 struct CheckArgs {
-  const int64_t* signals;  // rank 1's signal region (device alias of host memory)
-  const uint8_t* data;     // rank 1's data region (device memory)
-  uint32_t num_signalled;  // signalled writes (k = 4 j)
+  const int64_t* signals;      // rank 1's signal region (device alias of host memory)
+  const uint8_t* rdma_buffer;  // rank 1's RDMA buffer (device memory)
+  uint32_t num_signalled;      // signalled writes (k = 4 j)
   uint64_t timeout_ns;
   uint32_t* counters;  // [0] signals seen, [1] wrong values, [2] data before signal, [3] timeouts
 };
@@ -177,7 +177,7 @@ __global__ void check_kernel(CheckArgs a) {
   }
   atomicAdd(a.counters, 1);
   if (v != write_value(k)) atomicAdd(a.counters + 1, 1);
-  const int4* src = reinterpret_cast<const int4*>(a.data + uint64_t{k} * kSlotBytes);
+  const int4* src = reinterpret_cast<const int4*>(a.rdma_buffer + uint64_t{k} * kSlotBytes);
   for (uint32_t w = 0; w < write_bytes(k) / 16; ++w) {
     const int4 d = device::ld_v4(src + w);
     if (static_cast<uint32_t>(d.x) != pattern_word(k, 4 * w) ||

@@ -19,8 +19,10 @@
 #include "common/error.h"
 #include "common/testing/cuda_buffers.h"
 #include "proxy/session.h"
+#include "proxy/testing/fake_transport_factory.h"
 #include "proxy/testing/probe_transport.h"
 #include "runtime/error_report.h"
+#include "transport/fake/fake_transport.h"
 
 namespace uccl::ep::gpu_test {
 namespace {
@@ -73,7 +75,7 @@ std::unique_ptr<DeviceArray<queue::QueueDeviceHandle>> upload_handles(const Prox
 }
 
 SessionOptions session_options(int rank, const std::string& transport, uint32_t queues,
-                               const transport::Region& data, double timeout) {
+                               const transport::Region& rdma_buffer, double timeout) {
   SessionOptions s;
   s.proxy = proxy::proxy_options_from_env(read_env_settings());
   s.proxy.rank = rank;
@@ -83,7 +85,7 @@ SessionOptions session_options(int rank, const std::string& transport, uint32_t 
   s.transport = transport;
   s.num_queues = queues;
   s.queue_capacity = 256;
-  s.data = data;
+  s.rdma_buffer = rdma_buffer;
   return s;
 }
 
@@ -113,7 +115,7 @@ std::string kernel_failures(const Diag& d, double secs) {
   if (f[1] == 0 && d.record.host->flag == 0) return "";
   return str_cat(
       f[1], " producer(s) failed",
-      d.record.host->flag ? "; " + runtime::describe_timeout(*d.record.host, secs) : std::string());
+      d.record.host->flag ? "; " + runtime::describe_error(*d.record.host, secs) : std::string());
 }
 
 // Loads every kernel of this test on `device` now. With CUDA's lazy loading (the default) the
@@ -237,8 +239,8 @@ std::unique_ptr<bootstrap::TcpBootstrap> open_boot(int rank, uint16_t port,
       std::move(listener));
 }
 
-SessionOptions fabric_options(int rank, const transport::Region& data) {
-  SessionOptions s = session_options(rank, "libfabric", kFabricQueues, data, kFabricTimeout);
+SessionOptions fabric_options(int rank, const transport::Region& rdma_buffer) {
+  SessionOptions s = session_options(rank, "libfabric", kFabricQueues, rdma_buffer, kFabricTimeout);
   s.fi_provider = kProvider;
   return s;
 }
@@ -258,7 +260,7 @@ std::string run_libfabric(const TestEnv& env) {
   try {
     UCCL_EP_CUDA_CHECK(cudaSetDevice(0));
     const uint64_t bytes = uint64_t{kFabricWrites} * kSlotBytes;
-    Mapped<uint8_t> src(bytes);  // host-pinned data region; the kernel fills it through PCIe
+    Mapped<uint8_t> src(bytes);  // host-pinned RDMA buffer; the kernel fills it through PCIe
     auto boot = open_boot(0, port, std::move(listener));
     ProxySession s0(fabric_options(0, {src.host, bytes, false, ""}),
                     queue::make_cuda_queue_allocator(0));
@@ -289,9 +291,9 @@ std::string run_libfabric(const TestEnv& env) {
 int run_libfabric_child(uint16_t port) {
   try {
     const uint64_t bytes = uint64_t{kFabricWrites} * kSlotBytes;
-    std::vector<uint8_t> data(bytes);
+    std::vector<uint8_t> rdma_buffer(bytes);
     auto boot = open_boot(1, port, {});
-    ProxySession s1(fabric_options(1, {data.data(), bytes, false, ""}),
+    ProxySession s1(fabric_options(1, {rdma_buffer.data(), bytes, false, ""}),
                     queue::make_host_queue_allocator());
     s1.connect(*boot);
     s1.start();
@@ -307,7 +309,7 @@ int run_libfabric_child(uint16_t port) {
         std::this_thread::sleep_for(std::chrono::microseconds(100));
       }
     }
-    const std::string bad = verify_target(data.data(), s1.signals(), kFabricWrites);
+    const std::string bad = verify_target(rdma_buffer.data(), s1.signals(), kFabricWrites);
     s1.check();
     boot->barrier();  // (2)
     const proxy::StopResult r = s1.stop();
@@ -325,14 +327,14 @@ int run_libfabric_child(uint16_t port) {
 namespace {
 // A probe session for rank 0 (CUDA queues) and its peer (never started).
 struct ProbePair {
-  std::vector<uint8_t> scratch = std::vector<uint8_t>(4096);
+  std::vector<uint8_t> rdma_buffer = std::vector<uint8_t>(4096);
   std::shared_ptr<proxy::testing::ProbeRecord> record =
       std::make_shared<proxy::testing::ProbeRecord>(0);
   std::unique_ptr<ProxySession> s0, s1;
   ProbePair(uint32_t queues, uint32_t capacity, double timeout) {
     for (int rank = 0; rank < 2; ++rank) {
-      SessionOptions o = session_options(rank, "probe", queues,
-                                         {scratch.data(), scratch.size(), false, ""}, timeout);
+      SessionOptions o = session_options(
+          rank, "probe", queues, {rdma_buffer.data(), rdma_buffer.size(), false, ""}, timeout);
       o.proxy.num_threads = 1;
       o.queue_capacity = capacity;
       auto rec = rank == 0 ? record : std::make_shared<proxy::testing::ProbeRecord>(0);
@@ -397,7 +399,7 @@ std::string run_proxy_deadline(const TestEnv& env) {
   preload_kernels(0);  // sets device 0
   constexpr double kProxyTimeout = 2;
   // Rank 0's sixth operation is dropped: it never completes.
-  auto fabric = proxy::shared_fake_fabric("gpu-deadline", 0, 2);
+  auto fabric = transport::fake::shared_fabric("gpu-deadline", 0, 2);
   fabric->set_policy([](const transport::fake::FakeOpInfo& op) {
     using Kind = transport::fake::FakeAction::Kind;
     return transport::fake::FakeAction{op.rank == 0 && op.index == 5 ? Kind::kDrop : Kind::kDeliver,
@@ -410,7 +412,7 @@ std::string run_proxy_deadline(const TestEnv& env) {
     SessionOptions o =
         session_options(rank, "fake", 1, {d.data(), d.size(), false, ""}, kProxyTimeout);
     o.proxy.num_threads = 1;
-    o.fake_fabric_key = "gpu-deadline";
+    o.make_transport = proxy::testing::fake_transport_factory("gpu-deadline");
     s[rank] = std::make_unique<ProxySession>(
         o, rank == 0 ? queue::make_cuda_queue_allocator(0) : queue::make_host_queue_allocator());
   }
@@ -456,14 +458,14 @@ std::string run_device_deadline(const TestEnv& env) {
   p.s0->stop(proxy::StopMode::kAbandon);
   const protocol::HostErrorRecord r = *diag.record.host;
   if (diag.flags.read()[1] != 1 || r.flag != 1 ||
-      r.site != static_cast<int32_t>(protocol::WaitSite::kQueueFull) || r.channel != 0 ||
+      r.site != static_cast<int32_t>(protocol::WaitSite::kQueueFull) || r.queue != 0 ||
       r.rank != 0 || r.expected != 1 || r.observed != 0)
-    return str_cat("error record: flag ", r.flag, " site ", r.site, " rank ", r.rank, " channel ",
-                   r.channel, " expected ", r.expected, " observed ", r.observed,
+    return str_cat("error record: flag ", r.flag, " site ", r.site, " rank ", r.rank, " queue ",
+                   r.queue, " expected ", r.expected, " observed ", r.observed,
                    " (want 1, kQueueFull, 0, 0, 1, 0)");
-  const std::string message = runtime::describe_timeout(r, kDeviceTimeout);
+  const std::string message = runtime::describe_error(r, kDeviceTimeout);
   std::printf("  device deadline: %s\n", message.c_str());
-  for (const char* part : {"rank 0", "command queue", "channel 0", "expected 1", "observed 0"})
+  for (const char* part : {"rank 0", "command queue 0", "expected 1", "observed 0"})
     if (message.find(part) == std::string::npos)
       return str_cat("'", part, "' missing in: ", message);
   return "";

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import operator
-import os
 import socket
 from typing import Any, List, Optional, Tuple, Union
 
@@ -11,7 +10,8 @@ import torch
 import torch.distributed as dist
 
 from . import _C
-from .dispatch import cached_dispatch, fresh_dispatch, run_combine
+from ._bootstrap import Bootstrap
+from .intranode import cached_dispatch, dispatch_layout, fresh_dispatch, run_combine
 from .utils import EventHandle, EventOverlap, StreamScope, check_nvlink_connections
 
 Config = _C.Config
@@ -29,34 +29,6 @@ def _not_implemented(feature: str) -> NotImplementedError:
     )
 
 
-class _Bootstrap:
-    """All-gather over a torch.distributed group or an mpi4py communicator."""
-
-    def __init__(self, group: Any, comm: Any) -> None:
-        if group is None and comm is None:
-            raise ValueError(
-                "Buffer: either group (torch.distributed) or comm (mpi4py) is required"
-            )
-        self.group, self.comm = group, comm
-        if group is not None:
-            self.rank, self.size = group.rank(), group.size()
-        else:
-            self.rank, self.size = comm.Get_rank(), comm.Get_size()
-
-    def all_gather(self, obj: Any) -> List[Any]:
-        if self.group is not None:
-            out: List[Any] = [None] * self.size
-            dist.all_gather_object(out, obj, group=self.group)
-            return out
-        return list(self.comm.allgather(obj))
-
-    def barrier(self) -> None:
-        if self.group is not None:
-            dist.barrier(group=self.group)
-        else:
-            self.comm.Barrier()
-
-
 class Buffer:
     """Communication buffer for expert-parallel dispatch and combine (DeepEP V1 API).
 
@@ -67,13 +39,23 @@ class Buffer:
         group: ``torch.distributed`` process group (or None with ``comm``).
         num_nvl_bytes: NVLink buffer bytes per rank (multiple of 128); size it with
             ``Config.get_nvl_buffer_size_hint``.
-        num_rdma_bytes: must be 0 (internode and low-latency modes are not implemented yet).
-        low_latency_mode, enable_shrink, use_fabric: must stay False for now.
+        num_rdma_bytes: RDMA buffer bytes per rank (multiple of 128): needs ranks on several
+            NVLink domains (nodes; ``UCCL_EP_NUM_LOCAL_RANKS`` emulates them on one host) or
+            ``low_latency_mode``. With it the Buffer starts this rank's CPU proxies.
+        low_latency_mode, enable_shrink, use_fabric: must stay False for now (those modes are
+            not implemented yet).
         num_qps_per_rank, allow_nvlink_for_low_latency_mode, allow_mnnvl: accepted and stored
             (they only affect the low-latency and internode modes).
         explicitly_destroy: if True, ``destroy()`` must be called; otherwise memory is freed
-            when the object is collected.
+            when the object is collected. Either way the ranks meet (on the GPU, with the
+            deadline ``UCCL_EP_TIMEOUT_SECS``) before memory is freed.
         comm: ``mpi4py`` communicator used instead of ``group`` for bootstrap.
+
+    Construction is collective: an exception on one rank (bad argument, out of memory, CUDA IPC
+    failure) raises on every rank, naming the failed rank. Every wait has a deadline; after an
+    error (a timeout, a dead peer, inputs the GPU found inconsistent) the Buffer is aborted:
+    its kernels fill their outputs with NaN / -1 / zero counts, ``check()`` and every later
+    call raise ``RuntimeError``.
     """
 
     #: SMs used by the default configs (``set_num_sms`` changes it).
@@ -95,51 +77,46 @@ class Buffer:
         use_fabric: bool = False,
     ) -> None:
         self.runtime = None
-        boot = _Bootstrap(group, comm)
+        self._ops = None
+        boot = Bootstrap(group, comm)
         self.rank, self.group_size = boot.rank, boot.size
         self.group = group if group is not None else comm
-        self.num_nvl_bytes, self.num_rdma_bytes = int(num_nvl_bytes), int(num_rdma_bytes)
-        self.low_latency_mode = bool(low_latency_mode)
-        self.num_qps_per_rank = int(num_qps_per_rank)
-        self.allow_nvlink_for_low_latency_mode = bool(allow_nvlink_for_low_latency_mode)
-        self.allow_mnnvl = bool(allow_mnnvl)
-        self.explicitly_destroy = bool(explicitly_destroy)
-        self.enable_shrink = bool(enable_shrink)
-        self._check_modes(use_fabric)
-        _C.validate_buffer_args(self.rank, self.group_size, self.num_nvl_bytes)
-        if group is not None:
-            check_nvlink_connections(group)
-
-        self._device = torch.cuda.current_device()
-        runtime = _C.IntranodeBuffer(self.rank, self.group_size, self.num_nvl_bytes, self._device)
-        peers = boot.all_gather((socket.gethostname(), os.getpid(), runtime.ipc_handle()))
-        hosts = sorted({p[0] for p in peers})
-        if len(hosts) != 1:
-            runtime.destroy()
-            raise _not_implemented(f"a group spanning several hosts ({', '.join(hosts)})")
-        runtime.connect([p[2] for p in peers])
-        boot.barrier()
-        self._boot = boot
+        try:
+            self.num_nvl_bytes, self.num_rdma_bytes = int(num_nvl_bytes), int(num_rdma_bytes)
+            self.low_latency_mode = bool(low_latency_mode)
+            self.num_qps_per_rank = int(num_qps_per_rank)
+            self.allow_nvlink_for_low_latency_mode = bool(allow_nvlink_for_low_latency_mode)
+            self.allow_mnnvl = bool(allow_mnnvl)
+            self.explicitly_destroy = bool(explicitly_destroy)
+            self.enable_shrink = bool(enable_shrink)
+            self._check_modes(use_fabric)
+            if group is not None:
+                check_nvlink_connections(group)
+            self._device = torch.cuda.current_device()
+        except Exception as e:
+            # Tell the peers, which are entering the Buffer's first all-gather, then raise.
+            boot.all_gather_bytes(_C.buffer_setup_failure(self.rank, f"{type(e).__name__}: {e}"))
+            raise
+        self.runtime = _C.Buffer(
+            rank=self.rank,
+            num_ranks=self.group_size,
+            num_local_ranks=0,
+            device=self._device,
+            num_nvl_bytes=self.num_nvl_bytes,
+            num_rdma_bytes=self.num_rdma_bytes,
+            low_latency_mode=self.low_latency_mode,
+            host_name=socket.gethostname(),
+            all_gather=boot.all_gather_bytes,
+        )
         self._comm_stream = torch.cuda.Stream(device=self._device, priority=-1)
         self._comm_handle = self._comm_stream.cuda_stream
-        self.runtime = runtime
 
     def _check_modes(self, use_fabric: bool) -> None:
         if self.num_qps_per_rank < 1:
             raise ValueError(f"num_qps_per_rank={self.num_qps_per_rank} must be >= 1")
-        if self.low_latency_mode:
-            raise _not_implemented("low_latency_mode=True")
-        if self.num_rdma_bytes != 0:
-            if self.group_size <= 8:
-                raise ValueError(
-                    f"num_rdma_bytes={self.num_rdma_bytes} must be 0 for {self.group_size} ranks "
-                    "without low_latency_mode (the RDMA buffer is for internode or LL modes)"
-                )
-            raise _not_implemented(f"internode mode (num_rdma_bytes={self.num_rdma_bytes})")
-        if self.group_size > 8:
-            raise _not_implemented(f"internode mode ({self.group_size} ranks)")
         # allow_mnnvl only configures NVSHMEM in DeepEP V1, which the intranode mode does not
-        # use: accepted, without effect, as there.
+        # use: accepted, without effect, as there. low_latency_mode and the sizes are checked
+        # by the native Buffer.
         for name, value in (
             ("enable_shrink", self.enable_shrink),
             ("use_fabric", use_fabric),
@@ -149,14 +126,15 @@ class Buffer:
 
     # ------------------------------------------------------------------ lifecycle
     def destroy(self) -> None:
-        """Frees the buffer (collective). Only with ``explicitly_destroy=True``; once."""
+        """Frees the buffer (collective: the ranks meet on the GPU, with the deadline
+        ``UCCL_EP_TIMEOUT_SECS``, before memory is freed; past it the memory is freed anyway
+        and ``RuntimeError`` names who did not arrive). Only with ``explicitly_destroy=True``;
+        once."""
         if not self.explicitly_destroy:
             raise RuntimeError("destroy() needs Buffer(..., explicitly_destroy=True)")
         if self.runtime is None:
             raise RuntimeError("destroy(): the Buffer was already destroyed")
-        torch.cuda.synchronize(self._device)
-        self._boot.barrier()
-        runtime, self.runtime = self.runtime, None
+        runtime, self.runtime, self._ops = self.runtime, None, None
         runtime.destroy()
 
     def __del__(self) -> None:
@@ -164,11 +142,24 @@ class Buffer:
         if runtime is not None and self.explicitly_destroy:
             print(f"[uccl-ep] rank {self.rank}: Buffer collected without destroy(); freeing it")
 
+    def check(self) -> None:
+        """Raises ``RuntimeError`` with the recorded error (a wait past its deadline, a failed
+        CPU proxy, inputs the GPU found inconsistent), if any; returns None otherwise. A CUDA
+        graph replay that failed is seen here once its kernels finished."""
+        self._live("check").check("check")
+
     def _live(self, op: str) -> Any:
         if self.runtime is None:
             raise RuntimeError(f"{op}: the Buffer was destroyed")
-        self.runtime.check_healthy()
         return self.runtime
+
+    def _intranode(self, op: str) -> Any:
+        """The intranode operations (built on first use: NotImplementedError when the ranks
+        span several NVLink domains)."""
+        runtime = self._live(op)
+        if self._ops is None:
+            self._ops = _C.IntranodeOps(runtime)
+        return self._ops
 
     # ------------------------------------------------------------------ static helpers
     @staticmethod
@@ -246,25 +237,29 @@ class Buffer:
         offset: int = 0,
         use_rdma_buffer: bool = False,
     ) -> torch.Tensor:
-        """1-D view of this rank's NVLink buffer as ``dtype``, starting ``offset`` bytes in.
+        """1-D view of this rank's NVLink buffer (or, with ``use_rdma_buffer``, its RDMA buffer)
+        as ``dtype``, starting ``offset`` bytes in.
 
-        Unlike DeepEP the length is clamped to the buffer: ``(num_nvl_bytes - offset) //
-        itemsize`` elements. With ``size``, the first ``size.numel()`` elements reshaped.
-        ``use_rdma_buffer=True`` gives the RDMA buffer, which the intranode mode does not have
-        (``num_rdma_bytes == 0``): an empty tensor, as DeepEP returns then.
+        Unlike DeepEP the length is clamped to the buffer: ``(num_bytes - offset) // itemsize``
+        elements. With ``size``, the first ``size.numel()`` elements reshaped. Without an RDMA
+        buffer (``num_rdma_bytes == 0``) ``use_rdma_buffer=True`` gives an empty tensor, as
+        DeepEP returns then.
         """
         itemsize = torch.empty((), dtype=dtype).element_size()
         runtime = self._live("get_local_buffer_tensor")
-        if use_rdma_buffer:
+        num_bytes = self.num_rdma_bytes if use_rdma_buffer else self.num_nvl_bytes
+        if num_bytes == 0:
             t = torch.empty(0, dtype=dtype, device=torch.device("cuda", self._device))
         else:
-            if not 0 <= offset <= self.num_nvl_bytes or offset % itemsize:
+            name = "num_rdma_bytes" if use_rdma_buffer else "num_nvl_bytes"
+            if not 0 <= offset <= num_bytes or offset % itemsize:
                 raise ValueError(
-                    f"offset={offset} must be in [0, num_nvl_bytes={self.num_nvl_bytes}] and a "
-                    f"multiple of the element size {itemsize} ({dtype})"
+                    f"offset={offset} must be in [0, {name}={num_bytes}] and a multiple of the "
+                    f"element size {itemsize} ({dtype})"
                 )
-            raw = torch.from_dlpack(runtime.local_buffer())
-            count = (self.num_nvl_bytes - offset) // itemsize
+            view = runtime.rdma_buffer() if use_rdma_buffer else runtime.nvl_buffer()
+            raw = torch.from_dlpack(view)
+            count = (num_bytes - offset) // itemsize
             t = raw[offset : offset + count * itemsize].view(dtype)
         if size is None:
             return t
@@ -288,24 +283,8 @@ class Buffer:
         is_token_in_rank [num_tokens, R] bool, event)``; ``-1`` entries are ignored.
         """
         runtime = self._live("get_dispatch_layout")
-        if not isinstance(topk_idx, torch.Tensor):
-            raise TypeError(f"topk_idx must be a torch.Tensor, got {type(topk_idx).__name__}")
-        r = self.group_size
         with self._scope(runtime, previous_event, async_finish, allocate_on_comm_stream) as scope:
-            dev = topk_idx.device
-            per_rank = torch.empty(r, dtype=torch.int32, device=dev)
-            per_expert = torch.empty(max(int(num_experts), 0), dtype=torch.int32, device=dev)
-            in_rank = torch.empty(topk_idx.size(0), r, dtype=torch.bool, device=dev)
-            runtime.get_dispatch_layout(
-                topk_idx=topk_idx,
-                num_experts=int(num_experts),
-                num_tokens_per_rank=per_rank,
-                num_tokens_per_expert=per_expert,
-                is_token_in_rank=in_rank,
-                stream=scope.stream_handle,
-            )
-            event = scope.finish((topk_idx, per_rank, per_expert, in_rank))
-        return per_rank, None, per_expert, in_rank, event
+            return dispatch_layout(runtime, scope, topk_idx, num_experts, self.group_size)
 
     # ------------------------------------------------------------------ dispatch / combine
     def dispatch(
@@ -339,7 +318,8 @@ class Buffer:
         ``previous_event``: an ``EventOverlap`` to start after (one holding no event, as a
         synchronous call returns, means none), else the current stream.
         """
-        runtime = self._live("dispatch")
+        ops = self._intranode("dispatch")
+        runtime = self.runtime
         config = config if config is not None else self.get_dispatch_config(self.group_size)
         if num_tokens_per_rdma_rank is not None:
             raise ValueError("num_tokens_per_rdma_rank must be None for the intranode mode")
@@ -349,10 +329,10 @@ class Buffer:
                     raise ValueError(
                         "cached dispatch (handle given) takes no topk_idx/topk_weights"
                     )
-                return cached_dispatch(runtime, scope, x, handle, config, num_worst_tokens)
+                return cached_dispatch(ops, scope, x, handle, config, num_worst_tokens)
             return fresh_dispatch(
-                self,
-                runtime,
+                self.group_size,
+                ops,
                 scope,
                 x,
                 num_tokens_per_rank,
@@ -383,10 +363,11 @@ class Buffer:
         ascending rank order, one cast). No top-k weights are applied; ``topk_weights``
         [N, K] float32 are summed the same way into ``combined_topk_weights`` [T, K].
         """
-        runtime = self._live("combine")
+        ops = self._intranode("combine")
+        runtime = self.runtime
         config = config if config is not None else self.get_combine_config(self.group_size)
         with self._scope(runtime, previous_event, async_finish, allocate_on_comm_stream) as scope:
-            return run_combine(runtime, scope, x, handle, topk_weights, bias, config)
+            return run_combine(ops, scope, x, handle, topk_weights, bias, config)
 
     # ------------------------------------------------------------------ other modes
     def internode_dispatch(self, *args: Any, **kwargs: Any) -> Any:

@@ -2,9 +2,11 @@
 
 GPU kernels push 16-byte commands into queues in pinned host memory; CPU proxy threads execute
 them through a transport (libfabric, ipc, ...). ``initialize_uccl`` builds one rank's command
-path (queues, signal region, transports, proxy threads) around the caller's scratch (RDMA)
-buffer, exchanges transport addresses with the other ranks through the group, and starts the
-threads; ``destroy_uccl`` stops them. Every rank of the group calls both, collectively.
+path (the native ``CommandPath``: queues, signal region, transports, proxy threads) around the
+caller's RDMA buffer (UCCL-EP calls it the scratch buffer), exchanges transport addresses with
+the other ranks through the group, and starts the threads; ``destroy_uccl`` stops them. Every
+rank of the group calls both, collectively. A ``Buffer`` with ``num_rdma_bytes > 0`` builds its
+own command path; these two functions are for callers that manage the RDMA buffer themselves.
 
 torch is imported only when ``group`` is a ``torch.distributed`` process group.
 """
@@ -14,9 +16,10 @@ from __future__ import annotations
 import socket
 import threading
 import uuid
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Any, Dict, Optional, Tuple
 
 from . import _C
+from ._bootstrap import Bootstrap
 
 __all__ = ["UcclHandle", "destroy_uccl", "initialize_uccl"]
 
@@ -40,50 +43,38 @@ class UcclHandle:
         num_experts: int,
         is_intranode: bool,
         use_normal_mode: bool,
-        session: Optional[Any],
+        path: Optional[Any],
     ) -> None:
-        self._key, self._group = key, group
+        self._key, self._boot = key, group
         self.rank, self.num_ranks, self.num_experts = rank, num_ranks, num_experts
         self.is_intranode, self.use_normal_mode = is_intranode, use_normal_mode
-        self._session = session
+        self._path = path  # the native CommandPath (None when intranode)
         self.destroyed = False
 
     @property
     def num_proxy_threads(self) -> int:
         """Proxy threads running for this rank (0 when intranode: nothing to proxy)."""
-        return self._session.num_threads if self._session is not None else 0
+        return self._path.num_threads if self._path is not None else 0
 
     @property
     def transport(self) -> str:
         """The transport in use ("" when intranode)."""
-        return self._session.transport if self._session is not None else ""
+        return self._path.transport if self._path is not None else ""
 
     def check(self) -> None:
         """Raises RuntimeError with the proxies' first error (rank, thread, queue, ticket,
         opcode, peer, transport message, counters), if they failed."""
-        if self._session is not None:
-            self._session.check()
+        if self._path is not None:
+            self._path.check()
 
     def stats(self) -> Dict[str, int]:
         """Counters summed over this rank's proxy threads (commands, posted, completed, ...)."""
-        return self._session.stats() if self._session is not None else {}
+        return self._path.stats() if self._path is not None else {}
 
     def __repr__(self) -> str:
         state = "destroyed" if self.destroyed else f"{self.num_proxy_threads} proxy thread(s)"
         where = self.transport or "intranode"
         return f"UcclHandle(rank={self.rank}/{self.num_ranks}, {where}, {state})"
-
-
-def _all_gather(group: Any, obj: Any) -> List[Any]:
-    """All-gather of a picklable object through a torch.distributed group or anything with
-    ``allgather(obj) -> list`` (an mpi4py communicator, or a test group)."""
-    if hasattr(group, "allgather"):
-        return list(group.allgather(obj))
-    import torch.distributed as dist
-
-    out: List[Any] = [None] * dist.get_world_size(group)
-    dist.all_gather_object(out, obj, group=group)
-    return out
 
 
 def _check_args(
@@ -104,7 +95,7 @@ def _check_args(
         raise ValueError(f"initialize_uccl: rank={rank} must be in [0, num_ranks={num_ranks})")
     if scratch_ptr == 0 or scratch_nbytes <= 0:
         raise ValueError(
-            f"initialize_uccl: the scratch buffer is empty (scratch_ptr={scratch_ptr:#x}, "
+            f"initialize_uccl: the RDMA buffer is empty (scratch_ptr={scratch_ptr:#x}, "
             f"scratch_nbytes={scratch_nbytes})"
         )
     if num_experts < 0 or (num_experts > 0 and num_experts % num_ranks != 0):
@@ -131,8 +122,9 @@ def initialize_uccl(
     """Starts this rank's CPU proxies. Collective over ``group``.
 
     Args:
-        scratch_ptr: address of this rank's scratch (RDMA) buffer; every rank's has the same
-            size and layout. GPU memory unless ``rdma_buffer_is_host_allocated``.
+        scratch_ptr: address of this rank's RDMA buffer (UCCL-EP's name: scratch); every
+            rank's has the same size and layout. GPU memory unless
+            ``rdma_buffer_is_host_allocated``.
         scratch_nbytes: its size in bytes (at most 64 GiB).
         rank, num_ranks: this rank and the group size (``group``'s).
         group: ``torch.distributed`` process group (or an object with ``allgather(obj)``,
@@ -143,7 +135,7 @@ def initialize_uccl(
             with UCCL_EP_TRANSPORT=ipc (emulated nodes on one host) proxies run.
         use_normal_mode: normal (high-throughput) mode: the per-queue in-flight limit is
             UCCL_IB_MAX_INFLIGHT_NORMAL; else UCCL_IB_MAX_INFLIGHT_LOW_LATENCY.
-        rdma_buffer_is_host_allocated: the scratch buffer is pinned host memory.
+        rdma_buffer_is_host_allocated: the RDMA buffer is pinned host memory.
         _transport, _host_queues: tests only (a transport name overriding UCCL_EP_TRANSPORT;
             queues in plain host memory, pushed from Python).
 
@@ -198,7 +190,8 @@ def _start(
 ) -> UcclHandle:
     # Hosts (local rank, intranode) and a job token: rank 0's names the fake fabric, so that
     # several jobs (or modes) in one process never share one.
-    peers = _all_gather(group, (socket.gethostname(), uuid.uuid4().hex))
+    boot = Bootstrap(group, who="initialize_uccl")
+    peers = boot.all_gather((socket.gethostname(), uuid.uuid4().hex))
     if len(peers) != num_ranks:
         raise ValueError(f"initialize_uccl: num_ranks={num_ranks} but the group has {len(peers)}")
     hosts = [p[0] for p in peers]
@@ -206,34 +199,24 @@ def _start(
     if is_intranode is None:
         is_intranode = len(set(hosts)) == 1 and transport in _NETWORK_TRANSPORTS
     if is_intranode:
-        return UcclHandle(key, group, rank, num_ranks, num_experts, True, use_normal_mode, None)
-    # Build, then all-gather (address, error): if any rank failed, every rank raises, so no
-    # rank waits in connect() for a peer that is not coming.
-    session, error, blob = None, None, None
-    try:
-        session = _C.ProxySession(
-            rank=rank, num_ranks=num_ranks, local_rank=local_rank, scratch_ptr=scratch_ptr,
-            scratch_nbytes=scratch_nbytes, scratch_is_device=not host_allocated,
-            device=key[0], low_latency_mode=not use_normal_mode, transport=transport,
-            host_queues=host_queues, fake_fabric_key=f"python-{peers[0][1]}",
+        return UcclHandle(key, boot, rank, num_ranks, num_experts, True, use_normal_mode, None)
+    # The native constructor is collective: a failure on any rank raises on every rank.
+    if transport == "fake":
+        from ._C import _testing
+
+        path = _testing.fake_command_path(
+            fabric_key=f"python-{peers[0][1]}", rank=rank, num_ranks=num_ranks,
+            rdma_buffer=scratch_ptr, rdma_buffer_bytes=scratch_nbytes,
+            low_latency_mode=not use_normal_mode, all_gather=boot.all_gather_bytes,
         )  # fmt: skip
-        blob = session.local_address()
-    except (RuntimeError, ValueError, TypeError) as e:
-        error = e
-    gathered = _all_gather(group, (blob, None if error is None else f"rank {rank}: {error}"))
-    if error is not None:
-        raise error
-    failed = [msg for _, msg in gathered if msg]
-    if failed:
-        session.stop(drain=False)
-        raise RuntimeError("initialize_uccl: other ranks failed to start: " + "; ".join(failed))
-    try:
-        session.connect([b for b, _ in gathered])
-        session.start()
-    except BaseException:
-        session.stop(drain=False)
-        raise
-    return UcclHandle(key, group, rank, num_ranks, num_experts, False, use_normal_mode, session)
+    else:
+        path = _C.CommandPath(
+            rank=rank, num_ranks=num_ranks, local_rank=local_rank, rdma_buffer=scratch_ptr,
+            rdma_buffer_bytes=scratch_nbytes, rdma_buffer_on_device=not host_allocated,
+            device=key[0], low_latency_mode=not use_normal_mode, transport=transport,
+            host_queues=host_queues, all_gather=boot.all_gather_bytes,
+        )  # fmt: skip
+    return UcclHandle(key, boot, rank, num_ranks, num_experts, False, use_normal_mode, path)
 
 
 def destroy_uccl(handle: Optional[UcclHandle]) -> None:
@@ -260,14 +243,14 @@ def destroy_uccl(handle: Optional[UcclHandle]) -> None:
             )
         handle.destroyed = True
     try:
-        session = handle._session
-        if session is None:
+        path = handle._path
+        if path is None:
             return
         try:
-            _all_gather(handle._group, None)  # barrier: no rank stops while peers still send
+            handle._boot.barrier()  # no rank stops while peers still send
         except Exception:  # noqa: BLE001 - a dead peer: stop anyway, the proxies report it
             pass
-        status, message = session.stop(drain=True)
+        status, message = path.stop(drain=True)
         if status == "failed":
             raise RuntimeError(message)
         if status == "abandoned":

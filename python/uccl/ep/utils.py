@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from typing import Any, Iterable, Optional
+from typing import Any, Callable, Iterable, Optional
 
 import torch
 
@@ -32,13 +32,20 @@ class EventOverlap:
     ) -> None:
         self.event = event
         self.extra_tensors = extra_tensors
+        # Raises the recorded error of the Buffer whose call returned this event (set by that
+        # call; None for events made elsewhere).
+        self._check: Optional[Callable[[], None]] = None
 
     def current_stream_wait(self) -> None:
-        """Makes the current stream wait for the event; raises if there is none."""
+        """Makes the current stream wait for the event; raises ``ValueError`` if there is none
+        and ``RuntimeError`` if the Buffer that made it recorded an error (its outputs are
+        poisoned)."""
         if self.event is None:
             raise ValueError(
                 "EventOverlap.current_stream_wait(): no event (the call was not async_finish)"
             )
+        if self._check is not None:
+            self._check()
         self.event.current_stream_wait()
 
     def __enter__(self) -> EventOverlap:
@@ -46,6 +53,8 @@ class EventOverlap:
 
     def __exit__(self, exc_type: Any, exc_val: Any, exc_tb: Any) -> None:
         if self.event is not None:
+            if self._check is not None and exc_type is None:
+                self._check()
             self.event.current_stream_wait()
 
 
@@ -79,7 +88,8 @@ class StreamScope:
     ``finish(tensors)``: with ``async_finish`` records an event on the comm stream and marks
     every tensor as used by it (and by the compute stream when allocated on the comm stream);
     otherwise makes the current stream wait for the comm stream. The stream waits go through
-    `runtime` (``stream_wait``: one reused CUDA event) on raw handles.
+    `runtime` (the native Buffer's ``stream_wait``: one reused CUDA event) on raw handles; the
+    event's ``current_stream_wait`` raises the Buffer's recorded error.
     """
 
     def __init__(
@@ -147,7 +157,9 @@ class StreamScope:
                 t.record_stream(self.comm)
                 if self.compute is not None:
                     t.record_stream(self.compute)
-        return EventOverlap(EventHandle(self.comm))
+        overlap = EventOverlap(EventHandle(self.comm))
+        overlap._check = self.runtime.check
+        return overlap
 
 
 def check_nvlink_connections(group: Any) -> None:

@@ -3,43 +3,63 @@
 
 #include <cstdint>
 
+#include "common/hd.h"
 #include "device/diag.h"
+#include "kernels/nvl/peers.h"
 #include "protocol/intranode_layout.h"
 
 namespace uccl::ep::kernels::intranode {
 
-/// Base addresses of every rank's buffer as mapped in this process (index = rank).
-struct PeerPointers {
+/// Every rank's NVLink buffer as mapped in this process (index = rank; the intranode mode's
+/// ranks are exactly the NVLink domain): its rings, its intranode counters, and the domain's
+/// own view for the barrier.
+struct IntranodePeers {
   uint8_t* rings[protocol::kMaxNvlPeers];
-  protocol::ControlBlock* ctrl[protocol::kMaxNvlPeers];
+  protocol::IntranodeControl* ctrl[protocol::kMaxNvlPeers];
+  nvl::NvlPeers nvl;
 };
+
+/// The intranode view of an NVLink domain's peers.
+UCCL_HD IntranodePeers intranode_peers(const nvl::NvlPeers& p) {
+  IntranodePeers out{};
+  for (int r = 0; r < protocol::kMaxNvlPeers; ++r) {
+    out.rings[r] = p.buffers[r];
+    out.ctrl[r] = p.ctrl[r] != nullptr ? protocol::intranode_control(p.ctrl[r]) : nullptr;
+  }
+  out.nvl = p;
+  return out;
+}
 
 /// Barrier of all ranks, optionally clearing this rank's ring counters between two barriers.
 struct BarrierArgs {
-  PeerPointers peers;
+  IntranodePeers peers;
   int rank, num_ranks;
   bool clear_rings;
   device::DeviceDiag diag;
 };
 
-/// Exchange of token counts before a non-cached dispatch.
+/// Exchange of token counts before a non-cached dispatch. Before it, the kernel checks the
+/// caller's counts against what is_token_in_rank and topk_idx route (and every expert id).
 struct NotifyArgs {
-  PeerPointers peers;
+  IntranodePeers peers;
   int rank, num_ranks;
   const int32_t* num_tokens_per_rank;    // [num_ranks]
   const int32_t* num_tokens_per_expert;  // [num_experts]
   const bool* is_token_in_rank;          // [num_tokens, num_ranks]
+  const int64_t* topk_idx;               // [num_tokens, num_topk] or null (no expert checks)
+  int num_topk;
   int num_tokens, num_experts, num_channels, expert_alignment;
   int32_t* rank_prefix_matrix;              // out [num_ranks, num_ranks]
   int32_t* channel_prefix_matrix;           // out [num_ranks, num_channels], inclusive
   protocol::HostNotifyResult* host_result;  // device alias of pinned memory; null: do not report
   int32_t seq;
   device::DeviceDiag diag;
+  device::OutputList outputs;  // poisoned when the rank is aborted
 };
 
 /// Moves tokens to the ranks that hold their experts.
 struct DispatchArgs {
-  PeerPointers peers;
+  IntranodePeers peers;
   int rank, num_ranks;
   const uint8_t* x;  // [num_tokens, hidden_bytes]
   int64_t hidden_bytes;
@@ -65,11 +85,12 @@ struct DispatchArgs {
   protocol::RingGeometry rings;
   protocol::DispatchSlot slot;
   device::DeviceDiag diag;
+  device::OutputList outputs;  // poisoned when the rank is aborted
 };
 
 /// Returns expert outputs to the ranks the tokens came from and reduces them there.
 struct CombineArgs {
-  PeerPointers peers;
+  IntranodePeers peers;
   int rank, num_ranks;
   const uint8_t* x;  // [num_recv, hidden] bf16
   int64_t hidden_bytes;
@@ -84,25 +105,20 @@ struct CombineArgs {
   uint8_t* combined_x;           // [num_tokens, hidden] bf16
   float* combined_topk_weights;  // [num_tokens, num_topk] or null
   int num_channels, max_send_tokens;
-  int tail_share;  // percent of each channel's tokens the sender block reduces (combine_split)
   protocol::RingGeometry rings;
   protocol::CombineSlot slot;
   device::DeviceDiag diag;
+  device::OutputList outputs;  // poisoned when the rank is aborted
 };
 
 /// Threads per block of the dispatch and combine kernels (24 warps).
 constexpr int kNumThreads = 768;
 constexpr int kNumWarps = kNumThreads / 32;
-/// 16-byte words each lane keeps in flight when copying a token (CMake UCCL_EP_COPY_UNROLL).
-/// 4 divides a BF16 row of hidden 7168 (896 words) into full rounds.
-#ifndef UCCL_EP_COPY_UNROLL
-#define UCCL_EP_COPY_UNROLL 4
-#endif
-constexpr int kCopyUnroll = UCCL_EP_COPY_UNROLL;
-/// 16-byte loads each lane of a combine receiver keeps in flight, over all ranks of a token.
-#ifndef UCCL_EP_COMBINE_LOADS
-#define UCCL_EP_COMBINE_LOADS 8
-#endif
-constexpr int kCombineLoads = UCCL_EP_COMBINE_LOADS;
+/// 16-byte words each lane keeps in flight when copying a token: 4 divides a BF16 row of hidden
+/// 7168 (896 words) into full rounds, and more cost registers and spills.
+constexpr int kCopyUnroll = 4;
+/// 16-byte loads each lane of a combine receiver keeps in flight, over all ranks of a token (more
+/// cost registers and spills).
+constexpr int kCombineLoads = 8;
 
 }  // namespace uccl::ep::kernels::intranode

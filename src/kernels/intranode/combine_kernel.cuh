@@ -16,6 +16,7 @@
 
 #include <cuda_bf16.h>
 
+#include "device/health.cuh"
 #include "device/timed_wait.cuh"
 #include "device/warp_copy.cuh"
 #include "kernels/intranode/args.h"
@@ -34,7 +35,7 @@ __device__ __forceinline__ void combine_send(const CombineArgs& a, int channel, 
   const int num = stop - start;
   const int64_t row0 = block_begin + start;
 
-  protocol::ControlBlock* remote = a.peers.ctrl[dst];
+  protocol::IntranodeControl* remote = a.peers.ctrl[dst];
   const protocol::RingView ring(a.peers.rings[dst], a.rings, channel, a.rank);
   int32_t* tail = &remote->ring_tail[channel][a.rank];
   const int32_t* head = &remote->ring_head[channel][a.rank];
@@ -155,36 +156,17 @@ __device__ __forceinline__ void combine_reduce_token(const CombineArgs& a, int64
   }
 }
 
-/// Token sub-ranges of channel `channel`'s reduction: the receiver block reduces [begin, mid),
-/// the sender block's warps, once their pushes are done, reduce [mid, end) (the tail:
-/// `a.tail_share` percent, UCCL_EP_COMBINE_TAIL_SHARE, at most one ring of slots). The pushes end
-/// well before the reduction (wait profile: the reducing block is the longer role), so the tail
-/// moves work to warps that would idle. Measured at EP 2 (2x H200, share 25): chunks of 32
-/// tokens faster, chunks of 6-12 and the default config slower, the best config unchanged; so
-/// the default share is 0. The sender block never publishes a ring head: the tail's slots fit in
-/// the ring once the receiver block has released everything before `mid`.
-struct CombineSplit {
-  int begin, mid, end;
-};
-__device__ __forceinline__ CombineSplit combine_split(const CombineArgs& a, int channel) {
-  const auto range = protocol::channel_token_range(a.num_tokens, a.num_channels, channel);
-  const int tail = min((range.end - range.begin) * a.tail_share / 100, a.rings.capacity);
-  return {range.begin, range.end - tail, range.end};
-}
-
-/// Reduces tokens begin + warp, begin + warp + num_warps, ... below `end` of channel `channel`.
-/// With `progress` (the receiver block), the minimum token index over its warps gives, through
-/// send_head, how many slots of each ring are consumed: that is published as the ring head, up
-/// to the receiver's end (`end` is the split's mid; below the channel's end its slots exist).
+/// Receiver block: warp w reduces tokens begin + w, begin + w + kNumWarps, ... of channel
+/// `channel`. The minimum token index over its warps gives, through send_head, how many slots of
+/// each ring are consumed: that is published as the ring head.
 template <int kNumRanks>
-__device__ __forceinline__ void combine_reduce_range(const CombineArgs& a, int channel, int begin,
-                                                     int end, int channel_end, int warp,
-                                                     int num_warps, int lane,
-                                                     volatile int* progress) {
-  protocol::ControlBlock* local = a.peers.ctrl[a.rank];
+__device__ __forceinline__ void combine_recv(const CombineArgs& a, int channel, int warp, int lane,
+                                             volatile int* progress) {
+  const auto range = protocol::channel_token_range(a.num_tokens, a.num_channels, channel);
+  protocol::IntranodeControl* local = a.peers.ctrl[a.rank];
   const uint8_t* rings = a.peers.rings[a.rank];
   int cached_tail = 0;  // lane r < kNumRanks: last seen tail of ring (channel, r)
-  int published = begin;
+  int published = range.begin;
   bool ok = true;
   // This rank's own rows are read straight from x: row self_base + slot.
   const int64_t self_base =
@@ -193,12 +175,12 @@ __device__ __forceinline__ void combine_reduce_range(const CombineArgs& a, int c
   // Lane r < kNumRanks holds the slot of token t from rank r; the next token's slots are loaded
   // while this one is reduced (a dependent load per token would add a memory round trip).
   auto load_slot = [&](int64_t t) {
-    return lane < kNumRanks && t < end ? a.send_head[t * kNumRanks + lane] : -1;
+    return lane < kNumRanks && t < range.end ? a.send_head[t * kNumRanks + lane] : -1;
   };
-  int next_slot = load_slot(begin + warp);
-  for (int64_t t = begin + warp; t < end; t += num_warps) {
+  int next_slot = load_slot(range.begin + warp);
+  for (int64_t t = range.begin + warp; t < range.end; t += kNumWarps) {
     const int slot = next_slot;
-    next_slot = load_slot(t + num_warps);
+    next_slot = load_slot(t + kNumWarps);
     if (ok && slot >= 0 && lane != a.rank && cached_tail <= slot) {
       ok = device::timed_wait(a.diag, protocol::WaitSite::kCombineTail, lane, channel, slot + 1,
                               [&](int64_t& observed) {
@@ -219,13 +201,12 @@ __device__ __forceinline__ void combine_reduce_range(const CombineArgs& a, int c
           r == a.rank ? a.x + self_row * a.hidden_bytes : rings + a.rings.x_offset(channel, r, s);
     }
     combine_reduce_token<kNumRanks>(a, t, mask, slots, self_row, lane);
-    if (progress == nullptr) continue;
     __syncwarp();
     int done = 0;
     if (lane == 0)
-      done = device::publish_progress(progress, warp, static_cast<int>(t) + num_warps, num_warps);
-    done = min(__shfl_sync(0xffffffffu, done, 0), end);
-    if (done > published && done < channel_end) {
+      done = device::publish_progress(progress, warp, static_cast<int>(t) + kNumWarps, kNumWarps);
+    done = __shfl_sync(0xffffffffu, done, 0);
+    if (done > published && done < range.end) {
       if (lane < kNumRanks && lane != a.rank) {
         __threadfence();
         atomicMax(
@@ -237,31 +218,40 @@ __device__ __forceinline__ void combine_reduce_range(const CombineArgs& a, int c
   }
 }
 
+/// One block's work (warps return from it when their role is done).
 template <int kNumRanks>
-__global__ void __launch_bounds__(kNumThreads, 1) intranode_combine_kernel(const CombineArgs a) {
+__device__ __forceinline__ void combine_block(const CombineArgs& a) {
   constexpr int G = CombineWarpSplit<kNumRanks>::kSendGroup;
   __shared__ int s_progress[kNumWarps];
   const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
   const int channel = blockIdx.x / 2;
   const bool is_sender = blockIdx.x % 2 == 0;
-  const CombineSplit split = combine_split(a, channel);
-  if (lane == 0) s_progress[warp] = is_sender ? 0 : min(split.begin + warp, split.mid);
+  if (lane == 0) {
+    if (is_sender) {
+      s_progress[warp] = 0;
+    } else {
+      const auto range = protocol::channel_token_range(a.num_tokens, a.num_channels, channel);
+      s_progress[warp] = min(range.begin + warp, range.end);
+    }
+  }
   __syncthreads();
   if (device::aborted(a.diag)) return;
-  // Groups serve the other ranks only: this rank's own rows are read from x by its receiver.
-  if (is_sender && warp / G < kNumRanks - 1) {
+  if (is_sender) {
+    // Groups serve the other ranks only: this rank's own rows are read from x by its receiver.
+    if (warp / G >= kNumRanks - 1) return;
     const device::RoleTimer timer(device::WarpRole::kSend);
     combine_send<kNumRanks, G>(a, channel, other_rank(warp / G, a.rank), warp % G, lane,
                                s_progress + (warp / G) * G);
-  }
-  // One call site of the reduction for both blocks (two would cost registers and spills).
-  const int begin = is_sender ? split.mid : split.begin;
-  const int end = is_sender ? split.end : split.mid;
-  if (begin < end) {
+  } else {
     const device::RoleTimer timer(device::WarpRole::kRecv);
-    combine_reduce_range<kNumRanks>(a, channel, begin, end, split.end, warp, kNumWarps, lane,
-                                    is_sender ? nullptr : s_progress);
+    combine_recv<kNumRanks>(a, channel, warp, lane, s_progress);
   }
+}
+
+template <int kNumRanks>
+__global__ void __launch_bounds__(kNumThreads, 1) intranode_combine_kernel(const CombineArgs a) {
+  combine_block<kNumRanks>(a);
+  device::poison_if_aborted(a.outputs, a.diag);
 }
 
 }  // namespace uccl::ep::kernels::intranode

@@ -22,6 +22,7 @@
 // published as the ring head, which the sender reads over NVLink when the ring looks full.
 #pragma once
 
+#include "device/health.cuh"
 #include "device/timed_wait.cuh"
 #include "device/warp_copy.cuh"
 #include "kernels/intranode/args.h"
@@ -116,9 +117,8 @@ __device__ __forceinline__ void dispatch_copy_token(const DispatchArgs& a, int t
   if (d.src_idx != nullptr && lane == 0) *d.src_idx = token;
 }
 
-/// send_head of the paired kernel, whose work channels are the handle's channels: a token's
-/// slot in its channel's sequence to the destination, or the encoded next slot when it does not
-/// go there.
+/// send_head value of a token: its slot in its channel's sequence to the destination, or the
+/// encoded next slot when it does not go there.
 struct ChannelSlot {
   __device__ int32_t operator()(int /*token*/, int slot, bool to_dst) const {
     return to_dst ? slot : protocol::encode_unsent(slot);
@@ -164,9 +164,8 @@ __device__ __forceinline__ void copy_own_tokens(const DispatchArgs& a, protocol:
   }
 }
 
-/// The paired kernel's own tokens of `channel`, by the G self warps of the channel
-/// (DispatchWarpSplit). Self warp 0 (sender block) also records send_head and the channel's
-/// prefix.
+/// This rank's own tokens of `channel`, by the G self warps of the channel (DispatchWarpSplit).
+/// Self warp 0 (sender block) also records send_head and the channel's prefix.
 template <int kNumRanks, int G>
 __device__ __forceinline__ void dispatch_send_self(const DispatchArgs& a, int channel, int gwarp,
                                                    int lane) {
@@ -235,8 +234,8 @@ __device__ __forceinline__ void push_tokens(const DispatchArgs& a, protocol::Tok
   }
 }
 
-/// The paired kernel's sender group for `dst`: publishes where the channel's tokens land on
-/// `dst`, then pushes them.
+/// The sender group for `dst`: publishes where the channel's tokens land on `dst`, then pushes
+/// them.
 template <int kNumRanks, int G>
 __device__ __forceinline__ void dispatch_send(const DispatchArgs& a, int channel, int dst,
                                               int gwarp, int lane, volatile int* progress) {
@@ -308,7 +307,7 @@ template <int kNumRanks, int G, typename OnRange>
 __device__ __forceinline__ void drain_ring(const DispatchArgs& a, int channel, int src, int gwarp,
                                            int lane, volatile int* progress,
                                            const OnRange& on_range) {
-  protocol::ControlBlock* local = a.peers.ctrl[a.rank];
+  protocol::IntranodeControl* local = a.peers.ctrl[a.rank];
   const protocol::RingView ring(a.peers.rings[a.rank], a.rings, channel, src);
   int32_t* head = &local->ring_head[channel][src];
   const int32_t* tail = &local->ring_tail[channel][src];
@@ -367,8 +366,9 @@ __device__ __forceinline__ void drain_ring(const DispatchArgs& a, int channel, i
   }
 }
 
+/// One block's work (warps return from it when their role is done).
 template <int kNumRanks>
-__global__ void __launch_bounds__(kNumThreads, 1) intranode_dispatch_kernel(const DispatchArgs a) {
+__device__ __forceinline__ void dispatch_block(const DispatchArgs& a) {
   using Split = DispatchWarpSplit<kNumRanks>;
   constexpr int kSelfWarps = Split::kSelfSend + Split::kSelfRecv;
   __shared__ int s_progress[kNumRanks][Split::kMaxGroup];
@@ -421,6 +421,12 @@ __global__ void __launch_bounds__(kNumThreads, 1) intranode_dispatch_kernel(cons
         a.recv_channel_prefix_matrix[src * a.num_channels + channel] = start;
     });
   }
+}
+
+template <int kNumRanks>
+__global__ void __launch_bounds__(kNumThreads, 1) intranode_dispatch_kernel(const DispatchArgs a) {
+  dispatch_block<kNumRanks>(a);
+  device::poison_if_aborted(a.outputs, a.diag);
 }
 
 }  // namespace uccl::ep::kernels::intranode

@@ -4,14 +4,20 @@
 #include <cuda_runtime_api.h>
 
 #include <cstdint>
+#include <utility>
 #include <vector>
 
 #include "kernels/intranode/args.h"
+#include "kernels/launch.h"
 
 namespace uccl::ep::kernels::intranode {
 
-/// Rank counts the intranode kernels are instantiated for.
-constexpr int kSupportedRanks[] = {2, 4, 8};
+/// Launches `launch(std::integral_constant<int, R>)` for R = num_ranks among the rank counts the
+/// intranode kernels are instantiated for (2, 4, 8); see kernels::launch_for_ranks.
+template <typename Launch>
+void launch_for_supported_ranks(int num_ranks, const char* kernel, Launch&& launch) {
+  launch_for_ranks<2, 4, 8>(num_ranks, kernel, std::forward<Launch>(launch));
+}
 
 /// Throws Error(kValue) listing the supported counts when `num_ranks` is not one of them.
 void check_supported_ranks(int num_ranks);

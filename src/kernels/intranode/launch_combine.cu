@@ -1,5 +1,4 @@
 // Launcher of the combine kernel, instantiated for each supported rank count.
-#include "common/cuda_check.h"
 #include "kernels/intranode/combine_kernel.cuh"
 #include "kernels/intranode/launch.h"
 
@@ -7,20 +6,9 @@ namespace uccl::ep::kernels::intranode {
 
 void launch_combine(const CombineArgs& args, cudaStream_t stream) {
   const int blocks = 2 * args.num_channels;
-  switch (args.num_ranks) {
-    case 2:
-      intranode_combine_kernel<2><<<blocks, kNumThreads, 0, stream>>>(args);
-      break;
-    case 4:
-      intranode_combine_kernel<4><<<blocks, kNumThreads, 0, stream>>>(args);
-      break;
-    case 8:
-      intranode_combine_kernel<8><<<blocks, kNumThreads, 0, stream>>>(args);
-      break;
-    default:
-      check_supported_ranks(args.num_ranks);
-  }
-  UCCL_EP_CHECK_LAUNCH("intranode_combine_kernel");
+  launch_for_supported_ranks(args.num_ranks, "intranode_combine_kernel", [&](auto ranks) {
+    intranode_combine_kernel<ranks()><<<blocks, kNumThreads, 0, stream>>>(args);
+  });
 }
 
 std::vector<uint64_t> read_combine_wait_profile(bool reset) {

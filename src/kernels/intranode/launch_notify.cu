@@ -6,11 +6,9 @@
 namespace uccl::ep::kernels::intranode {
 
 void check_supported_ranks(int num_ranks) {
-  for (int r : kSupportedRanks)
-    if (r == num_ranks) return;
-  throw_error(ErrorKind::kValue, str_cat("num_ranks=", num_ranks,
-                                         " is not supported by the intranode kernels: supported "
-                                         "are 2, 4, 8 ranks of one NVLink domain"));
+  UCCL_EP_CHECK_VALUE(num_ranks == 2 || num_ranks == 4 || num_ranks == 8, "num_ranks=", num_ranks,
+                      " is not supported by the intranode kernels: supported are ",
+                      rank_count_list<2, 4, 8>(), " ranks of one NVLink domain");
 }
 
 void launch_barrier(const BarrierArgs& args, cudaStream_t stream) {

@@ -2,35 +2,113 @@
 // will receive from each peer (and per local expert), and computes the per-channel prefix of
 // the tokens it sends.
 //
-// Block 0: barrier; clear ring counters; write this rank's row of counts into every peer;
-//          barrier; reduce the rows into the rank prefix matrix and the host-visible totals.
+// Block 0: checks the caller's counts against what is_token_in_rank and topk_idx route (and
+//          that every expert id is in [-1, num_experts)); barrier; clears the ring counters and
+//          writes this rank's row of counts into every peer (kBadInputs instead when the check
+//          failed); barrier; a peer's kBadInputs row is an error of this rank too (so every
+//          rank stops here instead of waiting for tokens that never come); reduces the rows
+//          into the rank prefix matrix and the host-visible totals.
 // Block 1 + d: channel_prefix_matrix[d][c] = tokens of channels <= c going to rank d.
+// Every block ends with the poison epilogue (device/health.cuh).
 #pragma once
 
+#include "device/health.cuh"
 #include "kernels/intranode/args.h"
 #include "kernels/intranode/barrier.cuh"
+#include "kernels/routing/routing.h"
 
 namespace uccl::ep::kernels::intranode {
 
 constexpr int kNotifyThreads = 512;
 
+/// Block 0, every thread: whether the caller's counts agree with the routing (block-uniform).
+/// Reports the first disagreement (an expert id out of range first).
+__device__ __forceinline__ bool check_notify_inputs(const NotifyArgs& a) {
+  __shared__ int32_t s_rank_counts[protocol::kMaxNvlPeers];
+  __shared__ int32_t s_expert_counts[protocol::kMaxNvlPeers * protocol::kMaxLocalExperts];
+  __shared__ int s_bad;
+  const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
+  if (threadIdx.x == 0) s_bad = 0;
+  if (static_cast<int>(threadIdx.x) < a.num_ranks) s_rank_counts[threadIdx.x] = 0;
+  for (int e = threadIdx.x; a.topk_idx != nullptr && e < a.num_experts; e += blockDim.x)
+    s_expert_counts[e] = 0;
+  __syncthreads();
+  // Expert ids and their counts.
+  const int64_t num_entries = static_cast<int64_t>(a.num_tokens) * a.num_topk;
+  for (int64_t i = threadIdx.x; a.topk_idx != nullptr && i < num_entries; i += blockDim.x) {
+    const int64_t id = a.topk_idx[i];
+    if (!routing::valid_topk_entry(id, a.num_experts)) {
+      device::report_error(a.diag, protocol::WaitSite::kBadExpertId, -1, -1, -1,
+                           static_cast<int>(i / a.num_topk), static_cast<int>(i % a.num_topk),
+                           a.num_experts, id, 0);
+      s_bad = 1;
+    } else if (id >= 0) {
+      atomicAdd(&s_expert_counts[id], 1);
+    }
+  }
+  // Tokens per destination rank: per-thread sums, then one atomic per warp and rank.
+  int32_t mine[protocol::kMaxNvlPeers] = {};
+  for (int t = threadIdx.x; t < a.num_tokens; t += blockDim.x)
+#pragma unroll
+    for (int d = 0; d < protocol::kMaxNvlPeers; ++d)
+      if (d < a.num_ranks && a.is_token_in_rank[static_cast<int64_t>(t) * a.num_ranks + d])
+        ++mine[d];
+#pragma unroll
+  for (int d = 0; d < protocol::kMaxNvlPeers; ++d) {
+    const int32_t sum = __reduce_add_sync(0xffffffffu, mine[d]);
+    if (lane == 0 && d < a.num_ranks && sum != 0) atomicAdd(&s_rank_counts[d], sum);
+  }
+  (void)warp;
+  __syncthreads();
+  if (s_bad) return false;
+  const int d = threadIdx.x;
+  if (d < a.num_ranks && s_rank_counts[d] != a.num_tokens_per_rank[d]) {
+    device::report_error(a.diag, protocol::WaitSite::kRankCountMismatch, d, -1, -1, -1, -1,
+                         a.num_tokens_per_rank[d], s_rank_counts[d], 0);
+    s_bad = 1;
+  }
+  for (int e = threadIdx.x; a.topk_idx != nullptr && e < a.num_experts; e += blockDim.x) {
+    if (s_expert_counts[e] != a.num_tokens_per_expert[e]) {
+      device::report_error(a.diag, protocol::WaitSite::kExpertCountMismatch, -1, -1, -1, e, -1,
+                           a.num_tokens_per_expert[e], s_expert_counts[e], 0);
+      s_bad = 1;
+    }
+  }
+  __syncthreads();
+  return s_bad == 0;
+}
+
 __device__ __forceinline__ void notify_exchange(const NotifyArgs& a) {
   const int num_local_experts = a.num_experts / a.num_ranks;
-  protocol::ControlBlock* local = a.peers.ctrl[a.rank];
+  protocol::IntranodeControl* local = a.peers.ctrl[a.rank];
+  const bool inputs_ok = check_notify_inputs(a);
   bool ok = block_barrier(a.peers, a.rank, a.num_ranks, a.diag);
   if (ok) {
     clear_ring_counters(local);
     for (int i = threadIdx.x; i < a.num_ranks * a.num_ranks; i += blockDim.x) {
       const int dst = i / a.num_ranks, j = i % a.num_ranks;
-      a.peers.ctrl[dst]->rank_counts[a.rank][j] = a.num_tokens_per_rank[j];
+      a.peers.ctrl[dst]->rank_counts[a.rank][j] =
+          inputs_ok ? a.num_tokens_per_rank[j] : protocol::kBadInputs;
     }
-    for (int i = threadIdx.x; i < a.num_ranks * num_local_experts; i += blockDim.x) {
+    for (int i = threadIdx.x; inputs_ok && i < a.num_ranks * num_local_experts; i += blockDim.x) {
       const int dst = i / num_local_experts, e = i % num_local_experts;
       a.peers.ctrl[dst]->expert_counts[a.rank][e] = a.num_tokens_per_expert[i];
     }
   }
   ok = block_barrier(a.peers, a.rank, a.num_ranks, a.diag) && ok;
-  if (!ok) return;
+  if (!ok || !inputs_ok) return;
+
+  __shared__ int s_peer_bad;
+  if (threadIdx.x == 0) s_peer_bad = 0;
+  __syncthreads();
+  if (static_cast<int>(threadIdx.x) < a.num_ranks &&
+      device::ld_cg(&local->rank_counts[threadIdx.x][0]) == protocol::kBadInputs) {
+    device::report_error(a.diag, protocol::WaitSite::kPeerError, threadIdx.x, -1, -1, -1, -1, 0,
+                         protocol::kBadInputs, 0);
+    s_peer_bad = 1;
+  }
+  __syncthreads();
+  if (s_peer_bad) return;
 
   __shared__ int32_t s_num_recv;
   if (static_cast<int>(threadIdx.x) < a.num_ranks) {
@@ -87,6 +165,7 @@ __global__ void __launch_bounds__(kNotifyThreads, 1) intranode_notify_kernel(con
   } else {
     notify_channel_prefix(a, static_cast<int>(blockIdx.x) - 1);
   }
+  device::poison_if_aborted(a.outputs, a.diag);
 }
 
 __global__ void __launch_bounds__(32, 1) intranode_barrier_kernel(const BarrierArgs a) {

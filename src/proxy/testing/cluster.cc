@@ -6,6 +6,7 @@
 #include <chrono>
 
 #include "common/error.h"
+#include "transport/fake/fake_transport.h"
 
 namespace uccl::ep::proxy::testing {
 namespace {
@@ -22,34 +23,34 @@ CountingTransport::CountingTransport(std::unique_ptr<transport::Transport> inner
                                      std::shared_ptr<InflightCounters> counters)
     : inner_(std::move(inner)), c_(std::move(counters)) {}
 
-void CountingTransport::posted(int channel, uint64_t bytes, bool write, uint64_t id) {
-  pending_[id] = Pending{channel, bytes, write};
-  raise_max(c_->max_per_channel, ++per_channel_[channel]);
-  if (write) ++writes_per_channel_[channel];
+void CountingTransport::posted(int lane, uint64_t bytes, bool write, uint64_t id) {
+  pending_[id] = Pending{lane, bytes, write};
+  raise_max(c_->max_per_lane, ++per_lane_[lane]);
+  if (write) ++writes_per_lane_[lane];
   bytes_ += static_cast<int64_t>(bytes);
   raise_max(c_->max_bytes, bytes_);
   c_->posted.fetch_add(1, std::memory_order_relaxed);
 }
 
-transport::PostStatus CountingTransport::post_write(int channel, int peer, uint64_t local_offset,
+transport::PostStatus CountingTransport::post_write(int lane, int peer, uint64_t local_offset,
                                                     uint64_t remote_offset, uint64_t bytes,
                                                     const transport::Signal* signal, uint64_t id) {
   const transport::PostStatus s =
-      inner_->post_write(channel, peer, local_offset, remote_offset, bytes, signal, id);
+      inner_->post_write(lane, peer, local_offset, remote_offset, bytes, signal, id);
   if (s == transport::PostStatus::kPosted) {
-    posted(channel, bytes, true, id);
+    posted(lane, bytes, true, id);
     if (signal != nullptr) c_->signals.fetch_add(1, std::memory_order_relaxed);
   }
   return s;
 }
 
-transport::PostStatus CountingTransport::post_atomic_add(int channel, int peer, uint32_t slot,
+transport::PostStatus CountingTransport::post_atomic_add(int lane, int peer, uint32_t slot,
                                                          int64_t value, uint64_t id) {
-  const transport::PostStatus s = inner_->post_atomic_add(channel, peer, slot, value, id);
+  const transport::PostStatus s = inner_->post_atomic_add(lane, peer, slot, value, id);
   if (s == transport::PostStatus::kPosted) {
-    if (writes_per_channel_[channel] > 0)
+    if (writes_per_lane_[lane] > 0)
       c_->atomics_behind_writes.fetch_add(1, std::memory_order_relaxed);
-    posted(channel, 0, false, id);
+    posted(lane, 0, false, id);
     c_->atomics.fetch_add(1, std::memory_order_relaxed);
   }
   return s;
@@ -60,8 +61,8 @@ int CountingTransport::poll(transport::Completion* out, int max) {
   for (int i = 0; i < n; ++i) {
     auto it = pending_.find(out[i].id);
     if (it == pending_.end()) continue;
-    --per_channel_[it->second.channel];
-    if (it->second.write) --writes_per_channel_[it->second.channel];
+    --per_lane_[it->second.lane];
+    if (it->second.write) --writes_per_lane_[it->second.lane];
     bytes_ -= static_cast<int64_t>(it->second.bytes);
     pending_.erase(it);
     c_->completed.fetch_add(1, std::memory_order_relaxed);
@@ -74,10 +75,11 @@ Cluster::Cluster(const ClusterOptions& options) : options_(options) {
   key_ = str_cat("cluster-", next++);
   const int num_threads = std::min<int>(options.num_threads, static_cast<int>(options.num_queues));
   for (int t = 0; t < num_threads; ++t) {
-    fabrics_.push_back(shared_fake_fabric(key_, t, options.num_ranks, options.fabric));
+    fabrics_.push_back(transport::fake::shared_fabric(key_, t, options.num_ranks, options.fabric));
     if (options.policy) fabrics_.back()->set_policy(options.policy);
   }
-  data_.assign(static_cast<size_t>(options.num_ranks), std::vector<uint8_t>(options.data_bytes));
+  rdma_buffers_.assign(static_cast<size_t>(options.num_ranks),
+                       std::vector<uint8_t>(options.rdma_buffer_bytes));
   counters_.resize(static_cast<size_t>(options.num_ranks));
   std::vector<std::vector<uint8_t>> addresses;
   for (int r = 0; r < options.num_ranks; ++r) {
@@ -95,17 +97,16 @@ Cluster::Cluster(const ClusterOptions& options) : options_(options) {
     s.proxy.timeout_secs = options.timeout_secs;
     s.proxy.pin_threads = false;  // tests share few cores
     s.proxy.idle_spins_before_yield = 64;
-    s.transport = "fake";
     s.num_queues = options.num_queues;
     s.queue_capacity = options.capacity;
-    s.data = transport::Region{data_[r].data(), options.data_bytes, false, ""};
+    s.rdma_buffer =
+        transport::Region{rdma_buffers_[r].data(), options.rdma_buffer_bytes, false, ""};
     s.num_signal_slots = 1024;
-    s.fake_fabric_key = key_;
     auto counters = counters_[r];
-    s.make_transport = [counters](int thread, const std::string& name,
-                                  const transport::TransportOptions& t) {
-      return std::make_unique<CountingTransport>(transport::make_transport(name, t),
-                                                 counters[thread]);
+    s.make_transport = [fake = fake_transport_factory(key_, options.fabric), counters](
+                           int thread, const std::string& name,
+                           const transport::TransportOptions& t) {
+      return std::make_unique<CountingTransport>(fake(thread, name, t), counters[thread]);
     };
     sessions_.push_back(std::make_unique<ProxySession>(s, queue::make_host_queue_allocator()));
     addresses.push_back(sessions_.back()->local_address());

@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "proxy/session.h"
+#include "proxy/testing/fake_transport_factory.h"
 #include "queue/host_producer.h"
 #include "transport/fake/fake_fabric.h"
 
@@ -17,15 +18,15 @@ namespace uccl::ep::proxy::testing {
 
 /// What a CountingTransport saw (atomics: the test reads them while the proxy runs).
 struct InflightCounters {
-  std::atomic<int64_t> max_per_channel{0};  // most operations in flight on one channel
-  std::atomic<int64_t> max_bytes{0};        // most write bytes in flight on the transport
+  std::atomic<int64_t> max_per_lane{0};  // most operations in flight on one lane
+  std::atomic<int64_t> max_bytes{0};     // most write bytes in flight on the transport
   std::atomic<int64_t> posted{0}, completed{0}, atomics{0}, signals{0};
-  /// Atomics posted while a write of the same channel was in flight (on a transport that does
+  /// Atomics posted while a write of the same lane was in flight (on a transport that does
   /// not promise ordered delivery this must stay 0).
   std::atomic<int64_t> atomics_behind_writes{0};
 };
 
-/// Forwards to `inner` and counts operations in flight per channel and bytes in flight.
+/// Forwards to `inner` and counts operations in flight per lane and bytes in flight.
 /// Driven by one proxy thread, like every transport.
 class CountingTransport final : public transport::Transport {
  public:
@@ -37,25 +38,25 @@ class CountingTransport final : public transport::Transport {
   }
   std::vector<uint8_t> local_address() const override { return inner_->local_address(); }
   void connect(const std::vector<std::vector<uint8_t>>& a) override { inner_->connect(a); }
-  transport::PostStatus post_write(int channel, int peer, uint64_t local_offset,
+  transport::PostStatus post_write(int lane, int peer, uint64_t local_offset,
                                    uint64_t remote_offset, uint64_t bytes,
                                    const transport::Signal* signal, uint64_t id) override;
-  transport::PostStatus post_atomic_add(int channel, int peer, uint32_t slot, int64_t value,
+  transport::PostStatus post_atomic_add(int lane, int peer, uint32_t slot, int64_t value,
                                         uint64_t id) override;
   int poll(transport::Completion* out, int max) override;
 
  private:
   struct Pending {
-    int channel;
+    int lane;
     uint64_t bytes;
     bool write;
   };
-  void posted(int channel, uint64_t bytes, bool write, uint64_t id);
+  void posted(int lane, uint64_t bytes, bool write, uint64_t id);
 
   std::unique_ptr<transport::Transport> inner_;
   std::shared_ptr<InflightCounters> c_;
   std::map<uint64_t, Pending> pending_;
-  std::map<int, int64_t> per_channel_, writes_per_channel_;
+  std::map<int, int64_t> per_lane_, writes_per_lane_;
   int64_t bytes_ = 0;
 };
 
@@ -64,7 +65,7 @@ struct ClusterOptions {
   int num_threads = 2;
   uint32_t num_queues = 4;
   uint32_t capacity = 256;
-  uint64_t data_bytes = 1 << 20;
+  uint64_t rdma_buffer_bytes = 1 << 20;
   double timeout_secs = 10;
   bool low_latency_mode = false;
   int max_inflight_normal = 8, max_inflight_low_latency = 32;
@@ -75,7 +76,7 @@ struct ClusterOptions {
 };
 
 /// `num_ranks` ProxySessions over fake fabrics private to this cluster, connected (and started
-/// unless options.start is false). Rank r's data region is data(r); its queues use host
+/// unless options.start is false). Rank r's RDMA buffer is rdma_buffer(r); its queues use host
 /// memory, so tests push with HostProducers.
 class Cluster {
  public:
@@ -86,7 +87,7 @@ class Cluster {
 
   ProxySession& session(int rank) { return *sessions_[rank]; }
   Proxy& proxy(int rank) { return *sessions_[rank]->proxy(); }
-  uint8_t* data(int rank) { return data_[rank].data(); }
+  uint8_t* rdma_buffer(int rank) { return rdma_buffers_[rank].data(); }
   int64_t* signals(int rank) { return sessions_[rank]->signals(); }
   queue::HostProducer producer(int rank, uint32_t queue) const;
   transport::fake::FakeFabric& fabric(int thread) { return *fabrics_[thread]; }
@@ -100,7 +101,7 @@ class Cluster {
  private:
   ClusterOptions options_;
   std::string key_;
-  std::vector<std::vector<uint8_t>> data_;
+  std::vector<std::vector<uint8_t>> rdma_buffers_;
   std::vector<std::shared_ptr<transport::fake::FakeFabric>> fabrics_;
   std::vector<std::vector<std::shared_ptr<InflightCounters>>> counters_;
   std::vector<std::unique_ptr<ProxySession>> sessions_;

@@ -37,7 +37,7 @@ uint64_t FakeFabric::inflight(int rank) const {
   return ranks_.at(rank).inflight;
 }
 
-void FakeFabric::register_rank(int rank, const Region& data, const Region& signals) {
+void FakeFabric::register_rank(int rank, const Region& rdma_buffer, const Region& signals) {
   UCCL_EP_CHECK_VALUE(rank >= 0 && rank < num_ranks_, "fake: rank ", rank, " out of [0, ",
                       num_ranks_, ")");
   UCCL_EP_CHECK_VALUE(reinterpret_cast<uintptr_t>(signals.base) % 8 == 0, "fake: rank ", rank,
@@ -45,7 +45,7 @@ void FakeFabric::register_rank(int rank, const Region& data, const Region& signa
   std::lock_guard<std::mutex> lock(mu_);
   RankState& r = ranks_[rank];
   UCCL_EP_CHECK_VALUE(!r.registered, "fake: rank ", rank, " registered its regions twice");
-  r.data = data;
+  r.rdma_buffer = rdma_buffer;
   r.signals = signals;
   r.registered = true;
 }
@@ -62,14 +62,16 @@ void FakeFabric::check_ranges(const FakeOp& op) const {
   UCCL_EP_CHECK_VALUE(self.registered && peer.registered, "fake: ", kind_name(op.kind),
                       " from rank ", op.rank, " to peer ", op.peer, " before both registered");
   if (op.kind == FakeOpKind::kWrite) {
-    UCCL_EP_CHECK_VALUE(
-        op.local_offset <= self.data.bytes && op.bytes <= self.data.bytes - op.local_offset,
-        "fake: write from rank ", op.rank, ": local range [", op.local_offset, ", +", op.bytes,
-        ") exceeds its data region of ", self.data.bytes, " bytes");
-    UCCL_EP_CHECK_VALUE(
-        op.remote_offset <= peer.data.bytes && op.bytes <= peer.data.bytes - op.remote_offset,
-        "fake: write to peer ", op.peer, ": remote range [", op.remote_offset, ", +", op.bytes,
-        ") exceeds its data region of ", peer.data.bytes, " bytes");
+    UCCL_EP_CHECK_VALUE(op.local_offset <= self.rdma_buffer.bytes &&
+                            op.bytes <= self.rdma_buffer.bytes - op.local_offset,
+                        "fake: write from rank ", op.rank, ": local range [", op.local_offset,
+                        ", +", op.bytes, ") exceeds its RDMA buffer of ", self.rdma_buffer.bytes,
+                        " bytes");
+    UCCL_EP_CHECK_VALUE(op.remote_offset <= peer.rdma_buffer.bytes &&
+                            op.bytes <= peer.rdma_buffer.bytes - op.remote_offset,
+                        "fake: write to peer ", op.peer, ": remote range [", op.remote_offset,
+                        ", +", op.bytes, ") exceeds its RDMA buffer of ", peer.rdma_buffer.bytes,
+                        " bytes");
   }
   if (op.kind == FakeOpKind::kAtomicAdd || op.has_signal) {
     const uint64_t slots = std::min<uint64_t>(peer.signals.bytes / 8, options_.max_signal_slots);
@@ -96,7 +98,7 @@ PostStatus FakeFabric::post(const FakeOp& op, int max_inflight) {
   if (policy_) {
     action = policy_(FakeOpInfo{.rank = op.rank,
                                 .peer = op.peer,
-                                .channel = op.channel,
+                                .lane = op.lane,
                                 .kind = op.kind,
                                 .index = self.accepted,
                                 .attempt = self.attempts,
@@ -115,7 +117,7 @@ PostStatus FakeFabric::post(const FakeOp& op, int max_inflight) {
       throw Error(ErrorKind::kRuntime,
                   str_cat("fake: injected failure posting ", kind_name(op.kind), " #",
                           self.accepted, " (id ", op.id, ") from rank ", op.rank, " to peer ",
-                          op.peer, " on channel ", op.channel));
+                          op.peer, " on lane ", op.lane));
     default:
       break;
   }
@@ -129,7 +131,7 @@ PostStatus FakeFabric::post(const FakeOp& op, int max_inflight) {
   }
   uint64_t due = tick_ + action.delay_ticks;
   if (options_.ordered_delivery) {
-    uint64_t& last = last_due_[{op.rank, op.peer, op.channel}];
+    uint64_t& last = last_due_[{op.rank, op.peer, op.lane}];
     due = std::max(due, last);
     last = due;
   }
@@ -156,12 +158,12 @@ void FakeFabric::land(const Queued& q) {
   if (q.fail) {
     c.ok = false;
     c.error = str_cat("fake: injected failure of ", kind_name(op.kind), " (id ", op.id,
-                      ") from rank ", op.rank, " to peer ", op.peer, " on channel ", op.channel);
+                      ") from rank ", op.rank, " to peer ", op.peer, " on lane ", op.lane);
     ++stats_.failed;
   } else {
     if (op.kind == FakeOpKind::kWrite && op.bytes > 0) {
-      std::memmove(static_cast<char*>(peer.data.base) + op.remote_offset,
-                   static_cast<const char*>(self.data.base) + op.local_offset, op.bytes);
+      std::memmove(static_cast<char*>(peer.rdma_buffer.base) + op.remote_offset,
+                   static_cast<const char*>(self.rdma_buffer.base) + op.local_offset, op.bytes);
     }
     if (op.kind == FakeOpKind::kAtomicAdd || op.has_signal) {
       // Release: a reader that acquires the new value also sees the data copied above.

@@ -29,7 +29,7 @@ enum class FakeOpKind { kWrite, kAtomicAdd };
 struct FakeOpInfo {
   int rank = 0;  // initiator
   int peer = 0;  // target
-  int channel = 0;
+  int lane = 0;
   FakeOpKind kind = FakeOpKind::kWrite;
   uint64_t index = 0;  // how many operations `rank` had posted (accepted) before this one
   int attempt = 0;     // how many times this index was answered kRetry before
@@ -55,7 +55,7 @@ using FakePolicy = std::function<FakeAction(const FakeOpInfo&)>;
 
 struct FakeFabricOptions {
   bool target_progress = true;            // land only while the target polls (see the file comment)
-  bool ordered_delivery = false;          // claim and enforce per (rank, peer, channel) order
+  bool ordered_delivery = false;          // claim and enforce per (rank, peer, lane) order
   bool native_atomics = false;            // what capabilities() reports
   int64_t max_fused_signal_value = 8191;  // as libfabric's 32-bit immediate (14-bit value)
   uint32_t max_signal_slots = 1u << 16;
@@ -69,7 +69,7 @@ struct FakeStats {
 /// A posted operation as the fabric keeps it.
 struct FakeOp {
   FakeOpKind kind = FakeOpKind::kWrite;
-  int rank = 0, peer = 0, channel = 0;
+  int rank = 0, peer = 0, lane = 0;
   uint64_t local_offset = 0, remote_offset = 0, bytes = 0;
   bool has_signal = false;
   uint32_t slot = 0;
@@ -90,7 +90,7 @@ class FakeFabric {
   uint64_t inflight(int rank) const;
 
   /// Records `rank`'s regions (FakeTransport::register_regions).
-  void register_rank(int rank, const Region& data, const Region& signals);
+  void register_rank(int rank, const Region& rdma_buffer, const Region& signals);
   /// Throws Error(kRuntime) when `peer` never registered (`rank` is the caller, for the message).
   void check_registered(int rank, int peer) const;
   /// Queues `op` unless the policy says otherwise or `max_inflight` operations of op.rank are in
@@ -108,7 +108,7 @@ class FakeFabric {
     bool fail = false;
   };
   struct RankState {
-    Region data, signals;
+    Region rdma_buffer, signals;
     bool registered = false;
     uint64_t accepted = 0;  // operations accepted so far (FakeOpInfo::index)
     int attempts = 0;       // kRetry answers for the next index

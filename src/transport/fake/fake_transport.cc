@@ -1,22 +1,25 @@
-// The fake transport: argument checks and address exchange on top of FakeFabric.
+// The fake transport: argument checks and address exchange on top of FakeFabric, its factory
+// and the per-process fabrics shared by key.
 #include "transport/fake/fake_transport.h"
 
+#include <map>
+#include <mutex>
+#include <utility>
+
 #include "common/error.h"
-#include "transport/factories.h"
 #include "transport/wire.h"
 
-namespace uccl::ep::transport {
-namespace fake {
+namespace uccl::ep::transport::fake {
 namespace {
 constexpr uint32_t kMagic = 0x4b504555;  // "UEPK"
 constexpr uint16_t kVersion = 1;
 }  // namespace
 
-FakeTransport::FakeTransport(const TransportOptions& options)
-    : options_(options), fabric_(options.fake_fabric) {
+FakeTransport::FakeTransport(const TransportOptions& options, std::shared_ptr<FakeFabric> fabric)
+    : options_(options), fabric_(std::move(fabric)) {
   UCCL_EP_CHECK_VALUE(fabric_ != nullptr,
-                      "fake transport: TransportOptions::fake_fabric is not set (create one "
-                      "FakeFabric and share it between the ranks of this process)");
+                      "fake transport: no fabric (create one FakeFabric and share it between the "
+                      "ranks of this process, or use shared_fabric())");
   UCCL_EP_CHECK_VALUE(fabric_->num_ranks() == options.num_ranks, "fake transport: the fabric has ",
                       fabric_->num_ranks(), " ranks but num_ranks=", options.num_ranks);
 }
@@ -33,11 +36,11 @@ Capabilities FakeTransport::capabilities() const {
                       .max_signal_slots = o.max_signal_slots};
 }
 
-void FakeTransport::register_regions(const Region& data, const Region& signals) {
-  UCCL_EP_CHECK_VALUE(!data.device && !signals.device,
+void FakeTransport::register_regions(const Region& rdma_buffer, const Region& signals) {
+  UCCL_EP_CHECK_VALUE(!rdma_buffer.device && !signals.device,
                       "fake transport: regions must be host memory (capabilities().device_memory "
                       "is false)");
-  fabric_->register_rank(options_.rank, data, signals);
+  fabric_->register_rank(options_.rank, rdma_buffer, signals);
   registered_ = true;
 }
 
@@ -69,24 +72,24 @@ void FakeTransport::connect(const std::vector<std::vector<uint8_t>>& addresses) 
   connected_ = true;
 }
 
-void FakeTransport::check_post(int channel, int peer) const {
+void FakeTransport::check_post(int lane, int peer) const {
   UCCL_EP_CHECK_VALUE(connected_, "fake transport: rank ", options_.rank,
                       " posts before connect()");
-  UCCL_EP_CHECK_VALUE(channel >= 0 && channel < options_.num_channels, "fake transport: channel ",
-                      channel, " out of [0, ", options_.num_channels, ")");
+  UCCL_EP_CHECK_VALUE(lane >= 0 && lane < options_.num_lanes, "fake transport: lane ", lane,
+                      " out of [0, ", options_.num_lanes, ")");
   UCCL_EP_CHECK_VALUE(peer >= 0 && peer < options_.num_ranks && peer != options_.rank,
                       "fake transport: peer ", peer, " out of [0, ", options_.num_ranks,
                       ") or this rank (", options_.rank, "): local moves bypass the transport");
 }
 
-PostStatus FakeTransport::post_write(int channel, int peer, uint64_t local_offset,
+PostStatus FakeTransport::post_write(int lane, int peer, uint64_t local_offset,
                                      uint64_t remote_offset, uint64_t bytes, const Signal* signal,
                                      uint64_t id) {
-  check_post(channel, peer);
+  check_post(lane, peer);
   return fabric_->post(FakeOp{.kind = FakeOpKind::kWrite,
                               .rank = options_.rank,
                               .peer = peer,
-                              .channel = channel,
+                              .lane = lane,
                               .local_offset = local_offset,
                               .remote_offset = remote_offset,
                               .bytes = bytes,
@@ -97,13 +100,13 @@ PostStatus FakeTransport::post_write(int channel, int peer, uint64_t local_offse
                        options_.max_inflight);
 }
 
-PostStatus FakeTransport::post_atomic_add(int channel, int peer, uint32_t slot, int64_t value,
+PostStatus FakeTransport::post_atomic_add(int lane, int peer, uint32_t slot, int64_t value,
                                           uint64_t id) {
-  check_post(channel, peer);
+  check_post(lane, peer);
   return fabric_->post(FakeOp{.kind = FakeOpKind::kAtomicAdd,
                               .rank = options_.rank,
                               .peer = peer,
-                              .channel = channel,
+                              .lane = lane,
                               .slot = slot,
                               .value = value,
                               .id = id},
@@ -114,10 +117,27 @@ int FakeTransport::poll(Completion* out, int max) {
   return fabric_->progress(options_.rank, out, max);
 }
 
-}  // namespace fake
-
-std::unique_ptr<Transport> make_fake_transport(const TransportOptions& options) {
-  return std::make_unique<fake::FakeTransport>(options);
+std::unique_ptr<Transport> make_fake_transport(const TransportOptions& options,
+                                               std::shared_ptr<FakeFabric> fabric) {
+  check_transport_options(options);
+  return std::make_unique<FakeTransport>(options, std::move(fabric));
 }
 
-}  // namespace uccl::ep::transport
+std::shared_ptr<FakeFabric> shared_fabric(const std::string& key, int plane, int num_ranks,
+                                          const FakeFabricOptions& options) {
+  static std::mutex mu;
+  static std::map<std::pair<std::string, int>, std::weak_ptr<FakeFabric>> fabrics;
+  std::lock_guard<std::mutex> lock(mu);
+  std::erase_if(fabrics, [](const auto& entry) { return entry.second.expired(); });
+  std::weak_ptr<FakeFabric>& slot = fabrics[{key, plane}];
+  if (auto fabric = slot.lock()) {
+    UCCL_EP_CHECK_VALUE(fabric->num_ranks() == num_ranks, "fake fabric '", key, "' plane ", plane,
+                        " has ", fabric->num_ranks(), " ranks, not ", num_ranks);
+    return fabric;
+  }
+  auto fabric = std::make_shared<FakeFabric>(num_ranks, options);
+  slot = fabric;
+  return fabric;
+}
+
+}  // namespace uccl::ep::transport::fake

@@ -24,25 +24,23 @@ using testing::load_signal;
 
 // One rank's memory and transport.
 struct Rank {
-  std::vector<uint8_t> data;
+  std::vector<uint8_t> rdma_buffer;
   std::vector<int64_t> signals;
   std::unique_ptr<Transport> t;
 };
 
 // Builds `n` connected ranks on `fabric` (addresses exchanged in-process).
-std::vector<Rank> make_ranks(const std::shared_ptr<FakeFabric>& fabric, int n, uint64_t data_bytes,
-                             uint32_t slots, int max_inflight = 4096) {
+std::vector<Rank> make_ranks(const std::shared_ptr<FakeFabric>& fabric, int n,
+                             uint64_t rdma_buffer_bytes, uint32_t slots, int max_inflight = 4096) {
   std::vector<Rank> ranks(n);
   std::vector<std::vector<uint8_t>> addresses;
   for (int r = 0; r < n; ++r) {
-    ranks[r].data.assign(data_bytes, 0);
+    ranks[r].rdma_buffer.assign(rdma_buffer_bytes, 0);
     ranks[r].signals.assign(slots, 0);
-    ranks[r].t = make_transport("fake", TransportOptions{.rank = r,
-                                                         .num_ranks = n,
-                                                         .num_channels = 4,
-                                                         .max_inflight = max_inflight,
-                                                         .fake_fabric = fabric});
-    ranks[r].t->register_regions({ranks[r].data.data(), data_bytes},
+    ranks[r].t = make_fake_transport(
+        TransportOptions{.rank = r, .num_ranks = n, .num_lanes = 4, .max_inflight = max_inflight},
+        fabric);
+    ranks[r].t->register_regions({ranks[r].rdma_buffer.data(), rdma_buffer_bytes},
                                  {ranks[r].signals.data(), slots * 8ull});
     addresses.push_back(ranks[r].t->local_address());
   }
@@ -87,7 +85,7 @@ void run_rank(const Plan& plan, Rank& rank, int me, std::atomic<int>& failures,
         if (v != plan.value(s, i))
           throw Error(ErrorKind::kRuntime, str_cat("slot ", plan.slot(s, i), " holds ", v,
                                                    ", expected ", plan.value(s, i)));
-        const int64_t bad = first_mismatch(rank.data.data() + plan.dst_offset(s, i),
+        const int64_t bad = first_mismatch(rank.rdma_buffer.data() + plan.dst_offset(s, i),
                                            plan.size(s, i), plan.seed(s), plan.src_offset(s, i));
         if (bad >= 0)
           throw Error(ErrorKind::kRuntime, str_cat("signal of write ", i, " from rank ", s,
@@ -119,7 +117,7 @@ void run_plan(const std::shared_ptr<FakeFabric>& fabric, const Plan& plan) {
       make_ranks(fabric, plan.n, uint64_t(plan.n + 1) * plan.writes_per_rank * Plan::kArea,
                  static_cast<uint32_t>(plan.n * plan.writes_per_rank));
   for (int r = 0; r < plan.n; ++r)
-    testing::fill_pattern(ranks[r].data.data(), uint64_t(plan.writes_per_rank) * Plan::kArea,
+    testing::fill_pattern(ranks[r].rdma_buffer.data(), uint64_t(plan.writes_per_rank) * Plan::kArea,
                           plan.seed(r), 0);
   std::atomic<int> failures{0};
   std::vector<std::string> errors(plan.n);
@@ -209,7 +207,7 @@ TEST(FakeTransport, DroppedOperationNeverCompletesAndTheDeadlineSaysSo) {
     return FakeAction{.kind = op.index == 1 ? FakeAction::Kind::kDrop : FakeAction::Kind::kDeliver};
   });
   std::vector<Rank> r = make_ranks(fabric, 2, 1024, 4);
-  std::fill(r[0].data.begin(), r[0].data.end(), 0xab);
+  std::fill(r[0].rdma_buffer.begin(), r[0].rdma_buffer.end(), 0xab);
   Driver d(*r[0].t, 0, 2, 0.2);
   const Signal s{1, 1};
   d.write(0, 1, 0, 0, 64);
@@ -227,7 +225,7 @@ TEST(FakeTransport, DroppedOperationNeverCompletesAndTheDeadlineSaysSo) {
       EXPECT_NE(m.find(part), std::string::npos) << part << " missing in: " << m;
   }
   EXPECT_EQ(r[1].signals[1], 0);
-  EXPECT_EQ(r[1].data[64], 0);
+  EXPECT_EQ(r[1].rdma_buffer[64], 0);
   EXPECT_EQ(r[1].signals[2], 3);
   EXPECT_EQ(fabric->stats().dropped, 1u);
   EXPECT_EQ(fabric->inflight(0), 1u);
@@ -268,7 +266,7 @@ TEST(FakeTransport, InjectedFailuresCompleteWithErrorsOrThrow) {
       if (c[k].id == 7) {
         saw_failure = true;
         EXPECT_FALSE(c[k].ok);
-        EXPECT_NE(c[k].error.find("to peer 1 on channel 1"), std::string::npos) << c[k].error;
+        EXPECT_NE(c[k].error.find("to peer 1 on lane 1"), std::string::npos) << c[k].error;
       } else {
         EXPECT_TRUE(c[k].ok);
       }
@@ -346,7 +344,7 @@ TEST(FakeTransport, RejectsBadArguments) {
       EXPECT_EQ(e.kind(), ErrorKind::kValue) << what << ": " << e.what();
     }
   };
-  expect_value_error([&] { t.post_write(4, 1, 0, 0, 16, nullptr, 0); }, "channel");
+  expect_value_error([&] { t.post_write(4, 1, 0, 0, 16, nullptr, 0); }, "lane");
   expect_value_error([&] { t.post_write(0, 2, 0, 0, 16, nullptr, 0); }, "peer");
   expect_value_error([&] { t.post_write(0, 0, 0, 0, 16, nullptr, 0); }, "self");
   expect_value_error([&] { t.post_write(0, 1, 250, 0, 16, nullptr, 0); }, "local range");
@@ -357,9 +355,7 @@ TEST(FakeTransport, RejectsBadArguments) {
   expect_value_error([&] { t.post_atomic_add(0, 1, 4, 1, 0); }, "atomic slot");
   Completion c;
   expect_value_error([&] { t.poll(&c, 0); }, "poll max");
-  auto lone = make_transport(
-      "fake",
-      TransportOptions{.rank = 0, .num_ranks = 2, .fake_fabric = std::make_shared<FakeFabric>(2)});
+  auto lone = make_fake_transport({.rank = 0, .num_ranks = 2}, std::make_shared<FakeFabric>(2));
   expect_value_error([&] { lone->post_atomic_add(0, 1, 0, 1, 0); }, "before connect");
 }
 
@@ -367,8 +363,8 @@ TEST(FakeTransport, AddressesAreChecked) {
   auto fabric = std::make_shared<FakeFabric>(2);
   std::vector<uint8_t> d0(64), d1(64);
   std::vector<int64_t> s0(2), s1(2);
-  auto t0 = make_transport("fake", {.rank = 0, .num_ranks = 2, .fake_fabric = fabric});
-  auto t1 = make_transport("fake", {.rank = 1, .num_ranks = 2, .fake_fabric = fabric});
+  auto t0 = make_fake_transport({.rank = 0, .num_ranks = 2}, fabric);
+  auto t1 = make_fake_transport({.rank = 1, .num_ranks = 2}, fabric);
   t0->register_regions({d0.data(), 64}, {s0.data(), 16});
   std::vector<uint8_t> a0 = t0->local_address();
   // Peer 1 never registered.
@@ -386,6 +382,46 @@ TEST(FakeTransport, AddressesAreChecked) {
     EXPECT_NE(std::string(e.what()).find("bad magic"), std::string::npos) << e.what();
   }
   t0->connect({a0, a1});
+}
+
+TEST(FakeTransport, FactoryChecksOptionsAndFabric) {
+  auto kind_and_message = [](auto&& f) -> std::string {
+    try {
+      f();
+    } catch (const Error& e) {
+      return e.kind() == ErrorKind::kValue ? e.what() : std::string("not kValue: ") + e.what();
+    }
+    return "no error";
+  };
+  auto fabric = std::make_shared<FakeFabric>(2);
+  EXPECT_EQ(make_fake_transport({.rank = 1, .num_ranks = 2}, fabric)->capabilities().name, "fake");
+  EXPECT_NE(kind_and_message([&] {
+              make_fake_transport({.rank = 2, .num_ranks = 2}, fabric);
+            }).find("rank=2"),
+            std::string::npos);
+  EXPECT_NE(kind_and_message([&] {
+              make_fake_transport({.num_ranks = 2, .num_lanes = 0}, fabric);
+            }).find("num_lanes=0"),
+            std::string::npos);
+  EXPECT_NE(
+      kind_and_message([&] { make_fake_transport({.num_ranks = 2}, nullptr); }).find("no fabric"),
+      std::string::npos);
+  EXPECT_NE(kind_and_message([&] {
+              make_fake_transport({.num_ranks = 3}, fabric);
+            }).find("the fabric has 2 ranks"),
+            std::string::npos);
+}
+
+TEST(FakeTransport, SharedFabricsMeetByKeyAndPlane) {
+  auto a = shared_fabric("fake-test-key", 0, 2);
+  EXPECT_EQ(shared_fabric("fake-test-key", 0, 2), a);
+  EXPECT_NE(shared_fabric("fake-test-key", 1, 2), a);
+  EXPECT_NE(shared_fabric("fake-test-other", 0, 2), a);
+  EXPECT_THROW(shared_fabric("fake-test-key", 0, 3), Error);
+  std::weak_ptr<FakeFabric> gone = a;
+  a.reset();
+  EXPECT_TRUE(gone.expired());  // kept only while someone holds it
+  EXPECT_EQ(shared_fabric("fake-test-key", 0, 3)->num_ranks(), 3);
 }
 
 }  // namespace

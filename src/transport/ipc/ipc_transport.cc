@@ -1,4 +1,5 @@
-// The ipc transport: CUDA IPC data regions, copy-engine writes, signals after event completion.
+// The ipc transport: RDMA buffers shared through CUDA IPC, copy-engine writes, signals after event
+// completion.
 #include "transport/ipc/ipc_transport.h"
 
 #include <cuda.h>  // types of cuMemGetAddressRange only; it is reached through the runtime
@@ -48,7 +49,7 @@ uint64_t allocation_base(const void* ptr) {
   const CUresult rc =
       reinterpret_cast<GetRange>(fn)(&base, &size, reinterpret_cast<CUdeviceptr>(ptr));
   UCCL_EP_CHECK_RUNTIME(rc == CUDA_SUCCESS,
-                        "ipc: cuMemGetAddressRange of the data region failed "
+                        "ipc: cuMemGetAddressRange of the RDMA buffer failed "
                         "(error ",
                         static_cast<int>(rc), "): is it device memory from cudaMalloc?");
   return static_cast<uint64_t>(base);
@@ -87,13 +88,13 @@ IpcTransport::~IpcTransport() {
 void IpcTransport::release() noexcept {
   int cur = -1;
   if (cudaGetDevice(&cur) == cudaSuccess && cur != device_) cudaSetDevice(device_);
-  for (Channel& ch : channels_) {
+  for (Lane& ln : lanes_) {
     // Copies into peers' memory must finish before their mappings go away.
-    if (ch.stream) cudaStreamSynchronize(ch.stream);
-    for (cudaEvent_t ev : ch.events) cudaEventDestroy(ev);
-    if (ch.stream) cudaStreamDestroy(ch.stream);
+    if (ln.stream) cudaStreamSynchronize(ln.stream);
+    for (cudaEvent_t ev : ln.events) cudaEventDestroy(ev);
+    if (ln.stream) cudaStreamDestroy(ln.stream);
   }
-  channels_.clear();
+  lanes_.clear();
   for (Peer& p : peers_) {
     if (p.ipc_base) cudaIpcCloseMemHandle(p.ipc_base);
     if (p.shm_map) munmap(p.shm_map, p.shm_bytes);
@@ -111,7 +112,7 @@ void IpcTransport::ensure_device() const {
 Capabilities IpcTransport::capabilities() const {
   return Capabilities{.name = "ipc",
                       .native_atomics = true,    // the initiator adds directly, no target software
-                      .ordered_delivery = true,  // stream order + in-order completion per channel
+                      .ordered_delivery = true,  // stream order + in-order completion per lane
                       .device_memory = true,
                       .target_progress = false,
                       .immediate_bytes = 0,
@@ -119,20 +120,20 @@ Capabilities IpcTransport::capabilities() const {
                       .max_signal_slots = UINT32_MAX};
 }
 
-void IpcTransport::register_regions(const Region& data, const Region& signals) {
+void IpcTransport::register_regions(const Region& rdma_buffer, const Region& signals) {
   UCCL_EP_CHECK_VALUE(!registered_, "ipc: register_regions() called twice");
-  UCCL_EP_CHECK_VALUE(data.base && data.bytes > 0 && data.device,
-                      "ipc: the data region must be non-empty device memory (cudaMalloc)");
+  UCCL_EP_CHECK_VALUE(rdma_buffer.base && rdma_buffer.bytes > 0 && rdma_buffer.device,
+                      "ipc: the RDMA buffer must be non-empty device memory (cudaMalloc)");
   UCCL_EP_CHECK_VALUE(signals.base && !signals.device && signals.bytes >= 8 &&
                           signals.bytes % 8 == 0 &&
                           reinterpret_cast<uintptr_t>(signals.base) % 8 == 0,
                       "ipc: the signal region must be host memory (8-byte aligned int64 slots) "
                       "that peers can map: POSIX shared memory, see Region::shared_name");
   ensure_device();
-  const uint64_t base = allocation_base(data.base);
-  data_offset_in_alloc_ = reinterpret_cast<uint64_t>(data.base) - base;
-  UCCL_EP_CUDA_CHECK(cudaIpcGetMemHandle(&data_handle_, reinterpret_cast<void*>(base)));
-  data_ = data;
+  const uint64_t base = allocation_base(rdma_buffer.base);
+  rdma_buffer_offset_ = reinterpret_cast<uint64_t>(rdma_buffer.base) - base;
+  UCCL_EP_CUDA_CHECK(cudaIpcGetMemHandle(&rdma_buffer_handle_, reinterpret_cast<void*>(base)));
+  rdma_buffer_ = rdma_buffer;
   signals_ = signals;
   registered_ = true;
 }
@@ -146,10 +147,10 @@ std::vector<uint8_t> IpcTransport::local_address() const {
   w.u32(static_cast<uint32_t>(options_.num_ranks));
   w.str(host_id_);
   w.u32(static_cast<uint32_t>(getpid()));
-  w.bytes(&data_handle_, sizeof(data_handle_));
-  w.u64(data_offset_in_alloc_);
-  w.u64(data_.bytes);
-  w.u64(reinterpret_cast<uintptr_t>(data_.base));
+  w.bytes(&rdma_buffer_handle_, sizeof(rdma_buffer_handle_));
+  w.u64(rdma_buffer_offset_);
+  w.u64(rdma_buffer_.bytes);
+  w.u64(reinterpret_cast<uintptr_t>(rdma_buffer_.base));
   w.str(signals_.shared_name);
   w.u64(signals_.bytes);
   w.u64(reinterpret_cast<uintptr_t>(signals_.base));
@@ -166,7 +167,7 @@ void IpcTransport::open_peer(int rank, const std::vector<uint8_t>& blob) {
   const std::string host = in.str(512);
   const uint32_t pid = in.u32();
   const std::vector<uint8_t> handle = in.bytes(sizeof(cudaIpcMemHandle_t));
-  const uint64_t offset = in.u64(), data_bytes = in.u64(), data_base = in.u64();
+  const uint64_t offset = in.u64(), rdma_buffer_bytes = in.u64(), rdma_buffer_base = in.u64();
   const std::string shm_name = in.str(256);
   const uint64_t sig_bytes = in.u64(), sig_base = in.u64();
   in.finish();
@@ -177,22 +178,22 @@ void IpcTransport::open_peer(int rank, const std::vector<uint8_t>& blob) {
   UCCL_EP_CHECK_VALUE(handle.size() == sizeof(cudaIpcMemHandle_t), in.what(), ": IPC handle of ",
                       handle.size(), " bytes");
   Peer& p = peers_[rank];
-  p.data_bytes = data_bytes;
+  p.rdma_buffer_bytes = rdma_buffer_bytes;
   p.signal_slots = sig_bytes / 8;
   if (pid == static_cast<uint32_t>(getpid())) {
     // Ranks in one process (threads): a process cannot open its own IPC handle; UVA pointers
     // are valid as they are.
-    p.data = reinterpret_cast<char*>(data_base);
+    p.rdma_buffer = reinterpret_cast<char*>(rdma_buffer_base);
     p.signals = reinterpret_cast<int64_t*>(sig_base);
-    enable_peer_access(p.data, rank);
+    enable_peer_access(p.rdma_buffer, rank);
     return;
   }
   cudaIpcMemHandle_t h;
   std::memcpy(&h, handle.data(), sizeof(h));
   const cudaError_t e = cudaIpcOpenMemHandle(&p.ipc_base, h, cudaIpcMemLazyEnablePeerAccess);
   UCCL_EP_CHECK_RUNTIME(e == cudaSuccess, "ipc: rank ", options_.rank,
-                        " cannot open the data region of rank ", rank, ": ", cudaGetErrorString(e));
-  p.data = static_cast<char*>(p.ipc_base) + offset;
+                        " cannot open the RDMA buffer of rank ", rank, ": ", cudaGetErrorString(e));
+  p.rdma_buffer = static_cast<char*>(p.ipc_base) + offset;
   UCCL_EP_CHECK_VALUE(!shm_name.empty(), "ipc: rank ", rank,
                       " is another process but its "
                       "signal region has no shared_name (allocate it with SharedMemory)");
@@ -209,12 +210,12 @@ void IpcTransport::open_peer(int rank, const std::vector<uint8_t>& blob) {
   p.signals = static_cast<int64_t*>(map);
 }
 
-void IpcTransport::enable_peer_access(const void* peer_data, int rank) {
+void IpcTransport::enable_peer_access(const void* peer_buffer, int rank) {
   // Without peer access a copy between two devices is staged by the driver, whose first use
   // allocates on the target device and so waits for a kernel spinning there on a signal of this
   // very copy. Direct peer copies have no such dependency.
   cudaPointerAttributes attr{};
-  UCCL_EP_CUDA_CHECK(cudaPointerGetAttributes(&attr, peer_data));
+  UCCL_EP_CUDA_CHECK(cudaPointerGetAttributes(&attr, peer_buffer));
   if (attr.type != cudaMemoryTypeDevice || attr.device == device_) return;
   int can = 0;
   UCCL_EP_CUDA_CHECK(cudaDeviceCanAccessPeer(&can, device_, attr.device));
@@ -234,15 +235,15 @@ void IpcTransport::enable_peer_access(const void* peer_data, int rank) {
                         ") failed: ", cudaGetErrorString(e));
 }
 
-void IpcTransport::create_channels() {
-  const uint32_t per_channel = std::max<uint32_t>(
-      16, (options_.max_inflight + options_.num_channels - 1) / options_.num_channels);
-  channels_.resize(options_.num_channels);
-  for (Channel& ch : channels_) {
-    UCCL_EP_CUDA_CHECK(cudaStreamCreateWithFlags(&ch.stream, cudaStreamNonBlocking));
-    ch.ring.resize(per_channel);
-    ch.events.resize(per_channel, nullptr);
-    for (cudaEvent_t& ev : ch.events)
+void IpcTransport::create_lanes() {
+  const uint32_t per_lane =
+      std::max<uint32_t>(16, (options_.max_inflight + options_.num_lanes - 1) / options_.num_lanes);
+  lanes_.resize(options_.num_lanes);
+  for (Lane& ln : lanes_) {
+    UCCL_EP_CUDA_CHECK(cudaStreamCreateWithFlags(&ln.stream, cudaStreamNonBlocking));
+    ln.ring.resize(per_lane);
+    ln.events.resize(per_lane, nullptr);
+    for (cudaEvent_t& ev : ln.events)
       UCCL_EP_CUDA_CHECK(cudaEventCreateWithFlags(&ev, cudaEventDisableTiming));
   }
 }
@@ -253,17 +254,18 @@ void IpcTransport::warm_up_copies() {
   // the completion of that very copy. So every kind of copy the transport issues runs once
   // here: peer -> local, local -> peer (the 16 bytes just read, written back before any
   // traffic), local -> local.
-  char* scratch = nullptr;
-  UCCL_EP_CUDA_CHECK(cudaMalloc(reinterpret_cast<void**>(&scratch), 256));
-  const cudaStream_t s = channels_.empty() ? nullptr : channels_[0].stream;
-  cudaError_t e = cudaMemcpyAsync(scratch + 128, scratch, 16, cudaMemcpyDeviceToDevice, s);
+  char* bounce = nullptr;
+  UCCL_EP_CUDA_CHECK(cudaMalloc(reinterpret_cast<void**>(&bounce), 256));
+  const cudaStream_t s = lanes_.empty() ? nullptr : lanes_[0].stream;
+  cudaError_t e = cudaMemcpyAsync(bounce + 128, bounce, 16, cudaMemcpyDeviceToDevice, s);
   for (const Peer& p : peers_) {
-    if (e != cudaSuccess || p.data == nullptr || p.data_bytes < 16) continue;
-    e = cudaMemcpyAsync(scratch, p.data, 16, cudaMemcpyDeviceToDevice, s);
-    if (e == cudaSuccess) e = cudaMemcpyAsync(p.data, scratch, 16, cudaMemcpyDeviceToDevice, s);
+    if (e != cudaSuccess || p.rdma_buffer == nullptr || p.rdma_buffer_bytes < 16) continue;
+    e = cudaMemcpyAsync(bounce, p.rdma_buffer, 16, cudaMemcpyDeviceToDevice, s);
+    if (e == cudaSuccess)
+      e = cudaMemcpyAsync(p.rdma_buffer, bounce, 16, cudaMemcpyDeviceToDevice, s);
   }
   if (e == cudaSuccess) e = cudaStreamSynchronize(s);
-  cudaFree(scratch);
+  cudaFree(bounce);
   UCCL_EP_CHECK_RUNTIME(e == cudaSuccess, "ipc: rank ", options_.rank,
                         ": warm-up copies failed: ", cudaGetErrorString(e));
 }
@@ -278,7 +280,7 @@ void IpcTransport::connect(const std::vector<std::vector<uint8_t>>& addresses) {
   peers_.assign(options_.num_ranks, Peer{});
   try {
     for (int r = 0; r < options_.num_ranks; ++r) open_peer(r, addresses[r]);
-    create_channels();
+    create_lanes();
     warm_up_copies();
   } catch (...) {
     release();
@@ -287,10 +289,10 @@ void IpcTransport::connect(const std::vector<std::vector<uint8_t>>& addresses) {
   connected_ = true;
 }
 
-void IpcTransport::check_post(int channel, int peer, uint32_t slot, bool has_slot) const {
+void IpcTransport::check_post(int lane, int peer, uint32_t slot, bool has_slot) const {
   UCCL_EP_CHECK_VALUE(connected_, "ipc: rank ", options_.rank, " posts before connect()");
-  UCCL_EP_CHECK_VALUE(channel >= 0 && channel < options_.num_channels, "ipc: channel ", channel,
-                      " out of [0, ", options_.num_channels, ")");
+  UCCL_EP_CHECK_VALUE(lane >= 0 && lane < options_.num_lanes, "ipc: lane ", lane, " out of [0, ",
+                      options_.num_lanes, ")");
   UCCL_EP_CHECK_VALUE(peer >= 0 && peer < options_.num_ranks && peer != options_.rank, "ipc: peer ",
                       peer, " out of [0, ", options_.num_ranks,
                       ") or this rank: local moves bypass the transport");
@@ -298,43 +300,45 @@ void IpcTransport::check_post(int channel, int peer, uint32_t slot, bool has_slo
                       " of peer ", peer, " out of range (", peers_[peer].signal_slots, " slots)");
 }
 
-PostStatus IpcTransport::enqueue(int channel, const Pending& p, uint64_t local_offset,
+PostStatus IpcTransport::enqueue(int lane, const Pending& p, uint64_t local_offset,
                                  uint64_t remote_offset) {
-  Channel& ch = channels_[channel];
-  if (ch.count == ch.ring.size() || inflight_ >= static_cast<uint64_t>(options_.max_inflight))
+  Lane& ln = lanes_[lane];
+  if (ln.count == ln.ring.size() || inflight_ >= static_cast<uint64_t>(options_.max_inflight))
     return PostStatus::kRetry;
   ensure_device();
   if (p.bytes > 0) {
-    const cudaError_t e = cudaMemcpyAsync(peers_[p.peer].data + remote_offset,
-                                          static_cast<const char*>(data_.base) + local_offset,
-                                          p.bytes, cudaMemcpyDeviceToDevice, ch.stream);
+    const cudaError_t e =
+        cudaMemcpyAsync(peers_[p.peer].rdma_buffer + remote_offset,
+                        static_cast<const char*>(rdma_buffer_.base) + local_offset, p.bytes,
+                        cudaMemcpyDeviceToDevice, ln.stream);
     UCCL_EP_CHECK_RUNTIME(e == cudaSuccess, "ipc: cudaMemcpyAsync of ", p.bytes,
-                          " bytes from rank ", options_.rank, " to peer ", p.peer, " on channel ",
-                          channel, " failed: ", cudaGetErrorString(e));
+                          " bytes from rank ", options_.rank, " to peer ", p.peer, " on lane ",
+                          lane, " failed: ", cudaGetErrorString(e));
   }
-  const uint32_t slot = (ch.head + ch.count) % ch.ring.size();
+  const uint32_t slot = (ln.head + ln.count) % ln.ring.size();
   // The event completes only after the copy above (stream order): the signal waits for it.
-  const cudaError_t e = cudaEventRecord(ch.events[slot], ch.stream);
-  UCCL_EP_CHECK_RUNTIME(e == cudaSuccess, "ipc: cudaEventRecord on channel ", channel,
+  const cudaError_t e = cudaEventRecord(ln.events[slot], ln.stream);
+  UCCL_EP_CHECK_RUNTIME(e == cudaSuccess, "ipc: cudaEventRecord on lane ", lane,
                         " failed: ", cudaGetErrorString(e));
-  ch.ring[slot] = p;
-  ++ch.count;
+  ln.ring[slot] = p;
+  ++ln.count;
   ++inflight_;
   return PostStatus::kPosted;
 }
 
-PostStatus IpcTransport::post_write(int channel, int peer, uint64_t local_offset,
+PostStatus IpcTransport::post_write(int lane, int peer, uint64_t local_offset,
                                     uint64_t remote_offset, uint64_t bytes, const Signal* signal,
                                     uint64_t id) {
-  check_post(channel, peer, signal ? signal->slot : 0, signal != nullptr);
-  UCCL_EP_CHECK_VALUE(local_offset <= data_.bytes && bytes <= data_.bytes - local_offset,
-                      "ipc: write from rank ", options_.rank, ": local range [", local_offset,
-                      ", +", bytes, ") exceeds the data region of ", data_.bytes, " bytes");
+  check_post(lane, peer, signal ? signal->slot : 0, signal != nullptr);
   UCCL_EP_CHECK_VALUE(
-      remote_offset <= peers_[peer].data_bytes && bytes <= peers_[peer].data_bytes - remote_offset,
-      "ipc: write to peer ", peer, ": remote range [", remote_offset, ", +", bytes,
-      ") exceeds its data region of ", peers_[peer].data_bytes, " bytes");
-  return enqueue(channel,
+      local_offset <= rdma_buffer_.bytes && bytes <= rdma_buffer_.bytes - local_offset,
+      "ipc: write from rank ", options_.rank, ": local range [", local_offset, ", +", bytes,
+      ") exceeds the RDMA buffer of ", rdma_buffer_.bytes, " bytes");
+  UCCL_EP_CHECK_VALUE(remote_offset <= peers_[peer].rdma_buffer_bytes &&
+                          bytes <= peers_[peer].rdma_buffer_bytes - remote_offset,
+                      "ipc: write to peer ", peer, ": remote range [", remote_offset, ", +", bytes,
+                      ") exceeds its RDMA buffer of ", peers_[peer].rdma_buffer_bytes, " bytes");
+  return enqueue(lane,
                  Pending{.id = id,
                          .peer = peer,
                          .has_signal = signal != nullptr,
@@ -344,10 +348,10 @@ PostStatus IpcTransport::post_write(int channel, int peer, uint64_t local_offset
                  local_offset, remote_offset);
 }
 
-PostStatus IpcTransport::post_atomic_add(int channel, int peer, uint32_t slot, int64_t value,
+PostStatus IpcTransport::post_atomic_add(int lane, int peer, uint32_t slot, int64_t value,
                                          uint64_t id) {
-  check_post(channel, peer, slot, true);
-  return enqueue(channel,
+  check_post(lane, peer, slot, true);
+  return enqueue(lane,
                  Pending{.id = id, .peer = peer, .has_signal = true, .slot = slot, .value = value},
                  0, 0);
 }
@@ -355,13 +359,13 @@ PostStatus IpcTransport::post_atomic_add(int channel, int peer, uint32_t slot, i
 int IpcTransport::poll(Completion* out, int max) {
   UCCL_EP_CHECK_VALUE(max >= 1, "ipc: poll(max=", max, ") needs max >= 1");
   int n = 0;
-  const uint32_t num = static_cast<uint32_t>(channels_.size());
+  const uint32_t num = static_cast<uint32_t>(lanes_.size());
   for (uint32_t k = 0; k < num && n < max; ++k) {
-    const uint32_t c = (next_channel_ + k) % num;
-    Channel& ch = channels_[c];
-    while (n < max && ch.count > 0) {
-      const Pending& p = ch.ring[ch.head];
-      const cudaError_t e = cudaEventQuery(ch.events[ch.head]);
+    const uint32_t c = (next_lane_ + k) % num;
+    Lane& ln = lanes_[c];
+    while (n < max && ln.count > 0) {
+      const Pending& p = ln.ring[ln.head];
+      const cudaError_t e = cudaEventQuery(ln.events[ln.head]);
       if (e == cudaErrorNotReady) break;
       Completion& done = out[n++];
       done.id = p.id;
@@ -376,14 +380,14 @@ int IpcTransport::poll(Completion* out, int max) {
       } else {
         done.error =
             str_cat("ipc: copy of ", p.bytes, " bytes (id ", p.id, ") from rank ", options_.rank,
-                    " to peer ", p.peer, " on channel ", c, " failed: ", cudaGetErrorString(e));
+                    " to peer ", p.peer, " on lane ", c, " failed: ", cudaGetErrorString(e));
       }
-      ch.head = (ch.head + 1) % ch.ring.size();
-      --ch.count;
+      ln.head = (ln.head + 1) % ln.ring.size();
+      --ln.count;
       --inflight_;
     }
   }
-  if (num > 0) next_channel_ = (next_channel_ + 1) % num;
+  if (num > 0) next_lane_ = (next_lane_ + 1) % num;
   return n;
 }
 

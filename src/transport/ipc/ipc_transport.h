@@ -1,5 +1,5 @@
-// The ipc transport: ranks on one host (emulated nodes) reach each other's GPU data region
-// through CUDA IPC; a write is a copy-engine cudaMemcpyAsync on the channel's stream, and its
+// The ipc transport: ranks on one host (emulated nodes) reach each other's RDMA buffer (GPU
+// memory) through CUDA IPC; a write is a copy-engine cudaMemcpyAsync on the lane's stream, and its
 // signal is applied by this (the initiating) process only after an event recorded behind the
 // copy has completed. Signal regions live in POSIX shared memory (host-visible, registered
 // with the GPU by their owner), so the initiator adds to a peer's slot directly.
@@ -15,10 +15,10 @@
 
 namespace uccl::ep::transport::ipc {
 
-/// Implements Transport with CUDA IPC and the copy engine. Per channel: one non-blocking stream
+/// Implements Transport with CUDA IPC and the copy engine. Per lane: one non-blocking stream
 /// and a ring of (event, pending operation); completions are reported in post order per
-/// channel, so a later atomic on the channel lands after every earlier write
-/// (ordered_delivery). Needs a CUDA device; the data region must be device memory.
+/// lane, so a later atomic on the lane lands after every earlier write
+/// (ordered_delivery). Needs a CUDA device; the RDMA buffer must be device memory.
 class IpcTransport final : public Transport {
  public:
   explicit IpcTransport(const TransportOptions& options);
@@ -27,12 +27,12 @@ class IpcTransport final : public Transport {
   IpcTransport& operator=(const IpcTransport&) = delete;
 
   Capabilities capabilities() const override;
-  void register_regions(const Region& data, const Region& signals) override;
+  void register_regions(const Region& rdma_buffer, const Region& signals) override;
   std::vector<uint8_t> local_address() const override;
   void connect(const std::vector<std::vector<uint8_t>>& addresses) override;
-  PostStatus post_write(int channel, int peer, uint64_t local_offset, uint64_t remote_offset,
+  PostStatus post_write(int lane, int peer, uint64_t local_offset, uint64_t remote_offset,
                         uint64_t bytes, const Signal* signal, uint64_t id) override;
-  PostStatus post_atomic_add(int channel, int peer, uint32_t slot, int64_t value,
+  PostStatus post_atomic_add(int lane, int peer, uint32_t slot, int64_t value,
                              uint64_t id) override;
   int poll(Completion* out, int max) override;
 
@@ -45,15 +45,15 @@ class IpcTransport final : public Transport {
     int64_t value = 0;
     uint64_t bytes = 0;
   };
-  struct Channel {
+  struct Lane {
     cudaStream_t stream = nullptr;
     std::vector<cudaEvent_t> events;  // ring, one per pending slot
     std::vector<Pending> ring;
     uint32_t head = 0, count = 0;
   };
   struct Peer {
-    char* data = nullptr;  // mapped data region (this process's view)
-    uint64_t data_bytes = 0;
+    char* rdma_buffer = nullptr;  // mapped RDMA buffer (this process's view)
+    uint64_t rdma_buffer_bytes = 0;
     int64_t* signals = nullptr;  // mapped signal slots
     uint64_t signal_slots = 0;
     void* ipc_base = nullptr;  // cudaIpcOpenMemHandle result (to close)
@@ -62,24 +62,24 @@ class IpcTransport final : public Transport {
   };
 
   void ensure_device() const;
-  void check_post(int channel, int peer, uint32_t slot, bool has_slot) const;
-  PostStatus enqueue(int channel, const Pending& p, uint64_t local_offset, uint64_t remote_offset);
+  void check_post(int lane, int peer, uint32_t slot, bool has_slot) const;
+  PostStatus enqueue(int lane, const Pending& p, uint64_t local_offset, uint64_t remote_offset);
   void open_peer(int rank, const std::vector<uint8_t>& blob);
-  void enable_peer_access(const void* peer_data, int rank);
-  void create_channels();
+  void enable_peer_access(const void* peer_buffer, int rank);
+  void create_lanes();
   void warm_up_copies();
   void release() noexcept;
 
   TransportOptions options_;
   int device_ = 0;
-  Region data_{}, signals_{};
-  uint64_t data_offset_in_alloc_ = 0;  // data_.base minus the start of its cudaMalloc
-  cudaIpcMemHandle_t data_handle_{};
+  Region rdma_buffer_{}, signals_{};
+  uint64_t rdma_buffer_offset_ = 0;  // rdma_buffer_.base minus the start of its cudaMalloc
+  cudaIpcMemHandle_t rdma_buffer_handle_{};
   std::string host_id_;  // boot id: equal for processes of one host
   std::vector<Peer> peers_;
-  std::vector<Channel> channels_;
+  std::vector<Lane> lanes_;
   uint64_t inflight_ = 0;
-  uint32_t next_channel_ = 0;  // round-robin start of poll()
+  uint32_t next_lane_ = 0;  // round-robin start of poll()
   bool registered_ = false, connected_ = false;
 };
 

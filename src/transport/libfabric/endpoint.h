@@ -35,7 +35,7 @@ struct Op {
   int64_t value = 0;
   uint32_t slot = 0;
   int32_t peer = 0;
-  int32_t channel = 0;
+  int32_t lane = 0;
   OpKind kind = OpKind::kWrite;
   uint8_t stage = 0;
   uint32_t next = 0;  // free list / deferred list link
@@ -49,7 +49,7 @@ struct RxSlot {
 /// What this rank knows of a peer after connect().
 struct PeerInfo {
   fi_addr_t addr = FI_ADDR_UNSPEC;
-  uint64_t data_base = 0, data_bytes = 0, data_key = 0;
+  uint64_t rdma_buffer_base = 0, rdma_buffer_bytes = 0, rdma_buffer_key = 0;
   uint64_t sig_base = 0, sig_bytes = 0, sig_key = 0;
 };
 
@@ -61,12 +61,12 @@ class Endpoint {
   Endpoint& operator=(const Endpoint&) = delete;
 
   Capabilities capabilities() const;
-  void register_regions(const Region& data, const Region& signals);
+  void register_regions(const Region& rdma_buffer, const Region& signals);
   std::vector<uint8_t> local_address() const;
   void connect(const std::vector<std::vector<uint8_t>>& addresses);
-  PostStatus post_write(int channel, int peer, uint64_t local_offset, uint64_t remote_offset,
+  PostStatus post_write(int lane, int peer, uint64_t local_offset, uint64_t remote_offset,
                         uint64_t bytes, const Signal* signal, uint64_t id);
-  PostStatus post_atomic_add(int channel, int peer, uint32_t slot, int64_t value, uint64_t id);
+  PostStatus post_atomic_add(int lane, int peer, uint32_t slot, int64_t value, uint64_t id);
   int poll(Completion* out, int max);
   double raw_writedata_loop(int peer, uint64_t bytes, uint64_t iterations, int window,
                             double timeout_secs);
@@ -111,11 +111,11 @@ class Endpoint {
   void apply_immediate(uint64_t data);
   void apply_record(uint32_t rx_index, size_t len);
   void add_signal(uint32_t slot, int64_t value, int from_rank);  // from_rank -1: unknown
-  void check_target(int channel, int peer) const;
+  void check_target(int lane, int peer) const;
   uint64_t remote_addr(uint64_t base, uint64_t offset) const {
     return virt_addr_ ? base + offset : offset;
   }
-  [[noreturn]] void throw_fi(const char* call, long rc, int peer, int channel) const;
+  [[noreturn]] void throw_fi(const char* call, long rc, int peer, int lane) const;
   std::string describe(const Op& op) const;
 
   TransportOptions options_;
@@ -134,15 +134,15 @@ class Endpoint {
   fid_cq* cq_ = nullptr;
   fid_av* av_ = nullptr;
   fid_ep* ep_ = nullptr;
-  fid_mr* data_mr_ = nullptr;
+  fid_mr* rdma_buffer_mr_ = nullptr;
   fid_mr* sig_mr_ = nullptr;
   fid_mr* staging_mr_ = nullptr;
   fid_mr* rx_mr_ = nullptr;
-  void* data_desc_ = nullptr;
+  void* rdma_buffer_desc_ = nullptr;
   void* staging_desc_ = nullptr;
   void* rx_desc_ = nullptr;
 
-  Region data_{}, signals_{};
+  Region rdma_buffer_{}, signals_{};
   uint64_t num_slots_ = 0;
   std::vector<PeerInfo> peers_;
 

@@ -70,13 +70,13 @@ long Endpoint::as_rx(void* ctx) const {
 std::string Endpoint::describe(const Op& op) const {
   return str_cat(op_name(op.kind), " (", op.bytes, " bytes, id ", op.id, ") from rank ",
                  options_.rank, " to peer ", op.peer,
-                 op.channel >= 0 ? str_cat(" on channel ", op.channel) : "");
+                 op.lane >= 0 ? str_cat(" on lane ", op.lane) : "");
 }
 
-void Endpoint::check_target(int channel, int peer) const {
+void Endpoint::check_target(int lane, int peer) const {
   UCCL_EP_CHECK_VALUE(connected_, "libfabric: rank ", options_.rank, " posts before connect()");
-  UCCL_EP_CHECK_VALUE(channel >= 0 && channel < options_.num_channels, "libfabric: channel ",
-                      channel, " out of [0, ", options_.num_channels, ")");
+  UCCL_EP_CHECK_VALUE(lane >= 0 && lane < options_.num_lanes, "libfabric: lane ", lane,
+                      " out of [0, ", options_.num_lanes, ")");
   UCCL_EP_CHECK_VALUE(peer >= 0 && peer < options_.num_ranks && peer != options_.rank,
                       "libfabric: peer ", peer, " out of [0, ", options_.num_ranks,
                       ") or this rank (", options_.rank, "): local moves bypass the transport");
@@ -85,9 +85,10 @@ void Endpoint::check_target(int channel, int peer) const {
 long Endpoint::post_rma(Op* op, uint64_t local_offset, uint64_t remote_offset, uint64_t bytes,
                         bool with_data, uint64_t data) {
   const PeerInfo& p = peers_[op->peer];
-  iovec iov{static_cast<char*>(data_.base) + local_offset, static_cast<size_t>(bytes)};
-  void* desc = data_desc_;
-  fi_rma_iov rma{remote_addr(p.data_base, remote_offset), static_cast<size_t>(bytes), p.data_key};
+  iovec iov{static_cast<char*>(rdma_buffer_.base) + local_offset, static_cast<size_t>(bytes)};
+  void* desc = rdma_buffer_desc_;
+  fi_rma_iov rma{remote_addr(p.rdma_buffer_base, remote_offset), static_cast<size_t>(bytes),
+                 p.rdma_buffer_key};
   fi_msg_rma msg{};
   msg.msg_iov = &iov;
   msg.desc = &desc;
@@ -138,17 +139,18 @@ long Endpoint::post_record(Op* op, RecordKind kind, uint32_t slot, int64_t value
   return fi_sendmsg(ep_, &msg, kOpFlags);
 }
 
-PostStatus Endpoint::post_write(int channel, int peer, uint64_t local_offset,
-                                uint64_t remote_offset, uint64_t bytes, const Signal* signal,
-                                uint64_t id) {
-  check_target(channel, peer);
+PostStatus Endpoint::post_write(int lane, int peer, uint64_t local_offset, uint64_t remote_offset,
+                                uint64_t bytes, const Signal* signal, uint64_t id) {
+  check_target(lane, peer);
   const PeerInfo& p = peers_[peer];
-  UCCL_EP_CHECK_VALUE(local_offset <= data_.bytes && bytes <= data_.bytes - local_offset,
-                      "libfabric: write from rank ", options_.rank, ": local range [", local_offset,
-                      ", +", bytes, ") exceeds the data region of ", data_.bytes, " bytes");
-  UCCL_EP_CHECK_VALUE(remote_offset <= p.data_bytes && bytes <= p.data_bytes - remote_offset,
-                      "libfabric: write to peer ", peer, ": remote range [", remote_offset, ", +",
-                      bytes, ") exceeds its data region of ", p.data_bytes, " bytes");
+  UCCL_EP_CHECK_VALUE(
+      local_offset <= rdma_buffer_.bytes && bytes <= rdma_buffer_.bytes - local_offset,
+      "libfabric: write from rank ", options_.rank, ": local range [", local_offset, ", +", bytes,
+      ") exceeds the RDMA buffer of ", rdma_buffer_.bytes, " bytes");
+  UCCL_EP_CHECK_VALUE(
+      remote_offset <= p.rdma_buffer_bytes && bytes <= p.rdma_buffer_bytes - remote_offset,
+      "libfabric: write to peer ", peer, ": remote range [", remote_offset, ", +", bytes,
+      ") exceeds its RDMA buffer of ", p.rdma_buffer_bytes, " bytes");
   if (signal) {
     UCCL_EP_CHECK_VALUE(signal->slot < std::min<uint64_t>(p.sig_bytes / 8, kImmMaxSlots),
                         "libfabric: signal slot ", signal->slot, " of peer ", peer,
@@ -163,7 +165,7 @@ PostStatus Endpoint::post_write(int channel, int peer, uint64_t local_offset,
   Op* op = alloc_op();
   op->id = id;
   op->peer = peer;
-  op->channel = channel;
+  op->lane = lane;
   op->bytes = bytes;
   long rc;
   if (bytes == 0) {
@@ -194,22 +196,22 @@ PostStatus Endpoint::post_write(int channel, int peer, uint64_t local_offset,
   if (rc != 0) {
     free_op(op);
     if (rc == -FI_EAGAIN) return PostStatus::kRetry;
-    throw_fi("fi_writemsg", rc, peer, channel);
+    throw_fi("fi_writemsg", rc, peer, lane);
   }
   ++user_inflight_;
   return PostStatus::kPosted;
 }
 
-PostStatus Endpoint::post_atomic_add(int channel, int peer, uint32_t slot, int64_t value,
+PostStatus Endpoint::post_atomic_add(int lane, int peer, uint32_t slot, int64_t value,
                                      uint64_t id) {
-  check_target(channel, peer);
+  check_target(lane, peer);
   UCCL_EP_CHECK_VALUE(slot < std::min<uint64_t>(peers_[peer].sig_bytes / 8, kImmMaxSlots),
                       "libfabric: atomic slot ", slot, " of peer ", peer, " out of range");
   if (user_inflight_ >= static_cast<uint64_t>(options_.max_inflight)) return PostStatus::kRetry;
   Op* op = alloc_op();
   op->id = id;
   op->peer = peer;
-  op->channel = channel;
+  op->lane = lane;
   op->bytes = 8;
   op->slot = slot;
   op->value = value;
@@ -225,7 +227,7 @@ PostStatus Endpoint::post_atomic_add(int channel, int peer, uint32_t slot, int64
     free_op(op);
     if (rc == -FI_EAGAIN) return PostStatus::kRetry;
     throw_fi(signal_path_ == SignalPath::kNativeAtomic ? "fi_atomicmsg" : "fi_sendmsg", rc, peer,
-             channel);
+             lane);
   }
   ++user_inflight_;
   return PostStatus::kPosted;
@@ -247,7 +249,7 @@ void Endpoint::retry_deferred() {
     const uint32_t next = op->next;
     const long rc = post_native_atomic(op);
     if (rc == -FI_EAGAIN) return;
-    if (rc != 0) throw_fi("fi_atomicmsg (signal after write)", rc, op->peer, op->channel);
+    if (rc != 0) throw_fi("fi_atomicmsg (signal after write)", rc, op->peer, op->lane);
     deferred_head_ = next;
     if (next == UINT32_MAX) deferred_tail_ = UINT32_MAX;
   }
@@ -300,7 +302,7 @@ int Endpoint::complete_op(Op* op, Completion* out) {
         if (rc == -FI_EAGAIN) {
           defer(op);
         } else if (rc != 0) {
-          throw_fi("fi_atomicmsg (signal after write)", rc, op->peer, op->channel);
+          throw_fi("fi_atomicmsg (signal after write)", rc, op->peer, op->lane);
         }
         return 0;
       }
@@ -411,8 +413,8 @@ double Endpoint::raw_writedata_loop(int peer, uint64_t bytes, uint64_t iteration
                                     double timeout_secs) {
   check_target(0, peer);
   const PeerInfo& p = peers_[peer];
-  UCCL_EP_CHECK_VALUE(bytes <= data_.bytes && bytes <= p.data_bytes, "raw loop: ", bytes,
-                      " bytes exceed a data region");
+  UCCL_EP_CHECK_VALUE(bytes <= rdma_buffer_.bytes && bytes <= p.rdma_buffer_bytes,
+                      "raw loop: ", bytes, " bytes exceed an RDMA buffer");
   UCCL_EP_CHECK_VALUE(window >= 1 && window <= options_.max_inflight && user_inflight_ == 0,
                       "raw loop: window ", window,
                       " must be in [1, max_inflight] with nothing "
@@ -428,11 +430,12 @@ double Endpoint::raw_writedata_loop(int peer, uint64_t bytes, uint64_t iteration
       Op* op = alloc_op();
       op->kind = OpKind::kRaw;
       op->peer = peer;
-      op->channel = 0;
+      op->lane = 0;
       op->bytes = bytes;
       op->id = posted;
-      const ssize_t rc = fi_writedata(ep_, data_.base, bytes, data_desc_, 0, p.addr,
-                                      remote_addr(p.data_base, 0), p.data_key, &op->ctx);
+      const ssize_t rc =
+          fi_writedata(ep_, rdma_buffer_.base, bytes, rdma_buffer_desc_, 0, p.addr,
+                       remote_addr(p.rdma_buffer_base, 0), p.rdma_buffer_key, &op->ctx);
       if (rc != 0) {
         free_op(op);
         if (rc == -FI_EAGAIN) break;

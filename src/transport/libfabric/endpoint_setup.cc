@@ -22,7 +22,7 @@ constexpr uint32_t kMaxRxBuffers = 256;
 constexpr size_t kMaxNameBytes = 1024;
 // Keys we ask for where the provider lets the application choose (no FI_MR_PROV_KEY); they
 // must be unique within the domain (a duplicate fails with -FI_ENOKEY).
-constexpr uint64_t kStagingKey = 1, kRxKey = 2, kDataKey = 3, kSignalKey = 4;
+constexpr uint64_t kStagingKey = 1, kRxKey = 2, kRdmaBufferKey = 3, kSignalKey = 4;
 
 const char* path_name(SignalPath p) {
   switch (p) {
@@ -64,7 +64,7 @@ void Endpoint::close_all() noexcept {
   // The endpoint first (it references the CQ, AV and MRs), then what it used.
   if (ep_) fi_close(&ep_->fid);
   ep_ = nullptr;
-  for (fid_mr** f : {&data_mr_, &sig_mr_, &staging_mr_, &rx_mr_}) {
+  for (fid_mr** f : {&rdma_buffer_mr_, &sig_mr_, &staging_mr_, &rx_mr_}) {
     if (*f) fi_close(&(*f)->fid);
     *f = nullptr;
   }
@@ -219,37 +219,39 @@ fid_mr* Endpoint::register_memory(void* base, uint64_t bytes, uint64_t access, i
   return mr;
 }
 
-void Endpoint::register_regions(const Region& data, const Region& signals) {
-  UCCL_EP_CHECK_VALUE(data_mr_ == nullptr, "libfabric: register_regions() called twice");
-  UCCL_EP_CHECK_VALUE(data.base && data.bytes > 0 && signals.base && signals.bytes >= 8,
-                      "libfabric: register_regions needs a non-empty data region and at least "
-                      "one signal slot");
+void Endpoint::register_regions(const Region& rdma_buffer, const Region& signals) {
+  UCCL_EP_CHECK_VALUE(rdma_buffer_mr_ == nullptr, "libfabric: register_regions() called twice");
+  UCCL_EP_CHECK_VALUE(
+      rdma_buffer.base && rdma_buffer.bytes > 0 && signals.base && signals.bytes >= 8,
+      "libfabric: register_regions needs a non-empty RDMA buffer and at least "
+      "one signal slot");
   UCCL_EP_CHECK_VALUE(reinterpret_cast<uintptr_t>(signals.base) % 8 == 0 && signals.bytes % 8 == 0,
                       "libfabric: the signal region must be 8-byte aligned int64 slots");
-  for (const Region* r : {&data, &signals}) {
+  for (const Region* r : {&rdma_buffer, &signals}) {
     UCCL_EP_CHECK_RUNTIME(!r->device || hmem_ok_, "libfabric (", provider_,
-                          "): cannot register GPU memory for the ", r == &data ? "data" : "signal",
-                          " region: ", hmem_reason_,
+                          "): cannot register GPU memory for the ",
+                          r == &rdma_buffer ? "RDMA buffer" : "signal region", ": ", hmem_reason_,
                           ". capabilities().device_memory is false: allocate it in host memory");
   }
   UCCL_EP_CHECK_VALUE(!signals.device || signal_path_ == SignalPath::kNativeAtomic, "libfabric (",
                       provider_, "): signals via ", path_name(signal_path_),
                       " are applied by the CPU, so the signal region must be host memory "
                       "(pinned and mapped for the GPU)");
-  data_mr_ =
-      register_memory(data.base, data.bytes, FI_WRITE | FI_READ | FI_REMOTE_WRITE | FI_REMOTE_READ,
-                      data.device ? cuda_device_of(data.base) : -1, kDataKey, "data region");
-  data_desc_ = fi_mr_desc(data_mr_);
+  rdma_buffer_mr_ = register_memory(
+      rdma_buffer.base, rdma_buffer.bytes, FI_WRITE | FI_READ | FI_REMOTE_WRITE | FI_REMOTE_READ,
+      rdma_buffer.device ? cuda_device_of(rdma_buffer.base) : -1, kRdmaBufferKey, "RDMA buffer");
+  rdma_buffer_desc_ = fi_mr_desc(rdma_buffer_mr_);
   sig_mr_ = register_memory(
       signals.base, signals.bytes, FI_WRITE | FI_READ | FI_REMOTE_WRITE | FI_REMOTE_READ,
       signals.device ? cuda_device_of(signals.base) : -1, kSignalKey, "signal region");
-  data_ = data;
+  rdma_buffer_ = rdma_buffer;
   signals_ = signals;
   num_slots_ = std::min<uint64_t>(signals.bytes / 8, kImmMaxSlots);
 }
 
 std::vector<uint8_t> Endpoint::local_address() const {
-  UCCL_EP_CHECK_VALUE(data_mr_ != nullptr, "libfabric: local_address() before register_regions()");
+  UCCL_EP_CHECK_VALUE(rdma_buffer_mr_ != nullptr,
+                      "libfabric: local_address() before register_regions()");
   std::vector<uint8_t> name(256);
   size_t len = name.size();
   int rc = fi_getname(&ep_->fid, name.data(), &len);
@@ -267,9 +269,9 @@ std::vector<uint8_t> Endpoint::local_address() const {
   w.u8(static_cast<uint8_t>(signal_path_));
   w.u8(virt_addr_ ? 1 : 0);
   w.bytes(name.data(), len);
-  w.u64(reinterpret_cast<uintptr_t>(data_.base));
-  w.u64(data_.bytes);
-  w.u64(fi_mr_key(data_mr_));
+  w.u64(reinterpret_cast<uintptr_t>(rdma_buffer_.base));
+  w.u64(rdma_buffer_.bytes);
+  w.u64(fi_mr_key(rdma_buffer_mr_));
   w.u64(reinterpret_cast<uintptr_t>(signals_.base));
   w.u64(signals_.bytes);
   w.u64(fi_mr_key(sig_mr_));
@@ -296,9 +298,9 @@ void Endpoint::parse_peer(int rank, const std::vector<uint8_t>& blob) {
                       "must choose the same signal path");
   const std::vector<uint8_t> name = in.bytes(kMaxNameBytes);
   PeerInfo& p = peers_[rank];
-  p.data_base = in.u64();
-  p.data_bytes = in.u64();
-  p.data_key = in.u64();
+  p.rdma_buffer_base = in.u64();
+  p.rdma_buffer_bytes = in.u64();
+  p.rdma_buffer_key = in.u64();
   p.sig_base = in.u64();
   p.sig_bytes = in.u64();
   p.sig_key = in.u64();
@@ -308,7 +310,7 @@ void Endpoint::parse_peer(int rank, const std::vector<uint8_t>& blob) {
 }
 
 void Endpoint::connect(const std::vector<std::vector<uint8_t>>& addresses) {
-  UCCL_EP_CHECK_VALUE(data_mr_ != nullptr && !connected_,
+  UCCL_EP_CHECK_VALUE(rdma_buffer_mr_ != nullptr && !connected_,
                       "libfabric: connect() needs register_regions() first and runs once");
   UCCL_EP_CHECK_VALUE(static_cast<int>(addresses.size()) == options_.num_ranks,
                       "libfabric: connect() got ", addresses.size(), " addresses for ",
@@ -332,7 +334,7 @@ void Endpoint::post_control(int peer, RecordKind kind, Clock::time_point deadlin
     UCCL_EP_CHECK_RUNTIME(op != nullptr, "libfabric: control operation pool exhausted");
     op->kind = OpKind::kControl;
     op->peer = peer;
-    op->channel = -1;
+    op->lane = -1;
     const long rc = post_record(op, kind, 0, 0);
     if (rc == 0) {
       ++control_posted_;
@@ -354,7 +356,7 @@ void Endpoint::post_probe_atomic(int peer, Clock::time_point deadline) {
     UCCL_EP_CHECK_RUNTIME(op != nullptr, "libfabric: control operation pool exhausted");
     op->kind = OpKind::kControl;
     op->peer = peer;
-    op->channel = -1;
+    op->lane = -1;
     op->slot = 0;
     op->value = 0;  // adds nothing: proves fi_atomic works on the peer's signal region
     const long rc = post_native_atomic(op);
@@ -425,12 +427,11 @@ Capabilities Endpoint::capabilities() const {
   };
 }
 
-void Endpoint::throw_fi(const char* call, long rc, int peer, int channel) const {
-  throw Error(
-      ErrorKind::kRuntime,
-      str_cat("libfabric ", call, " failed (provider ", provider_.empty() ? "?" : provider_,
-              ", rank ", options_.rank, peer >= 0 ? str_cat(", peer ", peer) : "",
-              channel >= 0 ? str_cat(", channel ", channel) : "", "): ", fi_error_text(rc)));
+void Endpoint::throw_fi(const char* call, long rc, int peer, int lane) const {
+  throw Error(ErrorKind::kRuntime,
+              str_cat("libfabric ", call, " failed (provider ", provider_.empty() ? "?" : provider_,
+                      ", rank ", options_.rank, peer >= 0 ? str_cat(", peer ", peer) : "",
+                      lane >= 0 ? str_cat(", lane ", lane) : "", "): ", fi_error_text(rc)));
 }
 
 }  // namespace uccl::ep::transport::libfabric

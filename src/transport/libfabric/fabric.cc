@@ -88,7 +88,8 @@ std::string native_atomics_broken(const std::string& provider) {
   if (provider == "shm" && (FI_MAJOR(v) < 1 || (FI_MAJOR(v) == 1 && FI_MINOR(v) <= 17))) {
     return str_cat("shm in libfabric ", FI_MAJOR(v), ".", FI_MINOR(v),
                    " applies the operand of a later fi_atomic to an earlier one when two "
-                   "FI_DELIVERY_COMPLETE atomics are in flight (measured)");
+                   "FI_DELIVERY_COMPLETE atomics are in flight (docs/transports.md, \"Provider "
+                   "behaviour\")");
   }
   return "";
 }

@@ -48,14 +48,14 @@ struct Side {
   int rank = 0;
   std::string provider;
   std::unique_ptr<TcpBootstrap> boot;
-  std::vector<uint8_t> data;
+  std::vector<uint8_t> rdma_buffer;
   std::vector<int64_t> signals;
   std::unique_ptr<LibfabricTransport> t;
   int peer() const { return 1 - rank; }
 };
 
 std::unique_ptr<Side> open_side(int rank, uint16_t port, TcpListener listener, const Params& p,
-                                uint64_t data_bytes, uint32_t slots) {
+                                uint64_t rdma_buffer_bytes, uint32_t slots) {
   auto s = std::make_unique<Side>();
   s->rank = rank;
   s->provider = p.provider;
@@ -63,16 +63,17 @@ std::unique_ptr<Side> open_side(int rank, uint16_t port, TcpListener listener, c
       bootstrap::TcpBootstrapOptions{
           .rank = rank, .num_ranks = 2, .port = port, .timeout_secs = kTimeout},
       std::move(listener));
-  s->data.assign(data_bytes, 0);
+  s->rdma_buffer.assign(rdma_buffer_bytes, 0);
   s->signals.assign(slots, 0);
   s->t = std::make_unique<LibfabricTransport>(TransportOptions{.rank = rank,
                                                                .num_ranks = 2,
-                                                               .num_channels = 2,
+                                                               .num_lanes = 2,
                                                                .max_inflight = 256,
                                                                .provider = p.provider,
                                                                .signal_path = p.path,
                                                                .timeout_secs = kTimeout});
-  s->t->register_regions({s->data.data(), data_bytes}, {s->signals.data(), slots * 8ull});
+  s->t->register_regions({s->rdma_buffer.data(), rdma_buffer_bytes},
+                         {s->signals.data(), slots * 8ull});
   s->t->connect(s->boot->all_gather(s->t->local_address()));
   return s;
 }
@@ -89,7 +90,7 @@ struct TrafficPlan {
   static constexpr uint32_t kSlots = kHandshakeSlot + 1;
   std::vector<uint64_t> size, src, dst;
   std::vector<int64_t> atomic;  // value added after write i (0: none)
-  uint64_t data_bytes = kSrcBytes;
+  uint64_t rdma_buffer_bytes = kSrcBytes;
 
   explicit TrafficPlan(int sender) {
     std::mt19937_64 rng(77 + sender);
@@ -97,8 +98,8 @@ struct TrafficPlan {
       const uint64_t n = i % 97 == 0 ? 0 : 1 + rng() % kMaxWrite;  // some empty writes
       size.push_back(n);
       src.push_back(rng() % (kSrcBytes - kMaxWrite));
-      dst.push_back(data_bytes);
-      data_bytes += (n + 63) / 64 * 64;
+      dst.push_back(rdma_buffer_bytes);
+      rdma_buffer_bytes += (n + 63) / 64 * 64;
       // Every third write is followed by an atomic, some beyond 32 bits.
       atomic.push_back(
           i % 3 ? 0 : static_cast<int64_t>(rng() % (uint64_t{1} << 40)) - (int64_t{1} << 39));
@@ -110,7 +111,7 @@ struct TrafficPlan {
 
 void traffic(Side& s) {
   const TrafficPlan out(s.rank), in(s.peer());
-  testing::fill_pattern(s.data.data(), TrafficPlan::kSrcBytes, TrafficPlan::seed(s.rank), 0);
+  testing::fill_pattern(s.rdma_buffer.data(), TrafficPlan::kSrcBytes, TrafficPlan::seed(s.rank), 0);
   Driver d(*s.t, s.rank, 2, kTimeout);
   std::vector<int> unseen(TrafficPlan::kWrites);
   for (int i = 0; i < TrafficPlan::kWrites; ++i) unseen[i] = i;
@@ -125,7 +126,7 @@ void traffic(Side& s) {
       }
       UCCL_EP_CHECK_RUNTIME(v == TrafficPlan::signal_value(i), "rank ", s.rank, ": slot ", i,
                             " holds ", v, ", expected ", TrafficPlan::signal_value(i));
-      const int64_t bad = testing::first_mismatch(s.data.data() + in.dst[i], in.size[i],
+      const int64_t bad = testing::first_mismatch(s.rdma_buffer.data() + in.dst[i], in.size[i],
                                                   TrafficPlan::seed(s.peer()), in.src[i]);
       UCCL_EP_CHECK_RUNTIME(bad < 0, "rank ", s.rank, ": signal of write ", i, " (", in.size[i],
                             " bytes) visible before byte ", bad, " of its data");
@@ -194,17 +195,17 @@ void check_argument_errors(Side& s) {
   UCCL_EP_CHECK_RUNTIME(value_error([&] { s.t->post_write(0, 0, 0, 0, 16, nullptr, 0); }),
                         "a write to self accepted");
   UCCL_EP_CHECK_RUNTIME(value_error([&] { s.t->post_write(2, 1, 0, 0, 16, nullptr, 0); }),
-                        "channel 2 of 2 accepted");
+                        "lane 2 of 2 accepted");
   UCCL_EP_CHECK_RUNTIME(
-      value_error([&] { s.t->post_write(0, 1, 0, s.data.size(), 1, nullptr, 0); }),
-      "a write beyond the peer's data region accepted");
+      value_error([&] { s.t->post_write(0, 1, 0, s.rdma_buffer.size(), 1, nullptr, 0); }),
+      "a write beyond the peer's RDMA buffer accepted");
 }
 
 void fence(Side& s) {
   Driver d(*s.t, s.rank, 2, kTimeout);
   if (s.rank == 0) {
     check_argument_errors(s);
-    testing::fill_pattern(s.data.data(), s.data.size(), 99, 0);
+    testing::fill_pattern(s.rdma_buffer.data(), s.rdma_buffer.size(), 99, 0);
     for (int i = 0; i < kFenceWrites; ++i)
       d.write(i % 2, 1, i * kFenceArea, i * kFenceArea, kFenceArea - 16 * (i % 7));
     d.wait_all("fence");
@@ -215,7 +216,7 @@ void fence(Side& s) {
     for (int i = 0; i < kFenceWrites; ++i) {
       const uint64_t n = kFenceArea - 16 * (i % 7);
       const int64_t bad =
-          testing::first_mismatch(s.data.data() + i * kFenceArea, n, 99, i * kFenceArea);
+          testing::first_mismatch(s.rdma_buffer.data() + i * kFenceArea, n, 99, i * kFenceArea);
       UCCL_EP_CHECK_RUNTIME(bad < 0, "write ", i, " incomplete (byte ", bad,
                             ") although its sender saw it complete before the atomic");
     }

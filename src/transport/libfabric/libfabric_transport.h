@@ -24,12 +24,12 @@ class LibfabricTransport final : public Transport {
   ~LibfabricTransport() override;
 
   Capabilities capabilities() const override;
-  void register_regions(const Region& data, const Region& signals) override;
+  void register_regions(const Region& rdma_buffer, const Region& signals) override;
   std::vector<uint8_t> local_address() const override;
   void connect(const std::vector<std::vector<uint8_t>>& addresses) override;
-  PostStatus post_write(int channel, int peer, uint64_t local_offset, uint64_t remote_offset,
+  PostStatus post_write(int lane, int peer, uint64_t local_offset, uint64_t remote_offset,
                         uint64_t bytes, const Signal* signal, uint64_t id) override;
-  PostStatus post_atomic_add(int channel, int peer, uint32_t slot, int64_t value,
+  PostStatus post_atomic_add(int lane, int peer, uint32_t slot, int64_t value,
                              uint64_t id) override;
   int poll(Completion* out, int max) override;
 
@@ -38,10 +38,10 @@ class LibfabricTransport final : public Transport {
   /// The signal path chosen (never kAuto after construction).
   SignalPath signal_path() const;
 
-  /// Benchmark baseline: `iterations` plain fi_writedata calls of `bytes` from local data offset
-  /// 0 to the peer's data offset 0 (remote CQ data 0, which the target ignores), at most
-  /// `window` in flight, reading the CQ directly. Returns seconds from the first post to the last
-  /// completion. Only while no other operation of this transport is in flight; throws
+  /// Benchmark baseline: `iterations` plain fi_writedata calls of `bytes` from local RDMA-buffer
+  /// offset 0 to the peer's RDMA-buffer offset 0 (remote CQ data 0, which the target ignores), at
+  /// most `window` in flight, reading the CQ directly. Returns seconds from the first post to the
+  /// last completion. Only while no other operation of this transport is in flight; throws
   /// Error(kTimeout) after `timeout_secs`.
   double raw_writedata_loop(int peer, uint64_t bytes, uint64_t iterations, int window,
                             double timeout_secs);

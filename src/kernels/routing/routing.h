@@ -5,7 +5,12 @@
 
 #include "common/hd.h"
 
-namespace uccl::ep::kernels::layout {
+namespace uccl::ep::kernels::routing {
+
+/// Whether `id` may appear in topk_idx: an expert in [0, num_experts) or -1 (no expert).
+UCCL_HD bool valid_topk_entry(int64_t id, int64_t num_experts) {
+  return id >= -1 && id < num_experts;
+}
 
 /// True when entry `k` of a token's top-k row is the first valid entry naming the same unit
 /// (rank or node) of `unit` consecutive experts. Rows are short (<= 32): a quadratic scan.
@@ -34,4 +39,4 @@ UCCL_HD void route_token(const int64_t* row, int num_topk, int64_t num_experts,
   }
 }
 
-}  // namespace uccl::ep::kernels::layout
+}  // namespace uccl::ep::kernels::routing

@@ -1,98 +1,24 @@
-// Argument validation of every public intranode call.
-#include "runtime/validate.h"
-
-#include <initializer_list>
-#include <string>
-
-#include "common/error.h"
+// Argument validation of the intranode calls (notify, dispatch, combine).
+#include "uccl_ep/intranode.h"
 #include "kernels/intranode/args.h"
 #include "protocol/intranode_layout.h"
+#include "runtime/validate/arg.h"
+#include "runtime/validate/intranode.h"
 
-namespace uccl::ep::runtime {
-namespace {
+namespace uccl::ep {
 
 using protocol::kMaxChannels;
 using protocol::kMaxLocalExperts;
 using protocol::kMaxScales;
 using protocol::kMaxTopK;
-constexpr int64_t kAny = -1;
+using runtime::validate::Arg;
+using runtime::validate::check_absent;
+using runtime::validate::kAny;
 
-std::string device_str(const TensorView& t) {
-  switch (t.device) {
-    case DeviceKind::kCPU:
-      return "cpu";
-    case DeviceKind::kCUDA:
-      return str_cat("cuda:", t.device_index);
-    case DeviceKind::kOther:
-      return "a non-CUDA device";
-  }
-  return "?";
-}
+namespace {
 
-/// Fluent checks on one tensor argument; each names the argument in its message.
-class Arg {
- public:
-  Arg(const TensorView& t, const char* name) : t_(t), name_(name) {}
-
-  Arg& required() {
-    UCCL_EP_CHECK_VALUE(t_.defined(), name_, " is required");
-    return *this;
-  }
-  Arg& dtype(std::initializer_list<DType> allowed) {
-    for (DType d : allowed)
-      if (t_.dtype == d) return *this;
-    std::string list;
-    for (DType d : allowed) list += std::string(list.empty() ? "" : " or ") + dtype_name(d);
-    throw_error(ErrorKind::kType,
-                str_cat(name_, " must have dtype ", list, ", got ", dtype_name(t_.dtype)));
-  }
-  /// `dims` entries of kAny accept any size; `meaning` describes them, e.g. "(num_tokens, R)".
-  Arg& shape(std::initializer_list<int64_t> dims, const char* meaning) {
-    bool ok = t_.ndim == static_cast<int>(dims.size());
-    int i = 0;
-    for (int64_t d : dims) {
-      if (ok && d != kAny && t_.shape[i] != d) ok = false;
-      ++i;
-    }
-    if (!ok) {
-      std::string want = "[";
-      i = 0;
-      for (int64_t d : dims)
-        want += (i++ ? ", " : "") + (d == kAny ? std::string("*") : std::to_string(d));
-      throw_error(ErrorKind::kValue, str_cat(name_, " has shape ", t_.shape_str(), ", expected ",
-                                             want, "] ", meaning));
-    }
-    return *this;
-  }
-  Arg& contiguous() {
-    UCCL_EP_CHECK_VALUE(t_.is_contiguous(), name_, " must be contiguous, got shape ",
-                        t_.shape_str(), " with strides ", strides_str());
-    return *this;
-  }
-  /// required + dtype + shape + contiguous + on: the usual checks of one tensor argument.
-  Arg& tensor(std::initializer_list<DType> dtypes, std::initializer_list<int64_t> dims,
-              const char* meaning, const BufferInfo& info) {
-    return required().dtype(dtypes).shape(dims, meaning).contiguous().on(info);
-  }
-  Arg& on(const BufferInfo& info) {
-    UCCL_EP_CHECK_VALUE(t_.device == DeviceKind::kCUDA && t_.device_index == info.device_index,
-                        name_, " must be on cuda:", info.device_index,
-                        " (the Buffer's device), got ", device_str(t_));
-    return *this;
-  }
-
- private:
-  std::string strides_str() const {
-    std::string s = "[";
-    for (int i = 0; i < t_.ndim; ++i) s += (i ? ", " : "") + std::to_string(t_.strides[i]);
-    return s + "]";
-  }
-  const TensorView& t_;
-  const char* name_;
-};
-
-void check_absent(const TensorView& t, const char* name, const char* why) {
-  UCCL_EP_CHECK_VALUE(!t.defined(), name, " must not be given ", why);
+void check_experts(int num_experts, int num_ranks, const char* name) {
+  runtime::validate::check_experts(num_experts, num_ranks, name, kMaxLocalExperts);
 }
 
 void check_config(const BufferInfo& info, const Config& c, const char* op) {
@@ -134,26 +60,7 @@ void check_topk(const BufferInfo& info, const TensorView& idx, const TensorView&
   Arg(w, "topk_weights").contiguous().on(info);
 }
 
-void check_experts(int num_experts, int num_ranks, const char* name) {
-  UCCL_EP_CHECK_VALUE(num_experts > 0 && num_experts % num_ranks == 0, name, "=", num_experts,
-                      " must be a positive multiple of the number of ranks (", num_ranks, ")");
-  UCCL_EP_CHECK_VALUE(num_experts / num_ranks <= kMaxLocalExperts, name, "=", num_experts,
-                      " gives ", num_experts / num_ranks, " experts per rank; at most ",
-                      kMaxLocalExperts, " are supported");
-}
-
 }  // namespace
-
-void validate_buffer_args(int rank, int num_ranks, int64_t num_nvl_bytes) {
-  UCCL_EP_CHECK_VALUE(num_ranks == 2 || num_ranks == 4 || num_ranks == 8, "group size ", num_ranks,
-                      " is not supported by the intranode mode: supported are 2, 4 and 8 ranks");
-  UCCL_EP_CHECK_VALUE(rank >= 0 && rank < num_ranks, "rank=", rank, " must be in [0, ", num_ranks,
-                      ")");
-  UCCL_EP_CHECK_VALUE(num_nvl_bytes >= 0 && num_nvl_bytes % 128 == 0,
-                      "num_nvl_bytes=", num_nvl_bytes, " must be a non-negative multiple of 128");
-  UCCL_EP_CHECK_VALUE(num_nvl_bytes / 16 < INT32_MAX, "num_nvl_bytes=", num_nvl_bytes,
-                      " is too large: num_nvl_bytes / 16 must be < 2^31 - 1");
-}
 
 int64_t dispatch_ring_bytes(const Config& c, int num_ranks, int64_t hidden_bytes, int num_scales,
                             int num_topk) {
@@ -168,30 +75,6 @@ int64_t combine_ring_bytes(const Config& c, int num_ranks, int64_t hidden_bytes,
   return protocol::RingGeometry{c.num_channels(), num_ranks, c.num_max_nvl_chunked_recv_tokens(),
                                 slot.x_bytes, slot.meta_bytes}
       .total_bytes();
-}
-
-void validate_layout(const BufferInfo& info, const LayoutTensors& t) {
-  const int r = info.num_ranks;
-  Arg(t.topk_idx, "topk_idx")
-      .required()
-      .dtype({DType::kInt64})
-      .shape({kAny, kAny}, "(num_tokens, num_topk)");
-  const int64_t num_tokens = t.topk_idx.size(0), k = t.topk_idx.size(1);
-  UCCL_EP_CHECK_VALUE(k >= 1 && k <= kMaxTopK, "topk_idx.shape[1]=", k,
-                      " (num_topk) must be in [1, ", kMaxTopK, "]");
-  Arg(t.topk_idx, "topk_idx").contiguous().on(info);
-  check_experts(t.num_experts, r, "num_experts");
-  Arg(t.num_tokens_per_rank, "num_tokens_per_rank")
-      .tensor({DType::kInt32}, {r}, "(num_ranks)", info);
-  if (r > 8)
-    Arg(t.num_tokens_per_rdma_rank, "num_tokens_per_rdma_rank")
-        .tensor({DType::kInt32}, {r / 8}, "(num_ranks / 8)", info);
-  else
-    check_absent(t.num_tokens_per_rdma_rank, "num_tokens_per_rdma_rank", "when num_ranks <= 8");
-  Arg(t.num_tokens_per_expert, "num_tokens_per_expert")
-      .tensor({DType::kInt32}, {t.num_experts}, "(num_experts)", info);
-  Arg(t.is_token_in_rank, "is_token_in_rank")
-      .tensor({DType::kBool}, {num_tokens, r}, "(num_tokens, num_ranks)", info);
 }
 
 namespace {
@@ -279,10 +162,16 @@ void validate_notify(const BufferInfo& info, const NotifyTensors& t) {
 }
 
 void validate_dispatch(const BufferInfo& info, const DispatchTensors& t) {
-  const int r = info.num_ranks;
   int64_t hidden_bytes = 0;
   int num_scales = 0, num_topk = 0;
   validate_dispatch_inputs(info, t, hidden_bytes, num_scales, num_topk);
+  runtime::validate_dispatch_outputs(info, t);
+}
+
+void runtime::validate_dispatch_outputs(const BufferInfo& info, const DispatchTensors& t) {
+  const int r = info.num_ranks;
+  const int num_scales = t.x_scales.defined() ? static_cast<int>(t.x_scales.size(1)) : 0;
+  const int num_topk = t.topk_idx.defined() ? static_cast<int>(t.topk_idx.size(1)) : 0;
   const int64_t num_tokens = t.x.size(0);
   const bool with_scales = t.x_scales.defined();
   Arg(t.recv_x, "recv_x")
@@ -382,4 +271,4 @@ void validate_combine(const BufferInfo& info, const CombineTensors& t) {
     check_absent(t.combined_topk_weights, "combined_topk_weights", "without topk_weights");
 }
 
-}  // namespace uccl::ep::runtime
+}  // namespace uccl::ep

@@ -3,11 +3,11 @@
 
 #include <cuda_runtime_api.h>
 
-#include "kernels/layout/layout_args.h"
+#include "kernels/routing/layout_args.h"
 
-namespace uccl::ep::kernels::layout {
+namespace uccl::ep::kernels::routing {
 
 /// Zeroes the outputs and launches dispatch_layout_kernel on `stream`.
 void launch_dispatch_layout(const LayoutArgs& args, cudaStream_t stream);
 
-}  // namespace uccl::ep::kernels::layout
+}  // namespace uccl::ep::kernels::routing

@@ -1,4 +1,5 @@
-"""The bodies of Buffer.dispatch / Buffer.combine: output allocation and kernel calls.
+"""The intranode mode: the bodies of Buffer.get_dispatch_layout / dispatch / combine (output
+allocation and the native calls on ``_C.IntranodeOps``).
 
 Tensor shapes: T tokens of this rank, N received rows, H hidden, S scales, K top-k,
 R ranks, C = config.num_sms // 2 channels, E experts.
@@ -65,9 +66,31 @@ def _alloc_recv_x(n: int, data: torch.Tensor, scales: Optional[torch.Tensor]) ->
     return recv_x, recv_scales
 
 
+def dispatch_layout(
+    runtime: Any, scope: StreamScope, topk_idx: Any, num_experts: int, num_ranks: int
+) -> tuple:
+    """get_dispatch_layout: counts per rank and expert, and the token-to-rank map."""
+    if not isinstance(topk_idx, torch.Tensor):
+        raise TypeError(f"topk_idx must be a torch.Tensor, got {type(topk_idx).__name__}")
+    dev = topk_idx.device
+    per_rank = _empty((num_ranks,), torch.int32, dev)
+    per_expert = _empty((max(int(num_experts), 0),), torch.int32, dev)
+    in_rank = _empty((topk_idx.size(0), num_ranks), torch.bool, dev)
+    runtime.get_dispatch_layout(
+        topk_idx=topk_idx,
+        num_experts=int(num_experts),
+        num_tokens_per_rank=per_rank,
+        num_tokens_per_expert=per_expert,
+        is_token_in_rank=in_rank,
+        stream=scope.stream_handle,
+    )
+    event = scope.finish((topk_idx, per_rank, per_expert, in_rank))
+    return per_rank, None, per_expert, in_rank, event
+
+
 def fresh_dispatch(
-    buffer: Any,
-    runtime: Any,
+    num_ranks: int,
+    ops: Any,
     scope: StreamScope,
     x: Any,
     num_tokens_per_rank: Optional[torch.Tensor],
@@ -100,7 +123,7 @@ def fresh_dispatch(
             raise ValueError(f"{name} is required without a handle (from get_dispatch_layout)")
     if data is None:
         raise ValueError("x is required")
-    r, c = buffer.group_size, config.num_sms // 2
+    r, c = num_ranks, config.num_sms // 2
     dev = data.device
     # Everything that does not depend on the received count is allocated before the host waits
     # for it: after the wait, the GPU idles until the dispatch kernel is launched.
@@ -121,7 +144,7 @@ def fresh_dispatch(
         num_worst_tokens=int(num_worst_tokens),
         config=config,
     )
-    num_recv, per_expert = runtime.notify_dispatch(
+    num_recv, per_expert = ops.notify_dispatch(
         num_tokens_per_rank=num_tokens_per_rank,
         num_tokens_per_expert=num_tokens_per_expert,
         expert_alignment=int(expert_alignment),
@@ -135,7 +158,7 @@ def fresh_dispatch(
         recv_topk_idx = _empty((n, topk_idx.shape[1]), topk_idx.dtype, dev)
         recv_topk_weights = _empty((n, topk_idx.shape[1]), torch.float32, dev)
     recv_src_idx = _empty((n,), torch.int32, dev)
-    runtime.dispatch(
+    ops.dispatch(
         recv_x=recv_x,
         recv_x_scales=recv_scales,
         recv_topk_idx=recv_topk_idx,
@@ -165,7 +188,7 @@ def fresh_dispatch(
 
 
 def cached_dispatch(
-    runtime: Any, scope: StreamScope, x: Any, handle: Any, config: Any, num_worst_tokens: int
+    ops: Any, scope: StreamScope, x: Any, handle: Any, config: Any, num_worst_tokens: int
 ) -> tuple:
     """Dispatch reusing a handle's layout: no count exchange, no host synchronisation. The row
     count comes from the handle, so ``num_worst_tokens`` is ignored, as in DeepEP V1."""
@@ -178,7 +201,7 @@ def cached_dispatch(
         raise ValueError("x is required")
     n = recv_src_idx.shape[0]
     recv_x, recv_scales = _alloc_recv_x(n, data, scales)
-    runtime.dispatch(
+    ops.dispatch(
         x=data,
         x_scales=scales,
         is_token_in_rank=is_token_in_rank,
@@ -196,7 +219,7 @@ def cached_dispatch(
 
 
 def run_combine(
-    runtime: Any,
+    ops: Any,
     scope: StreamScope,
     x: torch.Tensor,
     handle: Any,
@@ -226,7 +249,7 @@ def run_combine(
     combined_w = None
     if topk_weights is not None:
         combined_w = _empty((num_tokens, topk_weights.shape[-1]), torch.float32, dev)
-    runtime.combine(
+    ops.combine(
         x=x,
         topk_weights=topk_weights,
         bias0=bias0,

@@ -1,0 +1,83 @@
+// Every environment variable uccl-ep reads, declared once (name, type, default, meaning), and
+// their parsed values. Values are read when a Buffer or CommandPath is constructed, never on
+// the hot path.
+#pragma once
+
+#include <cstdint>
+#include <string>
+
+namespace uccl::ep {
+
+struct EnvVarInfo {
+  const char* name;
+  const char* type;
+  const char* default_value;
+  const char* meaning;
+};
+
+/// The registry; docs/env.md is generated from it (tools/gen_env_docs.py) and CI checks it.
+inline constexpr EnvVarInfo kEnvVars[] = {
+    {"UCCL_EP_TIMEOUT_SECS", "float > 0", "100",
+     "Deadline of every wait: GPU spin-waits (barriers, ring counters, command queues), CPU "
+     "proxy waits (completions, FENCE, BARRIER) and the host wait for received-token counts. On "
+     "expiry the call raises RuntimeError naming rank, peer, channel and counters, and the "
+     "Buffer refuses further work."},
+    {"UCCL_EP_LOG_LEVEL", "error|warn|info|debug", "warn",
+     "Verbosity of messages printed to stderr."},
+    {"UCCL_EP_TRANSPORT", "auto|libfabric|ipc|null", "auto",
+     "Transport of the GPU->CPU->network command path. auto: ipc when every rank runs on one "
+     "host (emulated nodes, UCCL_EP_NUM_LOCAL_RANKS), else libfabric when one of its providers "
+     "works (else an error listing what was tried); ipc: same-host GPUs through CUDA IPC and the "
+     "copy engine; null: completes every command without moving data (benchmarks of the command "
+     "path only)."},
+    {"UCCL_EP_FI_PROVIDER", "auto or a libfabric provider name", "auto",
+     "libfabric provider of the RDM endpoint, e.g. efa, verbs;ofi_rxm, cxi, tcp;ofi_rxm, shm. "
+     "auto tries those in that order and logs the choice (info level)."},
+    {"UCCL_EP_NUM_PROXY_THREADS", "int in [1, 16]", "2",
+     "CPU proxy threads per GPU. Queue q is served by thread q % N (one transport endpoint per "
+     "thread). Each thread busy-polls a core; more threads help only when the transport calls "
+     "themselves are the bottleneck (docs/command_path.md explains the default of 2)."},
+    {"UCCL_IB_MAX_INFLIGHT_NORMAL", "int in [1, 65536]", "8",
+     "Normal (high-throughput) mode: operations of one command queue posted to the transport "
+     "and not yet completed. When reached, the proxy stops draining that queue until "
+     "completions arrive (the GPU then waits on the full queue)."},
+    {"UCCL_IB_MAX_INFLIGHT_LOW_LATENCY", "int in [1, 65536]", "32",
+     "Low-latency mode: the same per-queue limit of in-flight operations."},
+    {"UCCL_IB_MAX_INFLIGHT_BYTES", "int > 0 (bytes, 64-bit)", "unlimited",
+     "Bytes of writes in flight per GPU, split evenly over its proxy threads (a thread may "
+     "always post one write, however large). Lower it for NICs that fail under deep queues "
+     "(e.g. 1572864 on Broadcom Thor-2)."},
+    {"UCCL_EP_NUM_LOCAL_RANKS", "int >= 1 dividing the rank count, or unset", "unset",
+     "Ranks per NVLink domain (node). Unset: the ranks of each host form one domain. Set: "
+     "consecutive groups of this many ranks form the domains, which splits one host into "
+     "emulated nodes whose peers are reached through the CPU proxies and the transport (so the "
+     "network path runs on one machine)."},
+    {"UCCL_EP_DISABLE_CPU_AFFINITY", "0|1", "0",
+     "1: do not pin proxy threads. 0: pin each proxy thread to its own CPU of the GPU's NUMA "
+     "node (from sysfs), physical cores first; the choice is logged once (info level)."},
+};
+
+constexpr int kMaxProxyThreads = 16;    // UCCL_EP_NUM_PROXY_THREADS upper bound
+constexpr int kMaxInflightOps = 65536;  // UCCL_IB_MAX_INFLIGHT_* upper bound
+
+enum class LogLevel { kError = 0, kWarn = 1, kInfo = 2, kDebug = 3 };
+
+/// Parsed values of the registry.
+struct EnvSettings {
+  double timeout_secs = 100.0;
+  LogLevel log_level = LogLevel::kWarn;
+  std::string transport = "auto";            // UCCL_EP_TRANSPORT
+  std::string fi_provider = "auto";          // UCCL_EP_FI_PROVIDER
+  int num_proxy_threads = 2;                 // UCCL_EP_NUM_PROXY_THREADS
+  int max_inflight_normal = 8;               // UCCL_IB_MAX_INFLIGHT_NORMAL
+  int max_inflight_low_latency = 32;         // UCCL_IB_MAX_INFLIGHT_LOW_LATENCY
+  uint64_t max_inflight_bytes = UINT64_MAX;  // UCCL_IB_MAX_INFLIGHT_BYTES (UINT64_MAX: unlimited)
+  bool disable_cpu_affinity = false;         // UCCL_EP_DISABLE_CPU_AFFINITY
+  int num_local_ranks = 0;                   // UCCL_EP_NUM_LOCAL_RANKS (0: unset)
+};
+
+/// Reads and validates every variable now. Throws Error(kValue) naming the variable, its value
+/// and the rule when a value does not parse.
+EnvSettings read_env_settings();
+
+}  // namespace uccl::ep

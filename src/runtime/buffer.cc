@@ -1,0 +1,281 @@
+// Buffer: the collective set-up of the topology, the NVLink and RDMA domains and the health
+// state; the destroy that waits for every rank; stream helpers.
+#include <unistd.h>
+
+#include <cstring>
+
+#include "common/cuda_check.h"
+#include "common/error.h"
+#include "common/log.h"
+#include "runtime/buffer_impl.h"
+#include "runtime/collective.h"
+#include "runtime/validate/buffer.h"
+#include "transport/wire.h"
+
+namespace uccl::ep {
+namespace {
+
+constexpr uint32_t kSetupMagic = 0x46554255;  // "UBUF"
+constexpr uint16_t kSetupVersion = 1;
+
+std::string this_host() {
+  char host[256] = {};
+  if (gethostname(host, sizeof(host) - 1) != 0) return "unknown-host";
+  return host;
+}
+
+/// What every rank learns of every other rank in the first step.
+struct RankSetup {
+  std::string host;
+  int64_t num_nvl_bytes = 0, num_rdma_bytes = 0;
+  bool low_latency_mode = false;
+  Bytes nvl_handle;
+};
+
+Bytes encode_setup(const RankSetup& s) {
+  transport::ByteWriter w;
+  w.u32(kSetupMagic);
+  w.u16(kSetupVersion);
+  w.str(s.host);
+  w.u64(static_cast<uint64_t>(s.num_nvl_bytes));
+  w.u64(static_cast<uint64_t>(s.num_rdma_bytes));
+  w.u8(s.low_latency_mode ? 1 : 0);
+  w.bytes(s.nvl_handle.data(), s.nvl_handle.size());
+  return w.take();
+}
+
+RankSetup decode_setup(const Bytes& b, int rank) {
+  transport::ByteReader in(b, str_cat("the Buffer set-up message of rank ", rank));
+  in.header(kSetupMagic, kSetupVersion);
+  RankSetup s;
+  s.host = in.str(256);
+  s.num_nvl_bytes = static_cast<int64_t>(in.u64());
+  s.num_rdma_bytes = static_cast<int64_t>(in.u64());
+  s.low_latency_mode = in.u8() != 0;
+  s.nvl_handle = in.bytes(1024);
+  in.finish();
+  return s;
+}
+
+}  // namespace
+
+Bytes buffer_setup_failure(int rank, const std::string& message) {
+  return runtime::encode_step_failure(rank, message);
+}
+
+// ---- Set-up steps
+
+Bytes Buffer::Impl::setup_local() {
+  runtime::validate_buffer_options(options);
+  env = read_env_settings();  // raises ValueError naming a variable that does not parse
+  set_log_level(env.log_level);
+  if (options.host_name.empty()) options.host_name = this_host();
+  runtime::DeviceGuard guard(options.device);
+  health = std::make_unique<runtime::Health>(options.rank, options.device, env.timeout_secs);
+  nvl = std::make_unique<runtime::NvlDomain>(options.device, options.num_nvl_bytes);
+  UCCL_EP_CUDA_CHECK(cudaEventCreateWithFlags(&order_event, cudaEventDisableTiming));
+  UCCL_EP_CUDA_CHECK(cudaStreamCreateWithFlags(&control_stream, cudaStreamNonBlocking));
+  UCCL_EP_CUDA_CHECK(cudaDeviceSynchronize());
+  return encode_setup({options.host_name, options.num_nvl_bytes, options.num_rdma_bytes,
+                       options.low_latency_mode, nvl->ipc_handle()});
+}
+
+Bytes Buffer::Impl::connect_domains(const std::vector<Bytes>& messages) {
+  const int n = options.num_ranks;
+  std::vector<RankSetup> ranks;
+  std::vector<std::string> hosts;
+  for (int r = 0; r < n; ++r) {
+    ranks.push_back(decode_setup(messages[r], r));
+    hosts.push_back(ranks.back().host);
+    const RankSetup& a = ranks.front();
+    const RankSetup& b = ranks.back();
+    UCCL_EP_CHECK_VALUE(a.num_nvl_bytes == b.num_nvl_bytes &&
+                            a.num_rdma_bytes == b.num_rdma_bytes &&
+                            a.low_latency_mode == b.low_latency_mode,
+                        "Buffer: ranks 0 and ", r, " disagree: num_nvl_bytes ", a.num_nvl_bytes,
+                        " vs ", b.num_nvl_bytes, ", num_rdma_bytes ", a.num_rdma_bytes, " vs ",
+                        b.num_rdma_bytes, ", low_latency_mode ", a.low_latency_mode, " vs ",
+                        b.low_latency_mode, "; every rank must pass the same sizes and mode");
+  }
+  topology = make_topology(options.rank, hosts, options.num_local_ranks, env.num_local_ranks);
+  runtime::validate_buffer_topology(options, topology);
+  log_message(LogLevel::kInfo, str_cat("rank ", options.rank, ": ", topology.describe()));
+
+  std::vector<Bytes> local_handles;
+  for (int i = 0; i < topology.num_local_ranks; ++i)
+    local_handles.push_back(ranks[topology.local_base() + i].nvl_handle);
+  nvl->connect(topology.local_rank(), topology.local_base(), local_handles);
+  if (options.num_rdma_bytes == 0) return {};
+
+  CommandPathOptions path;
+  path.rank = options.rank;
+  path.num_ranks = n;
+  path.local_rank = topology.local_rank();
+  path.device = options.device;
+  path.low_latency_mode = options.low_latency_mode;
+  path.transport = runtime::resolve_transport("", env, topology.single_host);
+  // Device memory where the transport can register it, else pinned host memory (logged).
+  for (bool on_device : {true, false}) {
+    rdma_buffer.allocate(options.num_rdma_bytes, on_device, options.device);
+    path.rdma_buffer = rdma_buffer.host_or_device();
+    path.rdma_buffer_bytes = static_cast<uint64_t>(options.num_rdma_bytes);
+    path.rdma_buffer_on_device = on_device;
+    try {
+      rdma = std::make_unique<runtime::RdmaDomain>(path, env, nullptr);
+      break;
+    } catch (const Error& e) {
+      if (!on_device || path.transport == "ipc") throw;
+      log_message(LogLevel::kWarn, str_cat("rank ", options.rank, ": transport ", path.transport,
+                                           " cannot use the RDMA buffer in device memory (",
+                                           e.what(), "); using pinned host memory"));
+    }
+  }
+  health->add_source([domain = rdma.get()] { domain->check(); });
+  return rdma->local_address();
+}
+
+void Buffer::Impl::start_proxies(const std::vector<Bytes>& addresses) {
+  if (rdma != nullptr) rdma->connect_and_start(addresses);
+}
+
+// ---- Buffer
+
+Buffer::Impl::~Impl() {
+  if (order_event != nullptr) cudaEventDestroy(order_event);
+  if (control_stream != nullptr) cudaStreamDestroy(control_stream);
+}
+
+Buffer::Buffer(const BufferOptions& options, const AllGather& all_gather)
+    : impl_(std::make_unique<Impl>()) {
+  Impl& s = *impl_;
+  s.options = options;
+  const int rank = options.rank, n = options.num_ranks;
+  const auto setup = runtime::collective_step(all_gather, rank, n, "Buffer set-up",
+                                              [&] { return s.setup_local(); });
+  const auto addresses = runtime::collective_step(all_gather, rank, n, "Buffer connect",
+                                                  [&] { return s.connect_domains(setup); });
+  runtime::collective_step(all_gather, rank, n, "Buffer start", [&] {
+    s.start_proxies(addresses);
+    return Bytes{};
+  });
+  s.available = true;
+}
+
+Buffer::~Buffer() {
+  try {
+    destroy();
+  } catch (const std::exception& e) {
+    log_message(LogLevel::kError, str_cat("destroying the Buffer failed: ", e.what()));
+  }
+}
+
+const BufferOptions& Buffer::options() const {
+  return impl_->options;
+}
+
+const Topology& Buffer::topology() const {
+  return impl_->topology;
+}
+
+BufferInfo Buffer::info() const {
+  const BufferOptions& o = impl_->options;
+  return {o.rank, o.num_ranks, o.num_nvl_bytes, o.device};
+}
+
+RdmaInfo Buffer::rdma_info() const {
+  const Impl& s = *impl_;
+  if (s.rdma == nullptr) return {};
+  const proxy::ProxySession& session = s.rdma->session();
+  return {session.capabilities().name, session.num_threads(),
+          static_cast<int>(session.queues().num_queues())};
+}
+
+void Buffer::Impl::require_ready(const char* op) const {
+  UCCL_EP_CHECK_RUNTIME(!destroyed, op, ": the Buffer was destroyed");
+  UCCL_EP_CHECK_RUNTIME(available, op, ": the Buffer is not connected to its peers");
+  health->check(op);
+}
+
+void Buffer::check(const char* op) const {
+  impl_->require_ready(op);
+}
+
+bool Buffer::is_available() const {
+  return impl_->available && !impl_->destroyed;
+}
+
+std::string Buffer::Impl::barrier_before_free() {
+  if (health->failed()) return "";  // peers may be gone: nothing to wait for
+  const bool local_only = rdma == nullptr;
+  if (local_only && topology.num_local_ranks == 1) return "";
+  try {
+    if (local_only) {
+      nvl->barrier(health->diag(), control_stream);
+    } else {
+      rdma->barrier(health->diag(), control_stream);
+    }
+    UCCL_EP_CUDA_CHECK(cudaStreamSynchronize(control_stream));
+    health->check("destroy");
+  } catch (const Error& e) {
+    return e.what();
+  }
+  return "";
+}
+
+void Buffer::destroy() {
+  Impl& s = *impl_;
+  if (s.destroyed) return;
+  s.destroyed = true;
+  std::string failure;
+  if (s.health != nullptr) {
+    runtime::DeviceGuard guard(s.options.device);
+    const cudaError_t sync = cudaDeviceSynchronize();
+    if (sync != cudaSuccess)
+      failure = str_cat("device synchronize: ", cudaGetErrorString(sync), "; ");
+    if (s.available) failure += s.barrier_before_free();
+  }
+  s.available = false;
+  if (s.rdma != nullptr) {
+    const CommandPathStop stop = s.rdma->stop(failure.empty());
+    if (stop.status == "failed" && failure.empty()) failure = stop.message;
+  }
+  s.rdma.reset();
+  s.rdma_buffer.release();
+  s.nvl.reset();
+  if (s.order_event != nullptr) cudaEventDestroy(s.order_event);
+  if (s.control_stream != nullptr) cudaStreamDestroy(s.control_stream);
+  s.order_event = nullptr;
+  s.control_stream = nullptr;
+  s.health.reset();
+  UCCL_EP_CHECK_RUNTIME(failure.empty(), "uccl-ep: rank ", s.options.rank,
+                        ": destroy: the ranks did not all reach the final barrier; the memory "
+                        "was freed anyway: ",
+                        failure);
+}
+
+void* Buffer::nvl_buffer() const {
+  UCCL_EP_CHECK_RUNTIME(!impl_->destroyed, "the Buffer was destroyed");
+  return impl_->options.num_nvl_bytes > 0 ? impl_->nvl->data() : nullptr;
+}
+
+void* Buffer::rdma_buffer() const {
+  UCCL_EP_CHECK_RUNTIME(!impl_->destroyed, "the Buffer was destroyed");
+  return impl_->rdma_buffer.data();
+}
+
+void Buffer::stream_wait(cudaStream_t waiter, cudaStream_t waitee) {
+  UCCL_EP_CHECK_RUNTIME(!impl_->destroyed, "stream_wait: the Buffer was destroyed");
+  if (waiter == waitee) return;
+  runtime::DeviceGuard guard(impl_->options.device);
+  UCCL_EP_CUDA_CHECK(cudaEventRecord(impl_->order_event, waitee));
+  UCCL_EP_CUDA_CHECK(cudaStreamWaitEvent(waiter, impl_->order_event, 0));
+}
+
+void Buffer::stream_wait_event(cudaStream_t waiter, cudaEvent_t event) {
+  UCCL_EP_CHECK_RUNTIME(!impl_->destroyed, "stream_wait_event: the Buffer was destroyed");
+  if (event == nullptr) return;
+  runtime::DeviceGuard guard(impl_->options.device);
+  UCCL_EP_CUDA_CHECK(cudaStreamWaitEvent(waiter, event, 0));
+}
+
+}  // namespace uccl::ep

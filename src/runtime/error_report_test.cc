@@ -1,0 +1,77 @@
+// describe_error: every message names the rank and what failed, and says the Buffer refuses
+// further work.
+#include "runtime/error_report.h"
+
+#include <gtest/gtest.h>
+
+#include <string>
+
+namespace uccl::ep::runtime {
+namespace {
+
+protocol::HostErrorRecord record(protocol::WaitSite site) {
+  protocol::HostErrorRecord r{};
+  r.flag = 1;
+  r.site = static_cast<int32_t>(site);
+  r.rank = 3;
+  r.peer = r.channel = r.queue = r.row = r.col = -1;
+  return r;
+}
+
+void expect_parts(const std::string& m, std::initializer_list<const char*> parts) {
+  for (const char* part : parts) EXPECT_NE(m.find(part), std::string::npos) << part << " in: " << m;
+  EXPECT_NE(m.find("refuses further work"), std::string::npos) << m;
+}
+
+TEST(ErrorReport, WaitsNameRankPeerChannelAndCounters) {
+  auto r = record(protocol::WaitSite::kDispatchTail);
+  r.peer = 1;
+  r.channel = 5;
+  r.expected = 17;
+  r.observed = 12;
+  r.waited_ns = 5'000'000'000ull;
+  expect_parts(describe_error(r, 5.0), {"rank 3", "peer 1", "channel 5", "expected 17",
+                                        "observed 12", "timed out", "ring tail", "5.0 s"});
+  r.site = static_cast<int32_t>(protocol::WaitSite::kDispatchPublish);
+  expect_parts(describe_error(r, 5.0), {"copy warps' progress"});
+}
+
+TEST(ErrorReport, QueueWaitsNameTheQueue) {
+  auto r = record(protocol::WaitSite::kQueueFence);
+  r.queue = 7;
+  r.expected = 2;
+  expect_parts(describe_error(r, 1.0), {"rank 3", "command queue 7", "FENCE", "expected 2"});
+  EXPECT_EQ(describe_error(r, 1.0).find("peer"), std::string::npos);
+}
+
+TEST(ErrorReport, ChecksNameTheArgumentTheEntryAndTheValue) {
+  auto r = record(protocol::WaitSite::kRankCountMismatch);
+  r.peer = 1;
+  r.expected = 513;
+  r.observed = 512;
+  expect_parts(describe_error(r, 5.0),
+               {"rank 3", "num_tokens_per_rank[1]=513", "routes 512 tokens to rank 1"});
+  r = record(protocol::WaitSite::kExpertCountMismatch);
+  r.row = 4;
+  r.expected = 9;
+  r.observed = 8;
+  expect_parts(describe_error(r, 5.0), {"num_tokens_per_expert[4]=9", "expert 4 8 times"});
+  r = record(protocol::WaitSite::kBadExpertId);
+  r.row = 10;
+  r.col = 2;
+  r.expected = 64;
+  r.observed = 64;
+  expect_parts(describe_error(r, 5.0), {"topk_idx[10, 2]=64", "[-1, num_experts=64)"});
+  r = record(protocol::WaitSite::kPeerError);
+  r.peer = 0;
+  expect_parts(describe_error(r, 5.0), {"rank 3", "peer rank 0", "inconsistent"});
+  r = record(protocol::WaitSite::kRecvOverflow);
+  expect_parts(describe_error(r, 5.0), {"num_worst_tokens"});
+  r = record(protocol::WaitSite::kProxyError);
+  r.queue = 2;
+  r.observed = 1;
+  expect_parts(describe_error(r, 5.0), {"CPU proxy of command queue 2", "error code 1"});
+}
+
+}  // namespace
+}  // namespace uccl::ep::runtime
