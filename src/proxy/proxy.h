@@ -46,7 +46,7 @@ class Proxy {
  public:
   /// `queues[q]` is queue q (`queues[q].index == q`); thread t serves the queues with
   /// q % num_threads == t through `transports[t]`, which must be connected, created with
-  /// num_lanes_of_thread() lanes and max_inflight >= max_inflight_of_thread(). Throws
+  /// num_pipes_of_thread() pipes and max_inflight >= max_inflight_of_thread(). Throws
   /// Error(kValue) on invalid options, fewer queues than threads or a transport count that is
   /// not num_threads.
   Proxy(const ProxyOptions& options, const std::vector<queue::QueueHostView>& queues,

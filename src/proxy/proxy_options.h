@@ -1,5 +1,5 @@
 // Options of the CPU proxy of one GPU: threads, flow-control limits, deadlines, CPU pinning,
-// and the queue -> thread -> lane mapping every rank must agree on.
+// and the queue -> thread -> pipe mapping every rank must agree on.
 #pragma once
 
 #include <cstdint>
@@ -59,7 +59,7 @@ ProxyOptions proxy_options_from_env(const EnvSettings& env);
 void validate_options(const ProxyOptions& options);
 
 /// Queue -> thread: queue q is served by thread q % num_threads (the same on every rank, so
-/// every command of a queue goes through one thread and one transport lane).
+/// every command of a queue goes through one thread and one transport pipe).
 inline int thread_of_queue(uint32_t queue, int num_threads) {
   return static_cast<int>(queue % static_cast<uint32_t>(num_threads));
 }
@@ -68,16 +68,16 @@ inline uint32_t num_queues_of_thread(uint32_t num_queues, int num_threads, int t
   const uint32_t n = static_cast<uint32_t>(num_threads), t = static_cast<uint32_t>(thread);
   return num_queues / n + (t < num_queues % n ? 1 : 0);
 }
-/// Lanes of thread `thread`'s transport: one per queue, at most transport::kMaxLanes.
-inline int num_lanes_of_thread(uint32_t num_queues, int num_threads, int thread) {
+/// Pipes of thread `thread`'s transport: one per queue, at most transport::kMaxPipes.
+inline int num_pipes_of_thread(uint32_t num_queues, int num_threads, int thread) {
   const uint32_t n = num_queues_of_thread(num_queues, num_threads, thread);
-  constexpr uint32_t kMax = transport::kMaxLanes;
+  constexpr uint32_t kMax = transport::kMaxPipes;
   return static_cast<int>(n == 0 ? 1 : (n < kMax ? n : kMax));
 }
-/// The lane queue `queue` uses on its thread's transport (of `num_lanes` lanes).
-inline int lane_of_queue(uint32_t queue, int num_threads, int num_lanes) {
+/// The pipe queue `queue` uses on its thread's transport (of `num_pipes` pipes).
+inline int pipe_of_queue(uint32_t queue, int num_threads, int num_pipes) {
   return static_cast<int>((queue / static_cast<uint32_t>(num_threads)) %
-                          static_cast<uint32_t>(num_lanes));
+                          static_cast<uint32_t>(num_pipes));
 }
 /// Operations thread `thread` can have in flight (its queues x the per-queue limit): the
 /// transport's TransportOptions::max_inflight must be at least this.

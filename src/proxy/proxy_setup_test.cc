@@ -97,13 +97,13 @@ TEST(ProxyOptionsCheck, NamesTheBadField) {
   value_error([&] { validate_options(o); });
 }
 
-TEST(ProxyQueueMapping, EveryQueueHasOneThreadAndLane) {
+TEST(ProxyQueueMapping, EveryQueueHasOneThreadAndPipe) {
   EXPECT_EQ(thread_of_queue(5, 2), 1);
   EXPECT_EQ(num_queues_of_thread(5, 2, 0), 3u);
   EXPECT_EQ(num_queues_of_thread(5, 2, 1), 2u);
-  EXPECT_EQ(num_lanes_of_thread(5, 2, 0), 3);
-  EXPECT_EQ(lane_of_queue(4, 2, 3), 2);
-  EXPECT_EQ(num_lanes_of_thread(5000, 1, 0), transport::kMaxLanes);
+  EXPECT_EQ(num_pipes_of_thread(5, 2, 0), 3);
+  EXPECT_EQ(pipe_of_queue(4, 2, 3), 2);
+  EXPECT_EQ(num_pipes_of_thread(5000, 1, 0), transport::kMaxPipes);
   ProxyOptions o;
   o.num_threads = 2;
   o.low_latency_mode = true;
@@ -164,13 +164,13 @@ TEST(CpuAffinity, PinsTheCallingThread) {
 TEST(NullTransport, CompletesEverythingInOrderAndCounts) {
   auto t = transport::make_transport(
       "null",
-      transport::TransportOptions{.rank = 0, .num_ranks = 2, .num_lanes = 2, .max_inflight = 3});
+      transport::TransportOptions{.rank = 0, .num_ranks = 2, .num_pipes = 2, .max_inflight = 3});
   const transport::Capabilities caps = t->capabilities();
   EXPECT_EQ(caps.name, "null");
   EXPECT_TRUE(caps.ordered_delivery);
   t->register_regions({}, {});
   auto peer = transport::make_transport(
-      "null", transport::TransportOptions{.rank = 1, .num_ranks = 2, .num_lanes = 2});
+      "null", transport::TransportOptions{.rank = 1, .num_ranks = 2, .num_pipes = 2});
   t->connect({t->local_address(), peer->local_address()});
   const transport::Signal sig{3, 1000};
   EXPECT_EQ(t->post_write(0, 1, 0, 0, 4096, &sig, 11), transport::PostStatus::kPosted);

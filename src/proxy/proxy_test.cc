@@ -288,13 +288,13 @@ TEST_P(FlowControl, LimitsAreRespectedAtTheTransport) {
   const int64_t limit = o.low_latency_mode ? 6 : 3;
   for (int t = 0; t < 2; ++t) {
     const auto& k = c.counters(0, t);
-    EXPECT_LE(k.max_per_lane.load(), limit) << "thread " << t;
+    EXPECT_LE(k.max_per_pipe.load(), limit) << "thread " << t;
     EXPECT_EQ(k.posted.load(), 400) << "thread " << t;
     if (GetParam().max_bytes != UINT64_MAX) {
       EXPECT_LE(k.max_bytes.load(), static_cast<int64_t>(GetParam().max_bytes / 2))
           << "thread " << t;
     } else {
-      EXPECT_EQ(k.max_per_lane.load(), limit) << "the limit was never reached: weak test";
+      EXPECT_EQ(k.max_per_pipe.load(), limit) << "the limit was never reached: weak test";
     }
   }
   EXPECT_GT(c.proxy(0).total_stats().flow_stalls, 0u);

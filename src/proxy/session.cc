@@ -73,7 +73,7 @@ std::unique_ptr<transport::Transport> ProxySession::create_transport(int thread)
   transport::TransportOptions t;
   t.rank = p.rank;
   t.num_ranks = p.num_ranks;
-  t.num_lanes = num_lanes_of_thread(options_.num_queues, p.num_threads, thread);
+  t.num_pipes = num_pipes_of_thread(options_.num_queues, p.num_threads, thread);
   t.max_inflight = max_inflight_of_thread(p, options_.num_queues, thread);
   t.provider = options_.fi_provider;
   t.signal_path = options_.signal_path;

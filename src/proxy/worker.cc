@@ -33,9 +33,9 @@ Worker::Worker(int thread, const ProxyOptions& options,
                      : std::max<uint64_t>(1, options.max_inflight_bytes /
                                                  static_cast<uint64_t>(options.num_threads));
   timeout_ns_ = static_cast<int64_t>(options.timeout_secs * 1e9);
-  // One lane per queue (the proxy creates the transport with this many lanes).
-  const int lanes = static_cast<int>(
-      std::clamp<size_t>(queues.size(), 1, static_cast<size_t>(transport::kMaxLanes)));
+  // One pipe per queue (the proxy creates the transport with this many pipes).
+  const int pipes = static_cast<int>(
+      std::clamp<size_t>(queues.size(), 1, static_cast<size_t>(transport::kMaxPipes)));
   queues_.reserve(queues.size());
   for (const queue::QueueHostView& view : queues) {
     UCCL_EP_CHECK_VALUE(thread_of_queue(view.index, options.num_threads) == thread, "queue ",
@@ -43,7 +43,7 @@ Worker::Worker(int thread, const ProxyOptions& options,
     Queue q;
     q.consumer = queue::Consumer(view);
     q.index = view.index;
-    q.lane = lane_of_queue(view.index, options.num_threads, lanes);
+    q.pipe = pipe_of_queue(view.index, options.num_threads, pipes);
     q.fence_done = q.consumer.fence_done();
     q.barrier_polls.assign(static_cast<size_t>(options.num_threads), 0);
     q.barrier_done = q.consumer.barrier_done();
@@ -316,7 +316,7 @@ Worker::Step Worker::post_write(Queue& q, const protocol::CommandFields& f, uint
   op.is_write = true;
   transport::PostStatus status;
   try {
-    status = transport_->post_write(q.lane, op.peer, f.local_offset, f.remote_offset, f.bytes,
+    status = transport_->post_write(q.pipe, op.peer, f.local_offset, f.remote_offset, f.bytes,
                                     signal, op_id(index));
   } catch (const Error& e) {
     free_op(index);
@@ -354,7 +354,7 @@ Worker::Step Worker::post_atomic(Queue& q, int peer, uint32_t slot, int64_t valu
   op.is_write = false;
   transport::PostStatus status;
   try {
-    status = transport_->post_atomic_add(q.lane, peer, slot, value, op_id(index));
+    status = transport_->post_atomic_add(q.pipe, peer, slot, value, op_id(index));
   } catch (const Error& e) {
     free_op(index);
     fail(e.kind() == ErrorKind::kValue ? ProxyErrorCode::kBadCommand : ProxyErrorCode::kTransport,

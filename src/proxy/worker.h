@@ -86,8 +86,8 @@ struct ThreadExit {
 class Worker {
  public:
   /// `queues` are the queues with thread_of_queue(index) == thread, in index order; queue i of
-  /// them uses lane i % transport::kMaxLanes. `transport` is connected (with that many
-  /// lanes and room for queues.size() x max_inflight_per_queue() operations) and used by
+  /// them uses pipe i % transport::kMaxPipes. `transport` is connected (with that many
+  /// pipes and room for queues.size() x max_inflight_per_queue() operations) and used by
   /// this thread only.
   Worker(int thread, const ProxyOptions& options, const std::vector<queue::QueueHostView>& queues,
          std::unique_ptr<transport::Transport> transport, SharedControl& control);

@@ -82,7 +82,7 @@ enum class Worker::Wait : uint8_t {
 struct Worker::Queue {
   queue::Consumer consumer;
   uint32_t index = 0;  // global queue id
-  int lane = 0;
+  int pipe = 0;
   uint32_t inflight = 0, inflight_writes = 0;
   uint64_t posted = 0, completed = 0;
   uint64_t fence_done = 0, barrier_done = 0;  // last published (widened) sequences

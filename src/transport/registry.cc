@@ -15,8 +15,8 @@ void check_transport_options(const TransportOptions& o) {
   UCCL_EP_CHECK_VALUE(o.num_ranks >= 1, "transport: num_ranks=", o.num_ranks, " must be >= 1");
   UCCL_EP_CHECK_VALUE(o.rank >= 0 && o.rank < o.num_ranks, "transport: rank=", o.rank,
                       " must be in [0, num_ranks=", o.num_ranks, ")");
-  UCCL_EP_CHECK_VALUE(o.num_lanes >= 1 && o.num_lanes <= kMaxLanes,
-                      "transport: num_lanes=", o.num_lanes, " must be in [1, ", kMaxLanes, "]");
+  UCCL_EP_CHECK_VALUE(o.num_pipes >= 1 && o.num_pipes <= kMaxPipes,
+                      "transport: num_pipes=", o.num_pipes, " must be in [1, ", kMaxPipes, "]");
   UCCL_EP_CHECK_VALUE(o.max_inflight >= 1 && o.max_inflight <= kMaxInflight,
                       "transport: max_inflight=", o.max_inflight, " must be in [1, ", kMaxInflight,
                       "]");

@@ -29,7 +29,7 @@ ErrorKind kind_of(const std::function<void()>& f, std::string* message = nullptr
 }
 
 TEST(Registry, BuildsTheNullTransport) {
-  auto t = make_transport("null", {.rank = 1, .num_ranks = 2, .num_lanes = 3});
+  auto t = make_transport("null", {.rank = 1, .num_ranks = 2, .num_pipes = 3});
   EXPECT_EQ(t->capabilities().name, "null");
 }
 
@@ -42,9 +42,9 @@ TEST(Registry, RejectsUnknownNamesAndBadOptions) {
   EXPECT_NE(m.find("unknown transport 'fake'"), std::string::npos) << m;
   EXPECT_EQ(kind_of([] { make_transport("null", {.rank = 2, .num_ranks = 2}); }),
             ErrorKind::kValue);
-  EXPECT_EQ(kind_of([] { make_transport("null", {.num_lanes = 0}); }, &m), ErrorKind::kValue);
-  EXPECT_NE(m.find("num_lanes=0"), std::string::npos) << m;
-  EXPECT_EQ(kind_of([] { make_transport("null", {.num_lanes = kMaxLanes + 1}); }),
+  EXPECT_EQ(kind_of([] { make_transport("null", {.num_pipes = 0}); }, &m), ErrorKind::kValue);
+  EXPECT_NE(m.find("num_pipes=0"), std::string::npos) << m;
+  EXPECT_EQ(kind_of([] { make_transport("null", {.num_pipes = kMaxPipes + 1}); }),
             ErrorKind::kValue);
   EXPECT_EQ(kind_of([] { make_transport("null", {.max_inflight = 0}); }), ErrorKind::kValue);
   EXPECT_EQ(kind_of([] { make_transport("null", {.timeout_secs = 0}); }), ErrorKind::kValue);

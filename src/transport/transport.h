@@ -21,11 +21,11 @@
 //  - Failures throw uccl::ep::Error with the operation, peer, provider and error text; a
 //    failed operation completes with ok == false. Nothing blocks without a deadline.
 //
-// Lanes: a transport has num_lanes ordering lanes; what must stay ordered (a queue's commands)
-// goes through one lane. ordered_delivery, where claimed, holds per (lane, peer).
+// Pipes: a transport has num_pipes ordering pipes; what must stay ordered (a queue's commands)
+// goes through one pipe. ordered_delivery, where claimed, holds per (pipe, peer).
 //
 // Refinements of the first sketch (and why): the factory takes TransportOptions (rank, ranks,
-// lanes, in-flight limit, provider, deadlines) instead of positional arguments; Capabilities
+// pipes, in-flight limit, provider, deadlines) instead of positional arguments; Capabilities
 // reports the fused-signal range and whether the target must poll, because the proxy cannot
 // fuse or stop polling without knowing them; Region may name a POSIX shared-memory object,
 // because the ipc transport applies signals directly in a peer process's host memory.
@@ -43,7 +43,7 @@ struct Capabilities {
   std::string name{};             // "libfabric:tcp;ofi_rxm", "ipc", "fake", ...
   bool native_atomics = false;    // ATOMIC_ADD uses the provider's own remote atomic (fi_atomic,
                                   // the NIC or a direct store), not a message we apply
-  bool ordered_delivery = false;  // per (lane, peer): an operation never lands before an
+  bool ordered_delivery = false;  // per (pipe, peer): an operation never lands before an
                                   // earlier one has landed
   bool device_memory = false;     // regions may be GPU memory (probed at run time)
   bool target_progress = false;   // the target must call poll() for data and signals to land
@@ -90,7 +90,7 @@ enum class SignalPath {
 };
 
 /// Limits of TransportOptions (make_transport refuses values beyond them).
-constexpr int kMaxLanes = 1024;        // num_lanes
+constexpr int kMaxPipes = 1024;        // num_pipes
 constexpr int kMaxInflight = 1 << 20;  // max_inflight
 
 /// Everything a transport needs at construction. The runtime fills it from EnvSettings
@@ -98,7 +98,7 @@ constexpr int kMaxInflight = 1 << 20;  // max_inflight
 struct TransportOptions {
   int rank = 0;
   int num_ranks = 1;
-  int num_lanes = 1;        // ordering lanes: lane ids in [0, num_lanes)
+  int num_pipes = 1;        // ordering pipes: pipe ids in [0, num_pipes)
   int max_inflight = 4096;  // operations posted and not completed; beyond: PostStatus::kRetry
   std::string provider{};   // libfabric: "" or "auto" = try efa, verbs;ofi_rxm, cxi,
                             // tcp;ofi_rxm, shm; else exactly this provider
@@ -123,15 +123,15 @@ class Transport {
   /// the deadline naming the ranks that did not.
   virtual void connect(const std::vector<std::vector<uint8_t>>& addresses) = 0;
 
-  /// Copies `bytes` from a local RDMA-buffer offset to the peer's RDMA-buffer offset on `lane`;
+  /// Copies `bytes` from a local RDMA-buffer offset to the peer's RDMA-buffer offset on `pipe`;
   /// with a signal, the signal is applied at the target after the data. `peer` is never this
   /// rank (local moves bypass the transport). Throws Error(kValue) for out-of-range arguments,
   /// Error(kRuntime) on failure.
-  virtual PostStatus post_write(int lane, int peer, uint64_t local_offset, uint64_t remote_offset,
+  virtual PostStatus post_write(int pipe, int peer, uint64_t local_offset, uint64_t remote_offset,
                                 uint64_t bytes, const Signal* signal, uint64_t id) = 0;
   /// Adds `value` to `slot` of the peer's signal region (ordered after earlier operations on
-  /// the same lane and peer only if capabilities().ordered_delivery).
-  virtual PostStatus post_atomic_add(int lane, int peer, uint32_t slot, int64_t value,
+  /// the same pipe and peer only if capabilities().ordered_delivery).
+  virtual PostStatus post_atomic_add(int pipe, int peer, uint32_t slot, int64_t value,
                                      uint64_t id) = 0;
   /// Makes progress (both initiator and target side) and returns up to `max` (>= 1)
   /// completions of this rank's operations; see the header comment for what one means.
@@ -139,7 +139,7 @@ class Transport {
 };
 
 /// Throws Error(kValue) naming the field and its range when `options` are invalid (ranks, rank,
-/// lanes, in-flight limit, deadline). make_transport() calls it; so do factories of transports
+/// pipes, in-flight limit, deadline). make_transport() calls it; so do factories of transports
 /// the registry does not name.
 void check_transport_options(const TransportOptions& options);
 

@@ -23,34 +23,34 @@ CountingTransport::CountingTransport(std::unique_ptr<transport::Transport> inner
                                      std::shared_ptr<InflightCounters> counters)
     : inner_(std::move(inner)), c_(std::move(counters)) {}
 
-void CountingTransport::posted(int lane, uint64_t bytes, bool write, uint64_t id) {
-  pending_[id] = Pending{lane, bytes, write};
-  raise_max(c_->max_per_lane, ++per_lane_[lane]);
-  if (write) ++writes_per_lane_[lane];
+void CountingTransport::posted(int pipe, uint64_t bytes, bool write, uint64_t id) {
+  pending_[id] = Pending{pipe, bytes, write};
+  raise_max(c_->max_per_pipe, ++per_pipe_[pipe]);
+  if (write) ++writes_per_pipe_[pipe];
   bytes_ += static_cast<int64_t>(bytes);
   raise_max(c_->max_bytes, bytes_);
   c_->posted.fetch_add(1, std::memory_order_relaxed);
 }
 
-transport::PostStatus CountingTransport::post_write(int lane, int peer, uint64_t local_offset,
+transport::PostStatus CountingTransport::post_write(int pipe, int peer, uint64_t local_offset,
                                                     uint64_t remote_offset, uint64_t bytes,
                                                     const transport::Signal* signal, uint64_t id) {
   const transport::PostStatus s =
-      inner_->post_write(lane, peer, local_offset, remote_offset, bytes, signal, id);
+      inner_->post_write(pipe, peer, local_offset, remote_offset, bytes, signal, id);
   if (s == transport::PostStatus::kPosted) {
-    posted(lane, bytes, true, id);
+    posted(pipe, bytes, true, id);
     if (signal != nullptr) c_->signals.fetch_add(1, std::memory_order_relaxed);
   }
   return s;
 }
 
-transport::PostStatus CountingTransport::post_atomic_add(int lane, int peer, uint32_t slot,
+transport::PostStatus CountingTransport::post_atomic_add(int pipe, int peer, uint32_t slot,
                                                          int64_t value, uint64_t id) {
-  const transport::PostStatus s = inner_->post_atomic_add(lane, peer, slot, value, id);
+  const transport::PostStatus s = inner_->post_atomic_add(pipe, peer, slot, value, id);
   if (s == transport::PostStatus::kPosted) {
-    if (writes_per_lane_[lane] > 0)
+    if (writes_per_pipe_[pipe] > 0)
       c_->atomics_behind_writes.fetch_add(1, std::memory_order_relaxed);
-    posted(lane, 0, false, id);
+    posted(pipe, 0, false, id);
     c_->atomics.fetch_add(1, std::memory_order_relaxed);
   }
   return s;
@@ -61,8 +61,8 @@ int CountingTransport::poll(transport::Completion* out, int max) {
   for (int i = 0; i < n; ++i) {
     auto it = pending_.find(out[i].id);
     if (it == pending_.end()) continue;
-    --per_lane_[it->second.lane];
-    if (it->second.write) --writes_per_lane_[it->second.lane];
+    --per_pipe_[it->second.pipe];
+    if (it->second.write) --writes_per_pipe_[it->second.pipe];
     bytes_ -= static_cast<int64_t>(it->second.bytes);
     pending_.erase(it);
     c_->completed.fetch_add(1, std::memory_order_relaxed);

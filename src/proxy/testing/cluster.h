@@ -18,15 +18,15 @@ namespace uccl::ep::proxy::testing {
 
 /// What a CountingTransport saw (atomics: the test reads them while the proxy runs).
 struct InflightCounters {
-  std::atomic<int64_t> max_per_lane{0};  // most operations in flight on one lane
+  std::atomic<int64_t> max_per_pipe{0};  // most operations in flight on one pipe
   std::atomic<int64_t> max_bytes{0};     // most write bytes in flight on the transport
   std::atomic<int64_t> posted{0}, completed{0}, atomics{0}, signals{0};
-  /// Atomics posted while a write of the same lane was in flight (on a transport that does
+  /// Atomics posted while a write of the same pipe was in flight (on a transport that does
   /// not promise ordered delivery this must stay 0).
   std::atomic<int64_t> atomics_behind_writes{0};
 };
 
-/// Forwards to `inner` and counts operations in flight per lane and bytes in flight.
+/// Forwards to `inner` and counts operations in flight per pipe and bytes in flight.
 /// Driven by one proxy thread, like every transport.
 class CountingTransport final : public transport::Transport {
  public:
@@ -38,25 +38,25 @@ class CountingTransport final : public transport::Transport {
   }
   std::vector<uint8_t> local_address() const override { return inner_->local_address(); }
   void connect(const std::vector<std::vector<uint8_t>>& a) override { inner_->connect(a); }
-  transport::PostStatus post_write(int lane, int peer, uint64_t local_offset,
+  transport::PostStatus post_write(int pipe, int peer, uint64_t local_offset,
                                    uint64_t remote_offset, uint64_t bytes,
                                    const transport::Signal* signal, uint64_t id) override;
-  transport::PostStatus post_atomic_add(int lane, int peer, uint32_t slot, int64_t value,
+  transport::PostStatus post_atomic_add(int pipe, int peer, uint32_t slot, int64_t value,
                                         uint64_t id) override;
   int poll(transport::Completion* out, int max) override;
 
  private:
   struct Pending {
-    int lane;
+    int pipe;
     uint64_t bytes;
     bool write;
   };
-  void posted(int lane, uint64_t bytes, bool write, uint64_t id);
+  void posted(int pipe, uint64_t bytes, bool write, uint64_t id);
 
   std::unique_ptr<transport::Transport> inner_;
   std::shared_ptr<InflightCounters> c_;
   std::map<uint64_t, Pending> pending_;
-  std::map<int, int64_t> per_lane_, writes_per_lane_;
+  std::map<int, int64_t> per_pipe_, writes_per_pipe_;
   int64_t bytes_ = 0;
 };
 

@@ -12,11 +12,11 @@ uint64_t host_now_ns() {
           .count());
 }
 
-transport::PostStatus ProbeTransport::post_write(int lane, int peer, uint64_t local_offset,
+transport::PostStatus ProbeTransport::post_write(int pipe, int peer, uint64_t local_offset,
                                                  uint64_t remote_offset, uint64_t bytes,
                                                  const transport::Signal* signal, uint64_t id) {
   const transport::PostStatus s =
-      inner_.post_write(lane, peer, local_offset, remote_offset, bytes, signal, id);
+      inner_.post_write(pipe, peer, local_offset, remote_offset, bytes, signal, id);
   if (s != transport::PostStatus::kPosted) return s;
   ProbeRecord& r = *record_;
   r.sequence_sum += (remote_offset >> protocol::kUnitShift) + 1;

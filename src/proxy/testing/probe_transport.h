@@ -54,12 +54,12 @@ class ProbeTransport final : public transport::Transport {
   }
   std::vector<uint8_t> local_address() const override { return inner_.local_address(); }
   void connect(const std::vector<std::vector<uint8_t>>& a) override { inner_.connect(a); }
-  transport::PostStatus post_write(int lane, int peer, uint64_t local_offset,
+  transport::PostStatus post_write(int pipe, int peer, uint64_t local_offset,
                                    uint64_t remote_offset, uint64_t bytes,
                                    const transport::Signal* signal, uint64_t id) override;
-  transport::PostStatus post_atomic_add(int lane, int peer, uint32_t slot, int64_t value,
+  transport::PostStatus post_atomic_add(int pipe, int peer, uint32_t slot, int64_t value,
                                         uint64_t id) override {
-    return inner_.post_atomic_add(lane, peer, slot, value, id);
+    return inner_.post_atomic_add(pipe, peer, slot, value, id);
   }
   int poll(transport::Completion* out, int max) override { return inner_.poll(out, max); }
 

@@ -98,7 +98,7 @@ PostStatus FakeFabric::post(const FakeOp& op, int max_inflight) {
   if (policy_) {
     action = policy_(FakeOpInfo{.rank = op.rank,
                                 .peer = op.peer,
-                                .lane = op.lane,
+                                .pipe = op.pipe,
                                 .kind = op.kind,
                                 .index = self.accepted,
                                 .attempt = self.attempts,
@@ -117,7 +117,7 @@ PostStatus FakeFabric::post(const FakeOp& op, int max_inflight) {
       throw Error(ErrorKind::kRuntime,
                   str_cat("fake: injected failure posting ", kind_name(op.kind), " #",
                           self.accepted, " (id ", op.id, ") from rank ", op.rank, " to peer ",
-                          op.peer, " on lane ", op.lane));
+                          op.peer, " on pipe ", op.pipe));
     default:
       break;
   }
@@ -131,7 +131,7 @@ PostStatus FakeFabric::post(const FakeOp& op, int max_inflight) {
   }
   uint64_t due = tick_ + action.delay_ticks;
   if (options_.ordered_delivery) {
-    uint64_t& last = last_due_[{op.rank, op.peer, op.lane}];
+    uint64_t& last = last_due_[{op.rank, op.peer, op.pipe}];
     due = std::max(due, last);
     last = due;
   }
@@ -158,7 +158,7 @@ void FakeFabric::land(const Queued& q) {
   if (q.fail) {
     c.ok = false;
     c.error = str_cat("fake: injected failure of ", kind_name(op.kind), " (id ", op.id,
-                      ") from rank ", op.rank, " to peer ", op.peer, " on lane ", op.lane);
+                      ") from rank ", op.rank, " to peer ", op.peer, " on pipe ", op.pipe);
     ++stats_.failed;
   } else {
     if (op.kind == FakeOpKind::kWrite && op.bytes > 0) {

@@ -29,7 +29,7 @@ enum class FakeOpKind { kWrite, kAtomicAdd };
 struct FakeOpInfo {
   int rank = 0;  // initiator
   int peer = 0;  // target
-  int lane = 0;
+  int pipe = 0;
   FakeOpKind kind = FakeOpKind::kWrite;
   uint64_t index = 0;  // how many operations `rank` had posted (accepted) before this one
   int attempt = 0;     // how many times this index was answered kRetry before
@@ -55,7 +55,7 @@ using FakePolicy = std::function<FakeAction(const FakeOpInfo&)>;
 
 struct FakeFabricOptions {
   bool target_progress = true;            // land only while the target polls (see the file comment)
-  bool ordered_delivery = false;          // claim and enforce per (rank, peer, lane) order
+  bool ordered_delivery = false;          // claim and enforce per (rank, peer, pipe) order
   bool native_atomics = false;            // what capabilities() reports
   int64_t max_fused_signal_value = 8191;  // as libfabric's 32-bit immediate (14-bit value)
   uint32_t max_signal_slots = 1u << 16;
@@ -69,7 +69,7 @@ struct FakeStats {
 /// A posted operation as the fabric keeps it.
 struct FakeOp {
   FakeOpKind kind = FakeOpKind::kWrite;
-  int rank = 0, peer = 0, lane = 0;
+  int rank = 0, peer = 0, pipe = 0;
   uint64_t local_offset = 0, remote_offset = 0, bytes = 0;
   bool has_signal = false;
   uint32_t slot = 0;

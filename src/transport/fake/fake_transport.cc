@@ -72,24 +72,24 @@ void FakeTransport::connect(const std::vector<std::vector<uint8_t>>& addresses) 
   connected_ = true;
 }
 
-void FakeTransport::check_post(int lane, int peer) const {
+void FakeTransport::check_post(int pipe, int peer) const {
   UCCL_EP_CHECK_VALUE(connected_, "fake transport: rank ", options_.rank,
                       " posts before connect()");
-  UCCL_EP_CHECK_VALUE(lane >= 0 && lane < options_.num_lanes, "fake transport: lane ", lane,
-                      " out of [0, ", options_.num_lanes, ")");
+  UCCL_EP_CHECK_VALUE(pipe >= 0 && pipe < options_.num_pipes, "fake transport: pipe ", pipe,
+                      " out of [0, ", options_.num_pipes, ")");
   UCCL_EP_CHECK_VALUE(peer >= 0 && peer < options_.num_ranks && peer != options_.rank,
                       "fake transport: peer ", peer, " out of [0, ", options_.num_ranks,
                       ") or this rank (", options_.rank, "): local moves bypass the transport");
 }
 
-PostStatus FakeTransport::post_write(int lane, int peer, uint64_t local_offset,
+PostStatus FakeTransport::post_write(int pipe, int peer, uint64_t local_offset,
                                      uint64_t remote_offset, uint64_t bytes, const Signal* signal,
                                      uint64_t id) {
-  check_post(lane, peer);
+  check_post(pipe, peer);
   return fabric_->post(FakeOp{.kind = FakeOpKind::kWrite,
                               .rank = options_.rank,
                               .peer = peer,
-                              .lane = lane,
+                              .pipe = pipe,
                               .local_offset = local_offset,
                               .remote_offset = remote_offset,
                               .bytes = bytes,
@@ -100,13 +100,13 @@ PostStatus FakeTransport::post_write(int lane, int peer, uint64_t local_offset,
                        options_.max_inflight);
 }
 
-PostStatus FakeTransport::post_atomic_add(int lane, int peer, uint32_t slot, int64_t value,
+PostStatus FakeTransport::post_atomic_add(int pipe, int peer, uint32_t slot, int64_t value,
                                           uint64_t id) {
-  check_post(lane, peer);
+  check_post(pipe, peer);
   return fabric_->post(FakeOp{.kind = FakeOpKind::kAtomicAdd,
                               .rank = options_.rank,
                               .peer = peer,
-                              .lane = lane,
+                              .pipe = pipe,
                               .slot = slot,
                               .value = value,
                               .id = id},

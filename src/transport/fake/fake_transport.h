@@ -11,7 +11,7 @@
 
 namespace uccl::ep::transport::fake {
 
-/// Implements Transport on a FakeFabric shared by every rank of the process. Lanes, peers,
+/// Implements Transport on a FakeFabric shared by every rank of the process. Pipes, peers,
 /// offsets and slots are checked like a real transport; outcomes follow the fabric's policy.
 class FakeTransport final : public Transport {
  public:
@@ -22,14 +22,14 @@ class FakeTransport final : public Transport {
   void register_regions(const Region& rdma_buffer, const Region& signals) override;
   std::vector<uint8_t> local_address() const override;
   void connect(const std::vector<std::vector<uint8_t>>& addresses) override;
-  PostStatus post_write(int lane, int peer, uint64_t local_offset, uint64_t remote_offset,
+  PostStatus post_write(int pipe, int peer, uint64_t local_offset, uint64_t remote_offset,
                         uint64_t bytes, const Signal* signal, uint64_t id) override;
-  PostStatus post_atomic_add(int lane, int peer, uint32_t slot, int64_t value,
+  PostStatus post_atomic_add(int pipe, int peer, uint32_t slot, int64_t value,
                              uint64_t id) override;
   int poll(Completion* out, int max) override;
 
  private:
-  void check_post(int lane, int peer) const;
+  void check_post(int pipe, int peer) const;
 
   TransportOptions options_;
   std::shared_ptr<FakeFabric> fabric_;
@@ -38,7 +38,7 @@ class FakeTransport final : public Transport {
 };
 
 /// Builds rank options.rank's fake transport on `fabric` (shared by every rank of the test).
-/// Checks the options like the registry does (Error(kValue): ranks, lanes, in-flight limit,
+/// Checks the options like the registry does (Error(kValue): ranks, pipes, in-flight limit,
 /// deadline, a null fabric or one with another rank count).
 std::unique_ptr<Transport> make_fake_transport(const TransportOptions& options,
                                                std::shared_ptr<FakeFabric> fabric);

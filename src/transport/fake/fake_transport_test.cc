@@ -38,7 +38,7 @@ std::vector<Rank> make_ranks(const std::shared_ptr<FakeFabric>& fabric, int n,
     ranks[r].rdma_buffer.assign(rdma_buffer_bytes, 0);
     ranks[r].signals.assign(slots, 0);
     ranks[r].t = make_fake_transport(
-        TransportOptions{.rank = r, .num_ranks = n, .num_lanes = 4, .max_inflight = max_inflight},
+        TransportOptions{.rank = r, .num_ranks = n, .num_pipes = 4, .max_inflight = max_inflight},
         fabric);
     ranks[r].t->register_regions({ranks[r].rdma_buffer.data(), rdma_buffer_bytes},
                                  {ranks[r].signals.data(), slots * 8ull});
@@ -266,7 +266,7 @@ TEST(FakeTransport, InjectedFailuresCompleteWithErrorsOrThrow) {
       if (c[k].id == 7) {
         saw_failure = true;
         EXPECT_FALSE(c[k].ok);
-        EXPECT_NE(c[k].error.find("to peer 1 on lane 1"), std::string::npos) << c[k].error;
+        EXPECT_NE(c[k].error.find("to peer 1 on pipe 1"), std::string::npos) << c[k].error;
       } else {
         EXPECT_TRUE(c[k].ok);
       }
@@ -344,7 +344,7 @@ TEST(FakeTransport, RejectsBadArguments) {
       EXPECT_EQ(e.kind(), ErrorKind::kValue) << what << ": " << e.what();
     }
   };
-  expect_value_error([&] { t.post_write(4, 1, 0, 0, 16, nullptr, 0); }, "lane");
+  expect_value_error([&] { t.post_write(4, 1, 0, 0, 16, nullptr, 0); }, "pipe");
   expect_value_error([&] { t.post_write(0, 2, 0, 0, 16, nullptr, 0); }, "peer");
   expect_value_error([&] { t.post_write(0, 0, 0, 0, 16, nullptr, 0); }, "self");
   expect_value_error([&] { t.post_write(0, 1, 250, 0, 16, nullptr, 0); }, "local range");
@@ -400,8 +400,8 @@ TEST(FakeTransport, FactoryChecksOptionsAndFabric) {
             }).find("rank=2"),
             std::string::npos);
   EXPECT_NE(kind_and_message([&] {
-              make_fake_transport({.num_ranks = 2, .num_lanes = 0}, fabric);
-            }).find("num_lanes=0"),
+              make_fake_transport({.num_ranks = 2, .num_pipes = 0}, fabric);
+            }).find("num_pipes=0"),
             std::string::npos);
   EXPECT_NE(
       kind_and_message([&] { make_fake_transport({.num_ranks = 2}, nullptr); }).find("no fabric"),

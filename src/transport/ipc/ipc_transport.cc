@@ -88,13 +88,13 @@ IpcTransport::~IpcTransport() {
 void IpcTransport::release() noexcept {
   int cur = -1;
   if (cudaGetDevice(&cur) == cudaSuccess && cur != device_) cudaSetDevice(device_);
-  for (Lane& ln : lanes_) {
+  for (Pipe& ln : pipes_) {
     // Copies into peers' memory must finish before their mappings go away.
     if (ln.stream) cudaStreamSynchronize(ln.stream);
     for (cudaEvent_t ev : ln.events) cudaEventDestroy(ev);
     if (ln.stream) cudaStreamDestroy(ln.stream);
   }
-  lanes_.clear();
+  pipes_.clear();
   for (Peer& p : peers_) {
     if (p.ipc_base) cudaIpcCloseMemHandle(p.ipc_base);
     if (p.shm_map) munmap(p.shm_map, p.shm_bytes);
@@ -112,7 +112,7 @@ void IpcTransport::ensure_device() const {
 Capabilities IpcTransport::capabilities() const {
   return Capabilities{.name = "ipc",
                       .native_atomics = true,    // the initiator adds directly, no target software
-                      .ordered_delivery = true,  // stream order + in-order completion per lane
+                      .ordered_delivery = true,  // stream order + in-order completion per pipe
                       .device_memory = true,
                       .target_progress = false,
                       .immediate_bytes = 0,
@@ -235,14 +235,14 @@ void IpcTransport::enable_peer_access(const void* peer_buffer, int rank) {
                         ") failed: ", cudaGetErrorString(e));
 }
 
-void IpcTransport::create_lanes() {
-  const uint32_t per_lane =
-      std::max<uint32_t>(16, (options_.max_inflight + options_.num_lanes - 1) / options_.num_lanes);
-  lanes_.resize(options_.num_lanes);
-  for (Lane& ln : lanes_) {
+void IpcTransport::create_pipes() {
+  const uint32_t per_pipe =
+      std::max<uint32_t>(16, (options_.max_inflight + options_.num_pipes - 1) / options_.num_pipes);
+  pipes_.resize(options_.num_pipes);
+  for (Pipe& ln : pipes_) {
     UCCL_EP_CUDA_CHECK(cudaStreamCreateWithFlags(&ln.stream, cudaStreamNonBlocking));
-    ln.ring.resize(per_lane);
-    ln.events.resize(per_lane, nullptr);
+    ln.ring.resize(per_pipe);
+    ln.events.resize(per_pipe, nullptr);
     for (cudaEvent_t& ev : ln.events)
       UCCL_EP_CUDA_CHECK(cudaEventCreateWithFlags(&ev, cudaEventDisableTiming));
   }
@@ -256,7 +256,7 @@ void IpcTransport::warm_up_copies() {
   // traffic), local -> local.
   char* bounce = nullptr;
   UCCL_EP_CUDA_CHECK(cudaMalloc(reinterpret_cast<void**>(&bounce), 256));
-  const cudaStream_t s = lanes_.empty() ? nullptr : lanes_[0].stream;
+  const cudaStream_t s = pipes_.empty() ? nullptr : pipes_[0].stream;
   cudaError_t e = cudaMemcpyAsync(bounce + 128, bounce, 16, cudaMemcpyDeviceToDevice, s);
   for (const Peer& p : peers_) {
     if (e != cudaSuccess || p.rdma_buffer == nullptr || p.rdma_buffer_bytes < 16) continue;
@@ -280,7 +280,7 @@ void IpcTransport::connect(const std::vector<std::vector<uint8_t>>& addresses) {
   peers_.assign(options_.num_ranks, Peer{});
   try {
     for (int r = 0; r < options_.num_ranks; ++r) open_peer(r, addresses[r]);
-    create_lanes();
+    create_pipes();
     warm_up_copies();
   } catch (...) {
     release();
@@ -289,10 +289,10 @@ void IpcTransport::connect(const std::vector<std::vector<uint8_t>>& addresses) {
   connected_ = true;
 }
 
-void IpcTransport::check_post(int lane, int peer, uint32_t slot, bool has_slot) const {
+void IpcTransport::check_post(int pipe, int peer, uint32_t slot, bool has_slot) const {
   UCCL_EP_CHECK_VALUE(connected_, "ipc: rank ", options_.rank, " posts before connect()");
-  UCCL_EP_CHECK_VALUE(lane >= 0 && lane < options_.num_lanes, "ipc: lane ", lane, " out of [0, ",
-                      options_.num_lanes, ")");
+  UCCL_EP_CHECK_VALUE(pipe >= 0 && pipe < options_.num_pipes, "ipc: pipe ", pipe, " out of [0, ",
+                      options_.num_pipes, ")");
   UCCL_EP_CHECK_VALUE(peer >= 0 && peer < options_.num_ranks && peer != options_.rank, "ipc: peer ",
                       peer, " out of [0, ", options_.num_ranks,
                       ") or this rank: local moves bypass the transport");
@@ -300,9 +300,9 @@ void IpcTransport::check_post(int lane, int peer, uint32_t slot, bool has_slot) 
                       " of peer ", peer, " out of range (", peers_[peer].signal_slots, " slots)");
 }
 
-PostStatus IpcTransport::enqueue(int lane, const Pending& p, uint64_t local_offset,
+PostStatus IpcTransport::enqueue(int pipe, const Pending& p, uint64_t local_offset,
                                  uint64_t remote_offset) {
-  Lane& ln = lanes_[lane];
+  Pipe& ln = pipes_[pipe];
   if (ln.count == ln.ring.size() || inflight_ >= static_cast<uint64_t>(options_.max_inflight))
     return PostStatus::kRetry;
   ensure_device();
@@ -312,13 +312,13 @@ PostStatus IpcTransport::enqueue(int lane, const Pending& p, uint64_t local_offs
                         static_cast<const char*>(rdma_buffer_.base) + local_offset, p.bytes,
                         cudaMemcpyDeviceToDevice, ln.stream);
     UCCL_EP_CHECK_RUNTIME(e == cudaSuccess, "ipc: cudaMemcpyAsync of ", p.bytes,
-                          " bytes from rank ", options_.rank, " to peer ", p.peer, " on lane ",
-                          lane, " failed: ", cudaGetErrorString(e));
+                          " bytes from rank ", options_.rank, " to peer ", p.peer, " on pipe ",
+                          pipe, " failed: ", cudaGetErrorString(e));
   }
   const uint32_t slot = (ln.head + ln.count) % ln.ring.size();
   // The event completes only after the copy above (stream order): the signal waits for it.
   const cudaError_t e = cudaEventRecord(ln.events[slot], ln.stream);
-  UCCL_EP_CHECK_RUNTIME(e == cudaSuccess, "ipc: cudaEventRecord on lane ", lane,
+  UCCL_EP_CHECK_RUNTIME(e == cudaSuccess, "ipc: cudaEventRecord on pipe ", pipe,
                         " failed: ", cudaGetErrorString(e));
   ln.ring[slot] = p;
   ++ln.count;
@@ -326,10 +326,10 @@ PostStatus IpcTransport::enqueue(int lane, const Pending& p, uint64_t local_offs
   return PostStatus::kPosted;
 }
 
-PostStatus IpcTransport::post_write(int lane, int peer, uint64_t local_offset,
+PostStatus IpcTransport::post_write(int pipe, int peer, uint64_t local_offset,
                                     uint64_t remote_offset, uint64_t bytes, const Signal* signal,
                                     uint64_t id) {
-  check_post(lane, peer, signal ? signal->slot : 0, signal != nullptr);
+  check_post(pipe, peer, signal ? signal->slot : 0, signal != nullptr);
   UCCL_EP_CHECK_VALUE(
       local_offset <= rdma_buffer_.bytes && bytes <= rdma_buffer_.bytes - local_offset,
       "ipc: write from rank ", options_.rank, ": local range [", local_offset, ", +", bytes,
@@ -338,7 +338,7 @@ PostStatus IpcTransport::post_write(int lane, int peer, uint64_t local_offset,
                           bytes <= peers_[peer].rdma_buffer_bytes - remote_offset,
                       "ipc: write to peer ", peer, ": remote range [", remote_offset, ", +", bytes,
                       ") exceeds its RDMA buffer of ", peers_[peer].rdma_buffer_bytes, " bytes");
-  return enqueue(lane,
+  return enqueue(pipe,
                  Pending{.id = id,
                          .peer = peer,
                          .has_signal = signal != nullptr,
@@ -348,10 +348,10 @@ PostStatus IpcTransport::post_write(int lane, int peer, uint64_t local_offset,
                  local_offset, remote_offset);
 }
 
-PostStatus IpcTransport::post_atomic_add(int lane, int peer, uint32_t slot, int64_t value,
+PostStatus IpcTransport::post_atomic_add(int pipe, int peer, uint32_t slot, int64_t value,
                                          uint64_t id) {
-  check_post(lane, peer, slot, true);
-  return enqueue(lane,
+  check_post(pipe, peer, slot, true);
+  return enqueue(pipe,
                  Pending{.id = id, .peer = peer, .has_signal = true, .slot = slot, .value = value},
                  0, 0);
 }
@@ -359,10 +359,10 @@ PostStatus IpcTransport::post_atomic_add(int lane, int peer, uint32_t slot, int6
 int IpcTransport::poll(Completion* out, int max) {
   UCCL_EP_CHECK_VALUE(max >= 1, "ipc: poll(max=", max, ") needs max >= 1");
   int n = 0;
-  const uint32_t num = static_cast<uint32_t>(lanes_.size());
+  const uint32_t num = static_cast<uint32_t>(pipes_.size());
   for (uint32_t k = 0; k < num && n < max; ++k) {
-    const uint32_t c = (next_lane_ + k) % num;
-    Lane& ln = lanes_[c];
+    const uint32_t c = (next_pipe_ + k) % num;
+    Pipe& ln = pipes_[c];
     while (n < max && ln.count > 0) {
       const Pending& p = ln.ring[ln.head];
       const cudaError_t e = cudaEventQuery(ln.events[ln.head]);
@@ -380,14 +380,14 @@ int IpcTransport::poll(Completion* out, int max) {
       } else {
         done.error =
             str_cat("ipc: copy of ", p.bytes, " bytes (id ", p.id, ") from rank ", options_.rank,
-                    " to peer ", p.peer, " on lane ", c, " failed: ", cudaGetErrorString(e));
+                    " to peer ", p.peer, " on pipe ", c, " failed: ", cudaGetErrorString(e));
       }
       ln.head = (ln.head + 1) % ln.ring.size();
       --ln.count;
       --inflight_;
     }
   }
-  if (num > 0) next_lane_ = (next_lane_ + 1) % num;
+  if (num > 0) next_pipe_ = (next_pipe_ + 1) % num;
   return n;
 }
 

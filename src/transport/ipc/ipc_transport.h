@@ -1,5 +1,5 @@
 // The ipc transport: ranks on one host (emulated nodes) reach each other's RDMA buffer (GPU
-// memory) through CUDA IPC; a write is a copy-engine cudaMemcpyAsync on the lane's stream, and its
+// memory) through CUDA IPC; a write is a copy-engine cudaMemcpyAsync on the pipe's stream, and its
 // signal is applied by this (the initiating) process only after an event recorded behind the
 // copy has completed. Signal regions live in POSIX shared memory (host-visible, registered
 // with the GPU by their owner), so the initiator adds to a peer's slot directly.
@@ -15,9 +15,9 @@
 
 namespace uccl::ep::transport::ipc {
 
-/// Implements Transport with CUDA IPC and the copy engine. Per lane: one non-blocking stream
+/// Implements Transport with CUDA IPC and the copy engine. Per pipe: one non-blocking stream
 /// and a ring of (event, pending operation); completions are reported in post order per
-/// lane, so a later atomic on the lane lands after every earlier write
+/// pipe, so a later atomic on the pipe lands after every earlier write
 /// (ordered_delivery). Needs a CUDA device; the RDMA buffer must be device memory.
 class IpcTransport final : public Transport {
  public:
@@ -30,9 +30,9 @@ class IpcTransport final : public Transport {
   void register_regions(const Region& rdma_buffer, const Region& signals) override;
   std::vector<uint8_t> local_address() const override;
   void connect(const std::vector<std::vector<uint8_t>>& addresses) override;
-  PostStatus post_write(int lane, int peer, uint64_t local_offset, uint64_t remote_offset,
+  PostStatus post_write(int pipe, int peer, uint64_t local_offset, uint64_t remote_offset,
                         uint64_t bytes, const Signal* signal, uint64_t id) override;
-  PostStatus post_atomic_add(int lane, int peer, uint32_t slot, int64_t value,
+  PostStatus post_atomic_add(int pipe, int peer, uint32_t slot, int64_t value,
                              uint64_t id) override;
   int poll(Completion* out, int max) override;
 
@@ -45,7 +45,7 @@ class IpcTransport final : public Transport {
     int64_t value = 0;
     uint64_t bytes = 0;
   };
-  struct Lane {
+  struct Pipe {
     cudaStream_t stream = nullptr;
     std::vector<cudaEvent_t> events;  // ring, one per pending slot
     std::vector<Pending> ring;
@@ -62,11 +62,11 @@ class IpcTransport final : public Transport {
   };
 
   void ensure_device() const;
-  void check_post(int lane, int peer, uint32_t slot, bool has_slot) const;
-  PostStatus enqueue(int lane, const Pending& p, uint64_t local_offset, uint64_t remote_offset);
+  void check_post(int pipe, int peer, uint32_t slot, bool has_slot) const;
+  PostStatus enqueue(int pipe, const Pending& p, uint64_t local_offset, uint64_t remote_offset);
   void open_peer(int rank, const std::vector<uint8_t>& blob);
   void enable_peer_access(const void* peer_buffer, int rank);
-  void create_lanes();
+  void create_pipes();
   void warm_up_copies();
   void release() noexcept;
 
@@ -77,9 +77,9 @@ class IpcTransport final : public Transport {
   cudaIpcMemHandle_t rdma_buffer_handle_{};
   std::string host_id_;  // boot id: equal for processes of one host
   std::vector<Peer> peers_;
-  std::vector<Lane> lanes_;
+  std::vector<Pipe> pipes_;
   uint64_t inflight_ = 0;
-  uint32_t next_lane_ = 0;  // round-robin start of poll()
+  uint32_t next_pipe_ = 0;  // round-robin start of poll()
   bool registered_ = false, connected_ = false;
 };
 

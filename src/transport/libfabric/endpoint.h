@@ -35,7 +35,7 @@ struct Op {
   int64_t value = 0;
   uint32_t slot = 0;
   int32_t peer = 0;
-  int32_t lane = 0;
+  int32_t pipe = 0;
   OpKind kind = OpKind::kWrite;
   uint8_t stage = 0;
   uint32_t next = 0;  // free list / deferred list link
@@ -64,9 +64,9 @@ class Endpoint {
   void register_regions(const Region& rdma_buffer, const Region& signals);
   std::vector<uint8_t> local_address() const;
   void connect(const std::vector<std::vector<uint8_t>>& addresses);
-  PostStatus post_write(int lane, int peer, uint64_t local_offset, uint64_t remote_offset,
+  PostStatus post_write(int pipe, int peer, uint64_t local_offset, uint64_t remote_offset,
                         uint64_t bytes, const Signal* signal, uint64_t id);
-  PostStatus post_atomic_add(int lane, int peer, uint32_t slot, int64_t value, uint64_t id);
+  PostStatus post_atomic_add(int pipe, int peer, uint32_t slot, int64_t value, uint64_t id);
   int poll(Completion* out, int max);
   double raw_writedata_loop(int peer, uint64_t bytes, uint64_t iterations, int window,
                             double timeout_secs);
@@ -111,11 +111,11 @@ class Endpoint {
   void apply_immediate(uint64_t data);
   void apply_record(uint32_t rx_index, size_t len);
   void add_signal(uint32_t slot, int64_t value, int from_rank);  // from_rank -1: unknown
-  void check_target(int lane, int peer) const;
+  void check_target(int pipe, int peer) const;
   uint64_t remote_addr(uint64_t base, uint64_t offset) const {
     return virt_addr_ ? base + offset : offset;
   }
-  [[noreturn]] void throw_fi(const char* call, long rc, int peer, int lane) const;
+  [[noreturn]] void throw_fi(const char* call, long rc, int peer, int pipe) const;
   std::string describe(const Op& op) const;
 
   TransportOptions options_;

@@ -70,13 +70,13 @@ long Endpoint::as_rx(void* ctx) const {
 std::string Endpoint::describe(const Op& op) const {
   return str_cat(op_name(op.kind), " (", op.bytes, " bytes, id ", op.id, ") from rank ",
                  options_.rank, " to peer ", op.peer,
-                 op.lane >= 0 ? str_cat(" on lane ", op.lane) : "");
+                 op.pipe >= 0 ? str_cat(" on pipe ", op.pipe) : "");
 }
 
-void Endpoint::check_target(int lane, int peer) const {
+void Endpoint::check_target(int pipe, int peer) const {
   UCCL_EP_CHECK_VALUE(connected_, "libfabric: rank ", options_.rank, " posts before connect()");
-  UCCL_EP_CHECK_VALUE(lane >= 0 && lane < options_.num_lanes, "libfabric: lane ", lane,
-                      " out of [0, ", options_.num_lanes, ")");
+  UCCL_EP_CHECK_VALUE(pipe >= 0 && pipe < options_.num_pipes, "libfabric: pipe ", pipe,
+                      " out of [0, ", options_.num_pipes, ")");
   UCCL_EP_CHECK_VALUE(peer >= 0 && peer < options_.num_ranks && peer != options_.rank,
                       "libfabric: peer ", peer, " out of [0, ", options_.num_ranks,
                       ") or this rank (", options_.rank, "): local moves bypass the transport");
@@ -139,9 +139,9 @@ long Endpoint::post_record(Op* op, RecordKind kind, uint32_t slot, int64_t value
   return fi_sendmsg(ep_, &msg, kOpFlags);
 }
 
-PostStatus Endpoint::post_write(int lane, int peer, uint64_t local_offset, uint64_t remote_offset,
+PostStatus Endpoint::post_write(int pipe, int peer, uint64_t local_offset, uint64_t remote_offset,
                                 uint64_t bytes, const Signal* signal, uint64_t id) {
-  check_target(lane, peer);
+  check_target(pipe, peer);
   const PeerInfo& p = peers_[peer];
   UCCL_EP_CHECK_VALUE(
       local_offset <= rdma_buffer_.bytes && bytes <= rdma_buffer_.bytes - local_offset,
@@ -165,7 +165,7 @@ PostStatus Endpoint::post_write(int lane, int peer, uint64_t local_offset, uint6
   Op* op = alloc_op();
   op->id = id;
   op->peer = peer;
-  op->lane = lane;
+  op->pipe = pipe;
   op->bytes = bytes;
   long rc;
   if (bytes == 0) {
@@ -196,22 +196,22 @@ PostStatus Endpoint::post_write(int lane, int peer, uint64_t local_offset, uint6
   if (rc != 0) {
     free_op(op);
     if (rc == -FI_EAGAIN) return PostStatus::kRetry;
-    throw_fi("fi_writemsg", rc, peer, lane);
+    throw_fi("fi_writemsg", rc, peer, pipe);
   }
   ++user_inflight_;
   return PostStatus::kPosted;
 }
 
-PostStatus Endpoint::post_atomic_add(int lane, int peer, uint32_t slot, int64_t value,
+PostStatus Endpoint::post_atomic_add(int pipe, int peer, uint32_t slot, int64_t value,
                                      uint64_t id) {
-  check_target(lane, peer);
+  check_target(pipe, peer);
   UCCL_EP_CHECK_VALUE(slot < std::min<uint64_t>(peers_[peer].sig_bytes / 8, kImmMaxSlots),
                       "libfabric: atomic slot ", slot, " of peer ", peer, " out of range");
   if (user_inflight_ >= static_cast<uint64_t>(options_.max_inflight)) return PostStatus::kRetry;
   Op* op = alloc_op();
   op->id = id;
   op->peer = peer;
-  op->lane = lane;
+  op->pipe = pipe;
   op->bytes = 8;
   op->slot = slot;
   op->value = value;
@@ -227,7 +227,7 @@ PostStatus Endpoint::post_atomic_add(int lane, int peer, uint32_t slot, int64_t 
     free_op(op);
     if (rc == -FI_EAGAIN) return PostStatus::kRetry;
     throw_fi(signal_path_ == SignalPath::kNativeAtomic ? "fi_atomicmsg" : "fi_sendmsg", rc, peer,
-             lane);
+             pipe);
   }
   ++user_inflight_;
   return PostStatus::kPosted;
@@ -249,7 +249,7 @@ void Endpoint::retry_deferred() {
     const uint32_t next = op->next;
     const long rc = post_native_atomic(op);
     if (rc == -FI_EAGAIN) return;
-    if (rc != 0) throw_fi("fi_atomicmsg (signal after write)", rc, op->peer, op->lane);
+    if (rc != 0) throw_fi("fi_atomicmsg (signal after write)", rc, op->peer, op->pipe);
     deferred_head_ = next;
     if (next == UINT32_MAX) deferred_tail_ = UINT32_MAX;
   }
@@ -302,7 +302,7 @@ int Endpoint::complete_op(Op* op, Completion* out) {
         if (rc == -FI_EAGAIN) {
           defer(op);
         } else if (rc != 0) {
-          throw_fi("fi_atomicmsg (signal after write)", rc, op->peer, op->lane);
+          throw_fi("fi_atomicmsg (signal after write)", rc, op->peer, op->pipe);
         }
         return 0;
       }
@@ -430,7 +430,7 @@ double Endpoint::raw_writedata_loop(int peer, uint64_t bytes, uint64_t iteration
       Op* op = alloc_op();
       op->kind = OpKind::kRaw;
       op->peer = peer;
-      op->lane = 0;
+      op->pipe = 0;
       op->bytes = bytes;
       op->id = posted;
       const ssize_t rc =

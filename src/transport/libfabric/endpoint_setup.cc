@@ -334,7 +334,7 @@ void Endpoint::post_control(int peer, RecordKind kind, Clock::time_point deadlin
     UCCL_EP_CHECK_RUNTIME(op != nullptr, "libfabric: control operation pool exhausted");
     op->kind = OpKind::kControl;
     op->peer = peer;
-    op->lane = -1;
+    op->pipe = -1;
     const long rc = post_record(op, kind, 0, 0);
     if (rc == 0) {
       ++control_posted_;
@@ -356,7 +356,7 @@ void Endpoint::post_probe_atomic(int peer, Clock::time_point deadline) {
     UCCL_EP_CHECK_RUNTIME(op != nullptr, "libfabric: control operation pool exhausted");
     op->kind = OpKind::kControl;
     op->peer = peer;
-    op->lane = -1;
+    op->pipe = -1;
     op->slot = 0;
     op->value = 0;  // adds nothing: proves fi_atomic works on the peer's signal region
     const long rc = post_native_atomic(op);
@@ -427,11 +427,11 @@ Capabilities Endpoint::capabilities() const {
   };
 }
 
-void Endpoint::throw_fi(const char* call, long rc, int peer, int lane) const {
+void Endpoint::throw_fi(const char* call, long rc, int peer, int pipe) const {
   throw Error(ErrorKind::kRuntime,
               str_cat("libfabric ", call, " failed (provider ", provider_.empty() ? "?" : provider_,
                       ", rank ", options_.rank, peer >= 0 ? str_cat(", peer ", peer) : "",
-                      lane >= 0 ? str_cat(", lane ", lane) : "", "): ", fi_error_text(rc)));
+                      pipe >= 0 ? str_cat(", pipe ", pipe) : "", "): ", fi_error_text(rc)));
 }
 
 }  // namespace uccl::ep::transport::libfabric

@@ -67,7 +67,7 @@ std::unique_ptr<Side> open_side(int rank, uint16_t port, TcpListener listener, c
   s->signals.assign(slots, 0);
   s->t = std::make_unique<LibfabricTransport>(TransportOptions{.rank = rank,
                                                                .num_ranks = 2,
-                                                               .num_lanes = 2,
+                                                               .num_pipes = 2,
                                                                .max_inflight = 256,
                                                                .provider = p.provider,
                                                                .signal_path = p.path,
@@ -195,7 +195,7 @@ void check_argument_errors(Side& s) {
   UCCL_EP_CHECK_RUNTIME(value_error([&] { s.t->post_write(0, 0, 0, 0, 16, nullptr, 0); }),
                         "a write to self accepted");
   UCCL_EP_CHECK_RUNTIME(value_error([&] { s.t->post_write(2, 1, 0, 0, 16, nullptr, 0); }),
-                        "lane 2 of 2 accepted");
+                        "pipe 2 of 2 accepted");
   UCCL_EP_CHECK_RUNTIME(
       value_error([&] { s.t->post_write(0, 1, 0, s.rdma_buffer.size(), 1, nullptr, 0); }),
       "a write beyond the peer's RDMA buffer accepted");

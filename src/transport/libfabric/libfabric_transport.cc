@@ -26,14 +26,14 @@ std::vector<uint8_t> LibfabricTransport::local_address() const {
 void LibfabricTransport::connect(const std::vector<std::vector<uint8_t>>& addresses) {
   ep_->connect(addresses);
 }
-PostStatus LibfabricTransport::post_write(int lane, int peer, uint64_t local_offset,
+PostStatus LibfabricTransport::post_write(int pipe, int peer, uint64_t local_offset,
                                           uint64_t remote_offset, uint64_t bytes,
                                           const Signal* signal, uint64_t id) {
-  return ep_->post_write(lane, peer, local_offset, remote_offset, bytes, signal, id);
+  return ep_->post_write(pipe, peer, local_offset, remote_offset, bytes, signal, id);
 }
-PostStatus LibfabricTransport::post_atomic_add(int lane, int peer, uint32_t slot, int64_t value,
+PostStatus LibfabricTransport::post_atomic_add(int pipe, int peer, uint32_t slot, int64_t value,
                                                uint64_t id) {
-  return ep_->post_atomic_add(lane, peer, slot, value, id);
+  return ep_->post_atomic_add(pipe, peer, slot, value, id);
 }
 int LibfabricTransport::poll(Completion* out, int max) {
   return ep_->poll(out, max);

@@ -27,9 +27,9 @@ class LibfabricTransport final : public Transport {
   void register_regions(const Region& rdma_buffer, const Region& signals) override;
   std::vector<uint8_t> local_address() const override;
   void connect(const std::vector<std::vector<uint8_t>>& addresses) override;
-  PostStatus post_write(int lane, int peer, uint64_t local_offset, uint64_t remote_offset,
+  PostStatus post_write(int pipe, int peer, uint64_t local_offset, uint64_t remote_offset,
                         uint64_t bytes, const Signal* signal, uint64_t id) override;
-  PostStatus post_atomic_add(int lane, int peer, uint32_t slot, int64_t value,
+  PostStatus post_atomic_add(int pipe, int peer, uint32_t slot, int64_t value,
                              uint64_t id) override;
   int poll(Completion* out, int max) override;
 

@@ -54,11 +54,11 @@ void NullTransport::connect(const std::vector<std::vector<uint8_t>>& addresses) 
   connected_ = true;
 }
 
-void NullTransport::check_post(int lane, int peer) const {
+void NullTransport::check_post(int pipe, int peer) const {
   UCCL_EP_CHECK_VALUE(connected_, "null transport: rank ", options_.rank,
                       " posts before connect()");
-  UCCL_EP_CHECK_VALUE(lane >= 0 && lane < options_.num_lanes, "null transport: lane ", lane,
-                      " out of [0, ", options_.num_lanes, ")");
+  UCCL_EP_CHECK_VALUE(pipe >= 0 && pipe < options_.num_pipes, "null transport: pipe ", pipe,
+                      " out of [0, ", options_.num_pipes, ")");
   UCCL_EP_CHECK_VALUE(peer >= 0 && peer < options_.num_ranks && peer != options_.rank,
                       "null transport: peer ", peer, " out of [0, ", options_.num_ranks,
                       ") or this rank (", options_.rank, ")");
@@ -73,9 +73,9 @@ PostStatus NullTransport::push(uint64_t id) {
   return PostStatus::kPosted;
 }
 
-PostStatus NullTransport::post_write(int lane, int peer, uint64_t, uint64_t, uint64_t bytes,
+PostStatus NullTransport::post_write(int pipe, int peer, uint64_t, uint64_t, uint64_t bytes,
                                      const Signal* signal, uint64_t id) {
-  check_post(lane, peer);
+  check_post(pipe, peer);
   const PostStatus s = push(id);
   if (s == PostStatus::kPosted) {
     ++stats_.writes;
@@ -85,8 +85,8 @@ PostStatus NullTransport::post_write(int lane, int peer, uint64_t, uint64_t, uin
   return s;
 }
 
-PostStatus NullTransport::post_atomic_add(int lane, int peer, uint32_t, int64_t, uint64_t id) {
-  check_post(lane, peer);
+PostStatus NullTransport::post_atomic_add(int pipe, int peer, uint32_t, int64_t, uint64_t id) {
+  check_post(pipe, peer);
   const PostStatus s = push(id);
   if (s == PostStatus::kPosted) ++stats_.atomics;
   return s;

@@ -21,7 +21,7 @@ struct NullStats {
   uint64_t writes = 0, atomics = 0, signals = 0, bytes = 0;
 };
 
-/// Implements Transport: post_* check the lane and the peer, queue the id (kRetry beyond
+/// Implements Transport: post_* check the pipe and the peer, queue the id (kRetry beyond
 /// options.max_inflight) and poll() returns the queued ids as successful completions, in post
 /// order. Offsets and slots are not checked and nothing is copied. Capabilities claim ordered
 /// delivery, native atomics and unlimited fused signals, so the proxy takes its fastest path.
@@ -33,16 +33,16 @@ class NullTransport final : public Transport {
   void register_regions(const Region& rdma_buffer, const Region& signals) override;
   std::vector<uint8_t> local_address() const override;
   void connect(const std::vector<std::vector<uint8_t>>& addresses) override;
-  PostStatus post_write(int lane, int peer, uint64_t local_offset, uint64_t remote_offset,
+  PostStatus post_write(int pipe, int peer, uint64_t local_offset, uint64_t remote_offset,
                         uint64_t bytes, const Signal* signal, uint64_t id) override;
-  PostStatus post_atomic_add(int lane, int peer, uint32_t slot, int64_t value,
+  PostStatus post_atomic_add(int pipe, int peer, uint32_t slot, int64_t value,
                              uint64_t id) override;
   int poll(Completion* out, int max) override;
 
   const NullStats& stats() const { return stats_; }
 
  private:
-  void check_post(int lane, int peer) const;
+  void check_post(int pipe, int peer) const;
   PostStatus push(uint64_t id);
 
   TransportOptions options_;

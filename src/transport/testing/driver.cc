@@ -66,15 +66,15 @@ void Driver::post(int peer, const std::function<PostStatus(uint64_t id)>& post_o
   ++posted_to_[peer];
 }
 
-void Driver::write(int lane, int peer, uint64_t local_offset, uint64_t remote_offset,
+void Driver::write(int pipe, int peer, uint64_t local_offset, uint64_t remote_offset,
                    uint64_t bytes, const Signal* signal) {
   post(peer, [&](uint64_t id) {
-    return t_.post_write(lane, peer, local_offset, remote_offset, bytes, signal, id);
+    return t_.post_write(pipe, peer, local_offset, remote_offset, bytes, signal, id);
   });
 }
 
-void Driver::atomic_add(int lane, int peer, uint32_t slot, int64_t value) {
-  post(peer, [&](uint64_t id) { return t_.post_atomic_add(lane, peer, slot, value, id); });
+void Driver::atomic_add(int pipe, int peer, uint32_t slot, int64_t value) {
+  post(peer, [&](uint64_t id) { return t_.post_atomic_add(pipe, peer, slot, value, id); });
 }
 
 void Driver::wait_until(const std::function<bool()>& done,

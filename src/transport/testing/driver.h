@@ -19,9 +19,9 @@ class Driver {
  public:
   Driver(Transport& transport, int rank, int num_ranks, double timeout_secs);
 
-  void write(int lane, int peer, uint64_t local_offset, uint64_t remote_offset, uint64_t bytes,
+  void write(int pipe, int peer, uint64_t local_offset, uint64_t remote_offset, uint64_t bytes,
              const Signal* signal = nullptr);
-  void atomic_add(int lane, int peer, uint32_t slot, int64_t value);
+  void atomic_add(int pipe, int peer, uint32_t slot, int64_t value);
   /// Polls once; returns the number of completions it consumed.
   int progress();
   /// The fence: polls until every posted operation completed.
