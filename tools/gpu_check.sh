@@ -4,13 +4,13 @@
 #
 #   tools/gpu_check.sh [MODE...]   MODE: all|test|bench|host|smoke|micro|sweep|probe|cmdpath
 #                                  (default: all = test bench host)
-#     micro:   copy-strategy micro-benchmark (bench/copy_microbench.cu, two GPUs); on one GPU
+#     micro:   copy-strategy micro-benchmark (bench/micro/copy_microbench.cu, two GPUs); on one GPU
 #              too: rows only 16-byte aligned (--pitch), copy warps next to a publisher-like
 #              warp (--publisher), stores into another process's IPC memory (ipc_copy_bench.cu)
 #     probe:   cached dispatch / combine over chunk and ring sizes (bench/probe_intranode_configs.py)
 #     sweep:   warp copies over SM counts and warps per SM: push, both ways, pull
 #     bench:   bench/bench_intranode.py per EP size, after the SM direct-write all-to-all bound
-#              (bench/direct_a2a_bound.cu) on the same GPUs
+#              (bench/micro/direct_a2a_bound.cu) on the same GPUs
 #     host:    bench/bench_host_overhead.py: host time per API call on 2 ranks (one per GPU, or
 #              both on GPU 0 under CUDA MPS with one GPU)
 #     smoke:   bench/bench_intranode.py --quick --share-gpus on 8 ranks over the local GPUs (CUDA
@@ -174,7 +174,7 @@ if has bench && [[ $ngpu -ge 2 ]]; then
   for r in $ranks; do
     echo "== bench EP$r"
     devices=$(seq -s, 0 $((r - 1)))
-    # The SM direct-write all-to-all bound on the same GPUs (bench/direct_a2a_bound.cu).
+    # The SM direct-write all-to-all bound on the same GPUs (bench/micro/direct_a2a_bound.cu).
     rm -f "$OUT/direct_a2a_ep$r.json"
     CUDA_VISIBLE_DEVICES=$devices timeout 300 $BUILD_DIR/uccl_ep_direct_a2a_bound --gpus "$r" \
       --json "$OUT/direct_a2a_ep$r.json" || status=1
