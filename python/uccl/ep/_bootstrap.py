@@ -5,6 +5,7 @@ communicator, or any object with ``allgather(obj) -> list`` (tests use threads).
 
 from __future__ import annotations
 
+import sys
 from typing import Any, List
 
 
@@ -17,15 +18,20 @@ class Bootstrap:
                 f"{who}: either group (torch.distributed) or comm (mpi4py) is required"
             )
         self._group = group if group is not None else comm
-        if hasattr(self._group, "allgather"):  # mpi4py communicator or an in-process group
-            self._torch = False
+        # A torch.distributed group (it has an `allgather` method of its own, for tensors), or
+        # anything with mpi4py's `allgather(obj) -> list`.
+        dist = sys.modules.get("torch.distributed")
+        self._torch = dist is not None and isinstance(self._group, dist.ProcessGroup)
+        if self._torch:
+            self.rank, self.size = dist.get_rank(self._group), dist.get_world_size(self._group)
+        elif hasattr(self._group, "allgather"):
             self.rank = int(self._group.Get_rank()) if hasattr(self._group, "Get_rank") else None
             self.size = int(self._group.Get_size()) if hasattr(self._group, "Get_size") else None
         else:
-            import torch.distributed as dist
-
-            self._torch = True
-            self.rank, self.size = dist.get_rank(self._group), dist.get_world_size(self._group)
+            raise TypeError(
+                f"{who}: the group must be a torch.distributed process group or have "
+                f"allgather(obj) -> list (mpi4py), got {type(self._group).__name__}"
+            )
 
     def all_gather(self, obj: Any) -> List[Any]:
         """Every rank's `obj`, in rank order."""
