@@ -35,6 +35,12 @@ mapfile -t cxx < <(git ls-files '*.h' '*.cc' '*.cu' '*.cuh')
 clang-format --dry-run --Werror "${cxx[@]}"
 $PY -m ruff check .
 $PY -m ruff format --check .
+# The bindings speak only the public API (include/uccl_ep/); testing/ reaches inside on purpose.
+if grep -nE '#include "(bootstrap|common|device|kernels|protocol|proxy|queue|runtime|transport)/' \
+  python/bindings/*.cc python/bindings/*.h; then
+  echo "python/bindings/ includes internal headers above (only python/bindings/testing/ may)"
+  exit 1
+fi
 
 echo "== build (CUDA architectures: ${UCCL_EP_CUDA_ARCHS:-default})"
 export CMAKE_BUILD_PARALLEL_LEVEL=${CMAKE_BUILD_PARALLEL_LEVEL:-$(nproc)}

@@ -12,18 +12,11 @@ from typing import Any, Callable, Optional
 import torch
 import torch.distributed as dist
 
-try:
-    from . import _dist
-    from . import intranode_suite as suite
-    from . import reference as ref
-    from .intranode_suite import Ctx, Mode, Scope
-    from .reference import Scenario, ScenarioRef
-except ImportError:  # run as a script: the siblings are importable from sys.path[0]
-    import _dist
-    import intranode_suite as suite
-    import reference as ref
-    from intranode_suite import Ctx, Mode, Scope
-    from reference import Scenario, ScenarioRef
+from . import _dist
+from . import intranode_suite as suite
+from . import reference as ref
+from .intranode_suite import Ctx, Mode, Scope
+from .reference import Scenario, ScenarioRef
 
 TIMEOUT_ENV = "5"  # UCCL_EP_TIMEOUT_SECS of every buffer under test (read when it is built)
 TIMEOUT_SECS = float(TIMEOUT_ENV)

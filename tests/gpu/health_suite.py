@@ -4,8 +4,8 @@ others observe; each case builds its own Buffer with UCCL_EP_TIMEOUT_SECS=5. Aft
 kernel outputs are poisoned (floating all NaN, indices all -1, counts 0), and `check()`, every
 later call and the events of the buffer raise RuntimeError. README.md lists the checks.
 
-Runs under the launcher (test_health_gpu.py) or, for debugging, directly:
-    torchrun --nproc_per_node=2 tests/gpu/health_suite.py
+Runs under the launcher (test_health_gpu.py) or, for debugging, from the repository root:
+    torchrun --nproc_per_node=2 -m tests.gpu.health_suite
 """
 
 from __future__ import annotations
@@ -22,81 +22,41 @@ from typing import Any, Callable
 import torch
 import torch.distributed as dist
 
-try:
-    from . import _dist
-    from . import intranode_suite as suite
-    from . import reference as ref
-    from ._dist import Recorder, run_under_torchrun
-    from .intranode_suite import Ctx, Mode
-    from .reference import ScenarioRef
-except ImportError:  # run as a script: the siblings are importable from sys.path[0]
-    import _dist
-    import intranode_suite as suite
-    import reference as ref
-    from _dist import Recorder, run_under_torchrun
-    from intranode_suite import Ctx, Mode
-    from reference import ScenarioRef
-
-try:
-    from .health_checks import (
-        DESTROY_SECS,
-        INT_HANDLE_FIELDS,
-        KILL_CASE,
-        KIND,
-        MARKER_SECS,
-        MAX_WAIT_SECS,
-        NUM_EXPERTS,
-        NVL_BYTES,
-        PEER_EXIT_SECS,
-        REPORT_WAIT_SECS,
-        SETUP_SECS,
-        STORE_PREFIX,
-        TIMEOUT_ENV,
-        TOKENS,
-        Case,
-        call_returns,
-        default_store,
-        expect_healthy,
-        finished_in_time,
-        good_run,
-        new_buffer,
-        poisoned,
-        poisoned_x,
-        raises,
-        refuses_later_calls,
-        says,
-        zeroed,
-    )
-except ImportError:  # run as a script
-    from health_checks import (
-        DESTROY_SECS,
-        INT_HANDLE_FIELDS,
-        KILL_CASE,
-        KIND,
-        MARKER_SECS,
-        MAX_WAIT_SECS,
-        NUM_EXPERTS,
-        NVL_BYTES,
-        PEER_EXIT_SECS,
-        REPORT_WAIT_SECS,
-        SETUP_SECS,
-        STORE_PREFIX,
-        TIMEOUT_ENV,
-        TOKENS,
-        Case,
-        call_returns,
-        default_store,
-        expect_healthy,
-        finished_in_time,
-        good_run,
-        new_buffer,
-        poisoned,
-        poisoned_x,
-        raises,
-        refuses_later_calls,
-        says,
-        zeroed,
-    )
+from . import _dist
+from . import intranode_suite as suite
+from . import reference as ref
+from ._dist import Recorder, run_under_torchrun
+from .health_checks import (
+    DESTROY_SECS,
+    INT_HANDLE_FIELDS,
+    KILL_CASE,
+    KIND,
+    MARKER_SECS,
+    MAX_WAIT_SECS,
+    NUM_EXPERTS,
+    NVL_BYTES,
+    PEER_EXIT_SECS,
+    REPORT_WAIT_SECS,
+    SETUP_SECS,
+    STORE_PREFIX,
+    TIMEOUT_ENV,
+    TOKENS,
+    Case,
+    call_returns,
+    default_store,
+    expect_healthy,
+    finished_in_time,
+    good_run,
+    new_buffer,
+    poisoned,
+    poisoned_x,
+    raises,
+    refuses_later_calls,
+    says,
+    zeroed,
+)
+from .intranode_suite import Ctx, Mode
+from .reference import ScenarioRef
 
 # ----------------------------------------------------------------------------- a-d: absent rank
 
