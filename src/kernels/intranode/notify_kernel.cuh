@@ -27,7 +27,7 @@ __device__ __forceinline__ bool check_notify_inputs(const NotifyArgs& a) {
   __shared__ int32_t s_rank_counts[protocol::kMaxNvlPeers];
   __shared__ int32_t s_expert_counts[protocol::kMaxNvlPeers * protocol::kMaxLocalExperts];
   __shared__ int s_bad;
-  const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
+  const int lane = threadIdx.x % 32;
   if (threadIdx.x == 0) s_bad = 0;
   if (static_cast<int>(threadIdx.x) < a.num_ranks) s_rank_counts[threadIdx.x] = 0;
   for (int e = threadIdx.x; a.topk_idx != nullptr && e < a.num_experts; e += blockDim.x)
@@ -58,9 +58,10 @@ __device__ __forceinline__ bool check_notify_inputs(const NotifyArgs& a) {
     const int32_t sum = __reduce_add_sync(0xffffffffu, mine[d]);
     if (lane == 0 && d < a.num_ranks && sum != 0) atomicAdd(&s_rank_counts[d], sum);
   }
-  (void)warp;
   __syncthreads();
-  if (s_bad) return false;
+  const bool bad_ids = s_bad != 0;
+  __syncthreads();  // every thread has read s_bad before the count checks below may set it
+  if (bad_ids) return false;
   const int d = threadIdx.x;
   if (d < a.num_ranks && s_rank_counts[d] != a.num_tokens_per_rank[d]) {
     device::report_error(a.diag, protocol::WaitSite::kRankCountMismatch, d, -1, -1, -1, -1,
