@@ -2,7 +2,7 @@
 # Builds uccl-ep on a GPU machine, runs the CPU and GPU test suites and the intranode
 # benchmark on the local GPUs. Logs and JSON go to $OUT (default ./out).
 #
-#   tools/gpu_check.sh [MODE...]   MODE: all|test|bench|host|smoke|micro|sweep|probe|cmdpath
+#   tools/gpu_check.sh [MODE...]   MODE: all|test|bench|host|smoke|micro|sweep|probe|cmdpath|ab
 #                                  (default: all = test bench host)
 #     micro:   copy-strategy micro-benchmark (bench/micro/copy_microbench.cu, two GPUs); on one GPU
 #              too: rows only 16-byte aligned (--pitch), copy warps next to a publisher-like
@@ -15,6 +15,9 @@
 #              both on GPU 0 under CUDA MPS with one GPU)
 #     smoke:   bench/bench_intranode.py --quick --share-gpus on 8 ranks over the local GPUs (CUDA
 #              MPS): the 8-rank benchmark's code paths on fewer GPUs; no baselines, no figures
+#     ab:      bench/bench_intranode.py --quick --share-gpus at EP 2 (ranks sharing GPU 0 under
+#              CUDA MPS), alternating GPU_CHECK_BASE_WHEEL (a baseline wheel) and this build,
+#              ROUNDS times (default 3): the before/after comparison of a change, in one call
 #     cmdpath: GPU->CPU queue and proxy benchmarks (commands/s, push-to-execution latency) and
 #              the libfabric transport against raw fi_writedata (tcp;ofi_rxm, shm; CPU only;
 #              needs libfabric headers, see below)
@@ -25,7 +28,9 @@
 # correctness only; see tests/gpu/README.md); BENCH_ARGS adds flags
 # to bench/bench_intranode.py (e.g. "--quick"); BENCH_RANKS (e.g. "4 2") picks the EP sizes
 # benchmarked (default: all local GPUs, then 2 when there are more); GPU_CHECK_CMAKE_ARGS adds
-# -C options to the build.
+# -C options to the build. GPU_CHECK_WHEEL (a wheel from tools/build_device_wheels.sh) is
+# installed instead of building here (the C++ programs of micro, sweep, cmdpath and the bench
+# bound then need a build directory of their own).
 set -uo pipefail
 cd "$(dirname "$0")/.."
 export NCCL_NVLS_ENABLE=0 TORCH_SYMM_MEM_DISABLE_MULTICAST=1 NVSHMEM_DISABLE_NVLS=1
@@ -35,8 +40,8 @@ mkdir -p "$OUT"
 modes=" ${*:-all} "
 for m in $modes; do
   case $m in
-    all | test | bench | host | smoke | micro | sweep | probe | cmdpath) ;;
-    *) echo "gpu_check.sh: unknown mode '$m' (use all, test, bench, host, smoke, micro, sweep, probe, cmdpath)" >&2
+    all | test | bench | host | smoke | micro | sweep | probe | cmdpath | ab) ;;
+    *) echo "gpu_check.sh: unknown mode '$m' (use all, test, bench, host, smoke, micro, sweep, probe, cmdpath, ab)" >&2
        exit 2 ;;
   esac
 done
@@ -65,7 +70,11 @@ if [[ ${#more[@]} -gt 0 ]]; then
   BUILD_DIR=build/gpu-$(printf '%s' "${GPU_CHECK_CMAKE_ARGS}" | md5sum | cut -c1-8)
   extra+=("${more[@]}")
 fi
-if ! python3 -m pip install --no-build-isolation --no-deps -v -Cbuild-dir=$BUILD_DIR \
+if [[ -n ${GPU_CHECK_WHEEL:-} ]]; then
+  echo "installing $GPU_CHECK_WHEEL (no build)"
+  python3 -m pip install --no-deps --force-reinstall -q "$GPU_CHECK_WHEEL" >"$OUT/build.log" 2>&1 ||
+    { tail -20 "$OUT/build.log"; echo "INSTALL FAILED"; exit 1; }
+elif ! python3 -m pip install --no-build-isolation --no-deps -v -Cbuild-dir=$BUILD_DIR \
   -Ccmake.define.UCCL_EP_BUILD_BENCH=ON "${extra[@]}" . >"$OUT/build.log" 2>&1; then
   tail -60 "$OUT/build.log"
   echo "BUILD FAILED"
@@ -184,6 +193,27 @@ if has bench && [[ $ngpu -ge 2 ]]; then
       >"$OUT/bench_ep$r.log" 2>&1 || status=1
     tail -46 "$OUT/bench_ep$r.log"
   done
+fi
+if has ab && [[ $ngpu -ge 1 ]]; then
+  echo "== A/B: bench_intranode.py --quick --share-gpus, EP 2, baseline vs this build"
+  if [[ -z ${GPU_CHECK_BASE_WHEEL:-} ]]; then
+    echo "ab: needs GPU_CHECK_BASE_WHEEL (tools/build_device_wheels.sh REF)"; status=1
+  else
+    rm -rf /tmp/uccl_ep_base
+    python3 -m pip install -q --no-deps --target /tmp/uccl_ep_base "$GPU_CHECK_BASE_WHEEL" >/dev/null
+    start_mps
+    for round in $(seq 1 "${ROUNDS:-3}"); do
+      for side in base new; do
+        path=""; [[ $side == base ]] && path=/tmp/uccl_ep_base
+        PYTHONPATH=$path CUDA_VISIBLE_DEVICES=0 timeout 300 torchrun --standalone --nproc_per_node=2 \
+          bench/bench_intranode.py --quick --share-gpus --json "$OUT/ab_${side}_$round.json" \
+          >"$OUT/ab_${side}_$round.log" 2>&1 || status=1
+        echo "-- $side, round $round"
+        grep -v "^W[0-9]" "$OUT/ab_${side}_$round.log" | tail -12
+      done
+    done
+    stop_mps
+  fi
 fi
 if has host && [[ $ngpu -ge 1 ]]; then
   echo "== host time per API call (2 ranks)"
