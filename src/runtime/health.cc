@@ -42,13 +42,16 @@ bool Health::failed() const {
 }
 
 void Health::check(const char* op) const {
-  const std::string prefix = op != nullptr && *op != '\0' ? str_cat(op, ": ") : std::string();
+  // The prefix is built only on the throwing paths: check() runs on every call.
+  const auto prefix = [op] {
+    return op != nullptr && *op != '\0' ? str_cat(op, ": ") : std::string();
+  };
   const auto check_sources = [&] {
     for (const auto& source : sources_) {
       try {
         source();
       } catch (const Error& e) {
-        throw_error(ErrorKind::kRuntime, prefix + e.what());
+        throw_error(ErrorKind::kRuntime, prefix() + e.what());
       }
     }
   };
@@ -57,9 +60,9 @@ void Health::check(const char* op) const {
     std::memcpy(&r, record_.host(), sizeof(r));
     // A kernel that stopped on a failed proxy: the proxy's own message says more.
     if (static_cast<protocol::WaitSite>(r.site) == protocol::WaitSite::kProxyError) check_sources();
-    throw_error(ErrorKind::kRuntime, prefix + describe_error(r, timeout_secs_));
+    throw_error(ErrorKind::kRuntime, prefix() + describe_error(r, timeout_secs_));
   }
-  UCCL_EP_CHECK_RUNTIME(host_failure_.empty(), prefix, host_failure_);
+  UCCL_EP_CHECK_RUNTIME(host_failure_.empty(), prefix(), host_failure_);
   check_sources();
 }
 

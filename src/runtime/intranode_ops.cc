@@ -2,7 +2,6 @@
 // one NVLink domain.
 #include <atomic>
 #include <chrono>
-#include <cstring>
 #include <thread>
 
 #include "common/cuda_check.h"
@@ -37,8 +36,14 @@ T* ptr_or_null(const TensorView& t) {
   return t.defined() ? t.ptr<T>() : nullptr;
 }
 
+/// Field by field (TensorView has padding bytes, which memcmp would compare).
 bool same_view(const TensorView& a, const TensorView& b) {
-  return std::memcmp(&a, &b, sizeof(TensorView)) == 0;
+  if (a.data != b.data || a.dtype != b.dtype || a.ndim != b.ndim || a.device != b.device ||
+      a.device_index != b.device_index)
+    return false;
+  for (int i = 0; i < a.ndim; ++i)
+    if (a.shape[i] != b.shape[i] || a.strides[i] != b.strides[i]) return false;
+  return true;
 }
 
 /// Whether `t` carries exactly the inputs `n` (a validated notify) had.
