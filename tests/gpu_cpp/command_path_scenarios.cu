@@ -425,9 +425,14 @@ std::string run_proxy_deadline(const TestEnv& env) {
   UCCL_EP_CHECK_LAUNCH("lane_kernel");
   if (!wait_stream(producer.s, env.timeout_secs + 30)) return "the kernel did not stop";
   const std::vector<uint32_t> f = diag.flags.read();
-  if (f[1] != 1 || f[0] != 1 || diag.record.host->flag != 0)
-    return str_cat("kernel: ", f[1], " failure(s), abort flag ", f[0], ", timeout record ",
-                   diag.record.host->flag, " (want 1, 1, 0: stopped by the proxy's error)");
+  // The kernel records the proxy's error (site kProxyError), not a timeout of its own.
+  const int site = diag.record.host->site;
+  if (f[1] != 1 || f[0] != 1 || diag.record.host->flag != 1 ||
+      site != static_cast<int>(protocol::WaitSite::kProxyError))
+    return str_cat("kernel: ", f[1], " failure(s), abort flag ", f[0], ", record ",
+                   diag.record.host->flag, " at site ", site, " (want 1, 1, 1 at site ",
+                   static_cast<int>(protocol::WaitSite::kProxyError),
+                   ": stopped by the proxy's error)");
   std::string message;
   try {
     s[0]->check();

@@ -8,6 +8,8 @@
 //          failed); barrier; a peer's kBadInputs row is an error of this rank too (so every
 //          rank stops here instead of waiting for tokens that never come); reduces the rows
 //          into the rank prefix matrix and the host-visible totals.
+//          A failed check is reported (abort flag raised) only after both barriers: an aborted
+//          rank does not arrive at a barrier, and its peers must read its kBadInputs row.
 // Block 1 + d: channel_prefix_matrix[d][c] = tokens of channels <= c going to rank d.
 // Every block ends with the poison epilogue (device/health.cuh).
 #pragma once
@@ -21,14 +23,36 @@ namespace uccl::ep::kernels::intranode {
 
 constexpr int kNotifyThreads = 512;
 
+/// The first disagreement check_notify_inputs found: report_error's arguments, kept until the
+/// exchange is over.
+struct InputFault {
+  int claimed;
+  protocol::WaitSite site;
+  int peer, row, col;
+  int64_t expected, observed;
+
+  /// Keeps the first fault of the block (any thread); later ones are dropped.
+  __device__ __forceinline__ void claim(protocol::WaitSite s, int p, int r, int c, int64_t e,
+                                        int64_t o) {
+    if (atomicCAS(&claimed, 0, 1) != 0) return;
+    site = s, peer = p, row = r, col = c, expected = e, observed = o;
+  }
+  /// Thread 0, after the block synchronized: records the kept fault (raises the abort flag).
+  __device__ __forceinline__ void report(const device::DeviceDiag& diag) const {
+    if (threadIdx.x == 0 && claimed != 0)
+      device::report_error(diag, site, peer, -1, -1, row, col, expected, observed, 0);
+  }
+};
+
 /// Block 0, every thread: whether the caller's counts agree with the routing (block-uniform).
-/// Reports the first disagreement (an expert id out of range first).
-__device__ __forceinline__ bool check_notify_inputs(const NotifyArgs& a) {
+/// Keeps the first disagreement in `fault` (an expert id out of range first) without reporting
+/// it.
+__device__ __forceinline__ bool check_notify_inputs(const NotifyArgs& a, InputFault& fault) {
   __shared__ int32_t s_rank_counts[protocol::kMaxNvlPeers];
   __shared__ int32_t s_expert_counts[protocol::kMaxNvlPeers * protocol::kMaxLocalExperts];
   __shared__ int s_bad;
   const int lane = threadIdx.x % 32;
-  if (threadIdx.x == 0) s_bad = 0;
+  if (threadIdx.x == 0) s_bad = 0, fault.claimed = 0;
   if (static_cast<int>(threadIdx.x) < a.num_ranks) s_rank_counts[threadIdx.x] = 0;
   for (int e = threadIdx.x; a.topk_idx != nullptr && e < a.num_experts; e += blockDim.x)
     s_expert_counts[e] = 0;
@@ -38,9 +62,8 @@ __device__ __forceinline__ bool check_notify_inputs(const NotifyArgs& a) {
   for (int64_t i = threadIdx.x; a.topk_idx != nullptr && i < num_entries; i += blockDim.x) {
     const int64_t id = a.topk_idx[i];
     if (!routing::valid_topk_entry(id, a.num_experts)) {
-      device::report_error(a.diag, protocol::WaitSite::kBadExpertId, -1, -1, -1,
-                           static_cast<int>(i / a.num_topk), static_cast<int>(i % a.num_topk),
-                           a.num_experts, id, 0);
+      fault.claim(protocol::WaitSite::kBadExpertId, -1, static_cast<int>(i / a.num_topk),
+                  static_cast<int>(i % a.num_topk), a.num_experts, id);
       s_bad = 1;
     } else if (id >= 0) {
       atomicAdd(&s_expert_counts[id], 1);
@@ -64,14 +87,14 @@ __device__ __forceinline__ bool check_notify_inputs(const NotifyArgs& a) {
   if (bad_ids) return false;
   const int d = threadIdx.x;
   if (d < a.num_ranks && s_rank_counts[d] != a.num_tokens_per_rank[d]) {
-    device::report_error(a.diag, protocol::WaitSite::kRankCountMismatch, d, -1, -1, -1, -1,
-                         a.num_tokens_per_rank[d], s_rank_counts[d], 0);
+    fault.claim(protocol::WaitSite::kRankCountMismatch, d, -1, -1, a.num_tokens_per_rank[d],
+                s_rank_counts[d]);
     s_bad = 1;
   }
   for (int e = threadIdx.x; a.topk_idx != nullptr && e < a.num_experts; e += blockDim.x) {
     if (s_expert_counts[e] != a.num_tokens_per_expert[e]) {
-      device::report_error(a.diag, protocol::WaitSite::kExpertCountMismatch, -1, -1, -1, e, -1,
-                           a.num_tokens_per_expert[e], s_expert_counts[e], 0);
+      fault.claim(protocol::WaitSite::kExpertCountMismatch, -1, e, -1, a.num_tokens_per_expert[e],
+                  s_expert_counts[e]);
       s_bad = 1;
     }
   }
@@ -82,7 +105,8 @@ __device__ __forceinline__ bool check_notify_inputs(const NotifyArgs& a) {
 __device__ __forceinline__ void notify_exchange(const NotifyArgs& a) {
   const int num_local_experts = a.num_experts / a.num_ranks;
   protocol::IntranodeControl* local = a.peers.ctrl[a.rank];
-  const bool inputs_ok = check_notify_inputs(a);
+  __shared__ InputFault s_fault;
+  const bool inputs_ok = check_notify_inputs(a, s_fault);
   bool ok = block_barrier(a.peers, a.rank, a.num_ranks, a.diag);
   if (ok) {
     clear_ring_counters(local);
@@ -97,6 +121,7 @@ __device__ __forceinline__ void notify_exchange(const NotifyArgs& a) {
     }
   }
   ok = block_barrier(a.peers, a.rank, a.num_ranks, a.diag) && ok;
+  s_fault.report(a.diag);
   if (!ok || !inputs_ok) return;
 
   __shared__ int s_peer_bad;
