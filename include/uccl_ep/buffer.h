@@ -49,6 +49,8 @@ struct BufferInfo {
   int num_ranks = 1;
   int64_t num_nvl_bytes = 0;
   int device_index = 0;
+  int64_t num_rdma_bytes = 0;
+  bool low_latency_mode = false;
 };
 
 /// What the RDMA domain runs (all zero / empty without one).

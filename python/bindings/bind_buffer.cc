@@ -8,18 +8,10 @@
 #include <string>
 
 #include "all_gather.h"
+#include "byte_view.h"
 #include "uccl_ep/buffer.h"
 
 namespace uccl::ep::bindings {
-namespace {
-
-nb::object byte_view(nb::handle owner, void* data, int64_t bytes, int device) {
-  const size_t shape[1] = {static_cast<size_t>(bytes)};
-  return nb::cast(nb::ndarray<uint8_t, nb::ndim<1>>(
-      data, 1, shape, owner, nullptr, nb::dtype<uint8_t>(), nb::device::cuda::value, device));
-}
-
-}  // namespace
 
 void bind_buffer(nb::module_& m) {
   nb::class_<Buffer>(m, "Buffer",

@@ -24,6 +24,11 @@ enum class WaitSite : int32_t {
   // Intranode dispatch sender's publisher warp: its copy warps stopped short of the channel's
   // tokens for the peer (expected = tokens, observed = slots released as the tail).
   kDispatchPublish = 11,
+  // Low-latency receive phases: `peer` = the sending rank, `channel` = the expert (local expert
+  // in the dispatch, global expert in the combine); expected = the call's sequence number on
+  // its buffer half, observed = the signal.
+  kLowLatencyDispatchRecv = 12,
+  kLowLatencyCombineRecv = 13,
 
   kFirstCheck = 16,
   // More rows arrived than the outputs have (num_worst_tokens): expected = rows, observed = the

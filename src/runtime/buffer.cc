@@ -57,6 +57,26 @@ RankSetup decode_setup(const Bytes& b, int rank) {
   return s;
 }
 
+/// What every rank learns of every other rank in the second step: its transport address and,
+/// in the low-latency mode with device memory, the IPC handle of its RDMA buffer.
+Bytes encode_connect(const Bytes& address, const Bytes& rdma_handle) {
+  transport::ByteWriter w;
+  w.u32(kSetupMagic);
+  w.u16(kSetupVersion);
+  w.bytes(address.data(), address.size());
+  w.bytes(rdma_handle.data(), rdma_handle.size());
+  return w.take();
+}
+
+std::pair<Bytes, Bytes> decode_connect(const Bytes& b, int rank) {
+  transport::ByteReader in(b, str_cat("the Buffer connect message of rank ", rank));
+  in.header(kSetupMagic, kSetupVersion);
+  Bytes address = in.bytes(1 << 20);
+  Bytes handle = in.bytes(1024);
+  in.finish();
+  return {std::move(address), std::move(handle)};
+}
+
 }  // namespace
 
 Bytes buffer_setup_failure(int rank, const std::string& message) {
@@ -131,16 +151,62 @@ Bytes Buffer::Impl::connect_domains(const std::vector<Bytes>& messages) {
     }
   }
   health->add_source([domain = rdma.get()] { domain->check(); });
-  return rdma->local_address();
+  Bytes handle;
+  if (options.low_latency_mode && rdma_buffer.on_device()) {
+    cudaIpcMemHandle_t h;
+    UCCL_EP_CUDA_CHECK(cudaIpcGetMemHandle(&h, rdma_buffer.data()));
+    handle.assign(reinterpret_cast<const uint8_t*>(&h),
+                  reinterpret_cast<const uint8_t*>(&h) + sizeof(h));
+  }
+  return encode_connect(rdma->local_address(), handle);
 }
 
-void Buffer::Impl::start_proxies(const std::vector<Bytes>& addresses) {
-  if (rdma != nullptr) rdma->connect_and_start(addresses);
+void Buffer::Impl::start_proxies(const std::vector<Bytes>& messages) {
+  if (rdma == nullptr) return;
+  std::vector<Bytes> addresses, handles;
+  for (int r = 0; r < options.num_ranks; ++r) {
+    auto [address, handle] = decode_connect(messages[r], r);
+    addresses.push_back(std::move(address));
+    handles.push_back(std::move(handle));
+  }
+  if (options.low_latency_mode && rdma_buffer.on_device()) map_direct_peers(handles);
+  rdma->connect_and_start(addresses);
+}
+
+void Buffer::Impl::map_direct_peers(const std::vector<Bytes>& handles) {
+  runtime::DeviceGuard guard(options.device);
+  rdma_direct.assign(topology.num_local_ranks, nullptr);
+  for (int i = 0; i < topology.num_local_ranks; ++i) {
+    const int r = topology.local_base() + i;
+    if (r == options.rank) {
+      rdma_direct[i] = static_cast<uint8_t*>(rdma_buffer.data());
+      continue;
+    }
+    if (handles[r].size() != sizeof(cudaIpcMemHandle_t)) {  // the peer's buffer is host memory
+      unmap_direct_peers();
+      return;
+    }
+    cudaIpcMemHandle_t h;
+    std::memcpy(&h, handles[r].data(), sizeof(h));
+    void* p = nullptr;
+    const cudaError_t err = cudaIpcOpenMemHandle(&p, h, cudaIpcMemLazyEnablePeerAccess);
+    UCCL_EP_CHECK_RUNTIME(err == cudaSuccess, "rank ", options.rank,
+                          " cannot map the RDMA buffer of rank ", r, ": ", cudaGetErrorString(err));
+    rdma_opened.push_back(p);
+    rdma_direct[i] = static_cast<uint8_t*>(p);
+  }
+}
+
+void Buffer::Impl::unmap_direct_peers() noexcept {
+  for (void* p : rdma_opened) cudaIpcCloseMemHandle(p);
+  rdma_opened.clear();
+  rdma_direct.clear();
 }
 
 // ---- Buffer
 
 Buffer::Impl::~Impl() {
+  unmap_direct_peers();
   if (order_event != nullptr) cudaEventDestroy(order_event);
   if (control_stream != nullptr) cudaStreamDestroy(control_stream);
 }
@@ -179,7 +245,7 @@ const Topology& Buffer::topology() const {
 
 BufferInfo Buffer::info() const {
   const BufferOptions& o = impl_->options;
-  return {o.rank, o.num_ranks, o.num_nvl_bytes, o.device};
+  return {o.rank, o.num_ranks, o.num_nvl_bytes, o.device, o.num_rdma_bytes, o.low_latency_mode};
 }
 
 RdmaInfo Buffer::rdma_info() const {
@@ -239,6 +305,7 @@ void Buffer::destroy() {
     const CommandPathStop stop = s.rdma->stop(failure.empty());
     if (stop.status == "failed" && failure.empty()) failure = stop.message;
   }
+  s.unmap_direct_peers();
   s.rdma.reset();
   s.rdma_buffer.release();
   s.nvl.reset();

@@ -6,6 +6,7 @@
 
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "common/env.h"
 #include "runtime/health.h"
@@ -24,8 +25,12 @@ struct Buffer::Impl {
   std::unique_ptr<runtime::NvlDomain> nvl;
   runtime::RdmaMemory rdma_buffer;            // empty when num_rdma_bytes == 0
   std::unique_ptr<runtime::RdmaDomain> rdma;  // null without an RDMA buffer
-  cudaEvent_t order_event = nullptr;          // stream_wait's event
-  cudaStream_t control_stream = nullptr;      // destroy()'s barrier
+  /// Low-latency mode with the RDMA buffer in device memory: the RDMA buffers of this rank's
+  /// NVLink domain by local rank (this rank's own included; peers' through CUDA IPC).
+  std::vector<uint8_t*> rdma_direct;
+  std::vector<void*> rdma_opened;         // IPC mappings to close
+  cudaEvent_t order_event = nullptr;      // stream_wait's event
+  cudaStream_t control_stream = nullptr;  // destroy()'s barrier
   bool available = false;
   bool destroyed = false;
 
@@ -41,6 +46,9 @@ struct Buffer::Impl {
   Bytes setup_local();
   Bytes connect_domains(const std::vector<Bytes>& setup);
   void start_proxies(const std::vector<Bytes>& addresses);
+  /// Maps the RDMA buffers of the local peers (`handles` by rank; empty entries are skipped).
+  void map_direct_peers(const std::vector<Bytes>& handles);
+  void unmap_direct_peers() noexcept;
   /// destroy()'s wait for every rank; returns "" or why it failed.
   std::string barrier_before_free();
 };

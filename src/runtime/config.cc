@@ -123,6 +123,13 @@ int64_t get_low_latency_rdma_size_hint(int64_t num_max_dispatch_tokens_per_rank,
                       " must be a positive multiple of 128");
   UCCL_EP_CHECK_VALUE(num_experts > 0, "num_experts=", num_experts, " must be > 0");
   const int64_t t = num_max_dispatch_tokens_per_rank, e = num_experts;
+  // The largest term is about 4 * e * t * 2 * hidden bytes: refuse sizes whose sum overflows.
+  const double approx = 4.0 * static_cast<double>(e) * static_cast<double>(t) *
+                        (2.0 * static_cast<double>(hidden) + 64.0);
+  UCCL_EP_CHECK_VALUE(approx < 4.0e18,
+                      "num_max_dispatch_tokens_per_rank=", num_max_dispatch_tokens_per_rank,
+                      ", hidden=", hidden, ", num_experts=", num_experts,
+                      ": a low-latency buffer for these sizes would need more than 2^61 bytes");
   const int64_t num_scales = hidden / 128;
   const int64_t dispatch_msg = 16 + std::max(hidden * 2, hidden + num_scales * 4);
   const int64_t combine_msg = num_scales * 4 + hidden * 2;

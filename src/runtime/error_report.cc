@@ -26,6 +26,12 @@ const char* wait_site_name(WaitSite site) {
     case WaitSite::kDispatchPublish:
       return "dispatch sender: its copy warps' progress for the peer's ring (slots released as "
              "the tail)";
+    case WaitSite::kLowLatencyDispatchRecv:
+      return "low-latency dispatch receiver: the peer's signal for the expert's tokens (channel = "
+             "local expert)";
+    case WaitSite::kLowLatencyCombineRecv:
+      return "low-latency combine receiver: the signal of the peer owning the expert (channel = "
+             "global expert)";
     case WaitSite::kQueueFull:
       return "a full GPU->CPU command queue: the tail of slots its CPU proxy released";
     case WaitSite::kQueueFence:

@@ -2,6 +2,7 @@
 // public CommandPath built on it.
 #include "runtime/rdma_domain.h"
 
+#include "common/cuda_check.h"
 #include "common/error.h"
 #include "common/log.h"
 #include "kernels/rdma/launch.h"
@@ -54,10 +55,23 @@ RdmaDomain::RdmaDomain(const CommandPathOptions& o, const EnvSettings& env,
   session_ = std::make_unique<proxy::ProxySession>(
       s, host_queues_ ? queue::make_host_queue_allocator()
                       : queue::make_cuda_queue_allocator(o.device));
+  if (!host_queues_) {
+    // Kernels poll the signal region (POSIX shared memory) through a device alias.
+    DeviceGuard guard(device_);
+    void* signals = session_->signals();
+    UCCL_EP_CUDA_CHECK(cudaHostRegister(signals, size_t{session_->num_signal_slots()} * 8,
+                                        cudaHostRegisterMapped | cudaHostRegisterPortable));
+    void* alias = nullptr;
+    const cudaError_t err = cudaHostGetDevicePointer(&alias, signals, 0);
+    if (err != cudaSuccess) cudaHostUnregister(signals);
+    UCCL_EP_CUDA_CHECK(err);
+    device_signals_ = static_cast<int64_t*>(alias);
+  }
 }
 
 RdmaDomain::~RdmaDomain() {
   if (!stopped_) stop(false);
+  if (device_signals_ != nullptr) cudaHostUnregister(session_->signals());
 }
 
 Bytes RdmaDomain::local_address() const {

@@ -58,6 +58,11 @@ class RdmaDomain {
   /// What kernels push into (device addresses).
   std::vector<queue::QueueDeviceHandle> device_handles() const;
 
+  /// This rank's signal region as kernels see it (host memory mapped into the device; null
+  /// with host queues).
+  int64_t* device_signals() const { return device_signals_; }
+  uint32_t num_user_signal_slots() const { return session_->num_user_signal_slots(); }
+
   proxy::ProxySession& session() { return *session_; }
   const proxy::ProxySession& session() const { return *session_; }
   bool host_queues() const { return host_queues_; }
@@ -65,6 +70,7 @@ class RdmaDomain {
 
  private:
   std::unique_ptr<proxy::ProxySession> session_;
+  int64_t* device_signals_ = nullptr;
   bool host_queues_ = false;
   bool stopped_ = false;
   int device_ = -1;

@@ -266,8 +266,10 @@ TEST(Validate, BufferOptions) {
                ErrorKind::kValue, "num_nvl_bytes / 16 must be < 2^31 - 1");
   expect_error([&] { validate_buffer_options(options(0, 2, 128, int64_t{1} << 32)); },
                ErrorKind::kValue, "must be <= 2^31 - 1 without low_latency_mode");
-  expect_error([&] { validate_buffer_options(options(0, 2, 128, 0, true)); },
-               ErrorKind::kNotImplemented, "low_latency_mode=True is not implemented");
+  // The low-latency mode allows an RDMA buffer above 2^31 bytes (below 2^35).
+  EXPECT_NO_THROW(validate_buffer_options(options(0, 2, 128, int64_t{1} << 32, true)));
+  expect_error([&] { validate_buffer_options(options(0, 2, 128, int64_t{1} << 36, true)); },
+               ErrorKind::kValue, "num_rdma_bytes / 16 must be < 2^31 - 1");
 }
 
 TEST(Validate, RdmaBufferNeedsSeveralNodes) {

@@ -1,6 +1,7 @@
 // The submodule uccl.ep._C._testing: hooks for tests and diagnostics that reach inside the
 // runtime (command encoders, host pushes into host queues, signal reads, fake transports,
-// the RDMA domain's test writes, the wait profile). Not part of the public API.
+// the RDMA domain's test writes, the wait profile, the transport floor). Not part of the public
+// API.
 #include <nanobind/nanobind.h>
 #include <nanobind/stl/string.h>
 #include <nanobind/stl/tuple.h>
@@ -32,6 +33,8 @@ CommandPathOptions command_path_options(int rank, int num_ranks, int local_rank,
                                         bool low_latency_mode, const std::string& transport,
                                         uint32_t num_queues, uint32_t queue_capacity,
                                         bool host_queues);
+
+void bind_transport_floor(nb::module_& m);  // transport_floor.cc
 
 namespace {
 
@@ -206,6 +209,7 @@ void bind_testing(nb::module_& m) {
   bind_encoders(t);
   bind_command_path_hooks(t);
   bind_buffer_hooks(t);
+  bind_transport_floor(t);
 }
 
 }  // namespace uccl::ep::bindings

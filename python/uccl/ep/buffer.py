@@ -1,10 +1,11 @@
-"""The DeepEP V1-compatible ``Buffer`` (intranode normal mode over NVLink)."""
+"""The DeepEP V1-compatible ``Buffer``: the intranode normal mode over NVLink (intranode.py) and
+the low-latency mode (low_latency.py, in progress); this class routes the calls."""
 
 from __future__ import annotations
 
 import operator
 import socket
-from typing import Any, List, Optional, Tuple, Union
+from typing import Any, Callable, List, Optional, Tuple, Union
 
 import torch
 import torch.distributed as dist
@@ -12,6 +13,8 @@ import torch.distributed as dist
 from . import _C
 from ._bootstrap import Bootstrap
 from .intranode import cached_dispatch, dispatch_layout, fresh_dispatch, run_combine
+from .low_latency import LowLatencyMode
+from .low_latency import not_implemented as _ll_not_implemented
 from .utils import EventHandle, EventOverlap, StreamScope, check_nvlink_connections
 
 Config = _C.Config
@@ -25,7 +28,7 @@ _X = Union[_Tensor, Tuple[_Tensor, _Tensor]]
 def _not_implemented(feature: str) -> NotImplementedError:
     return NotImplementedError(
         f"uccl-ep: {feature} is not implemented yet; this release runs the intranode "
-        "(NVLink, 2/4/8 GPUs of one host) normal mode"
+        "(NVLink, 2/4/8 GPUs of one host) normal mode, and the low-latency mode is in progress"
     )
 
 
@@ -41,11 +44,15 @@ class Buffer:
             ``Config.get_nvl_buffer_size_hint``.
         num_rdma_bytes: RDMA buffer bytes per rank (multiple of 128): needs ranks on several
             NVLink domains (nodes; ``UCCL_EP_NUM_LOCAL_RANKS`` emulates them on one host) or
-            ``low_latency_mode``. With it the Buffer starts this rank's CPU proxies.
-        low_latency_mode, enable_shrink, use_fabric: must stay False for now (those modes are
-            not implemented yet).
-        num_qps_per_rank, allow_nvlink_for_low_latency_mode, allow_mnnvl: accepted and stored
-            (they only affect the low-latency and internode modes).
+            ``low_latency_mode``; size it with ``get_low_latency_rdma_size_hint`` for the
+            low-latency mode. With it the Buffer starts this rank's CPU proxies.
+        low_latency_mode: enables the low-latency calls (``low_latency_dispatch`` / ``combine``;
+            in progress, see docs/low_latency.md).
+        allow_nvlink_for_low_latency_mode: low-latency calls write the peers of this rank's
+            NVLink domain directly (else every peer goes through the CPU proxies).
+        enable_shrink, use_fabric: must stay False for now (not implemented yet).
+        num_qps_per_rank, allow_mnnvl: accepted and stored (they configure NVSHMEM in DeepEP,
+            which uccl-ep does not use).
         explicitly_destroy: if True, ``destroy()`` must be called; otherwise memory is freed
             when the object is collected. Either way the ranks meet (on the GPU, with the
             deadline ``UCCL_EP_TIMEOUT_SECS``) before memory is freed.
@@ -78,6 +85,7 @@ class Buffer:
     ) -> None:
         self.runtime = None
         self._ops = None
+        self._ll: Optional[LowLatencyMode] = None
         boot = Bootstrap(group, comm)
         self.rank, self.group_size = boot.rank, boot.size
         self.group = group if group is not None else comm
@@ -134,7 +142,7 @@ class Buffer:
             raise RuntimeError("destroy() needs Buffer(..., explicitly_destroy=True)")
         if self.runtime is None:
             raise RuntimeError("destroy(): the Buffer was already destroyed")
-        runtime, self.runtime, self._ops = self.runtime, None, None
+        runtime, self.runtime, self._ops, self._ll = self.runtime, None, None, None
         runtime.destroy()
 
     def __del__(self) -> None:
@@ -160,6 +168,33 @@ class Buffer:
         if self._ops is None:
             self._ops = _C.IntranodeOps(runtime)
         return self._ops
+
+    def _low_latency(self, op: str) -> LowLatencyMode:
+        """The low-latency operations (built on first use with ``Buffer.num_sms`` SMs at most
+        per kernel); ValueError on a Buffer built without ``low_latency_mode``."""
+        if self._ll is not None:
+            return self._ll
+        runtime = self._live(op)
+        if not self.low_latency_mode:
+            raise ValueError(
+                f"{op} needs a Buffer built with low_latency_mode=True (this one has "
+                "low_latency_mode=False)"
+            )
+        ops = _C.LowLatencyOps(
+            runtime, allow_nvlink=self.allow_nvlink_for_low_latency_mode, num_sms=Buffer.num_sms
+        )
+        info = _C.BufferInfo(
+            self.rank,
+            self.group_size,
+            self.num_nvl_bytes,
+            self._device,
+            num_rdma_bytes=self.num_rdma_bytes,
+            low_latency_mode=True,
+        )
+        self._ll = LowLatencyMode(
+            ops, runtime, info, self._comm_stream, self._comm_handle, self._device
+        )
+        return self._ll
 
     # ------------------------------------------------------------------ static helpers
     @staticmethod
@@ -376,14 +411,106 @@ class Buffer:
     def internode_combine(self, *args: Any, **kwargs: Any) -> Any:
         raise _not_implemented("internode_combine")
 
-    def clean_low_latency_buffer(self, *args: Any, **kwargs: Any) -> None:
-        raise _not_implemented("the low-latency mode (clean_low_latency_buffer)")
+    # ------------------------------------------------------------------ low-latency mode
+    def clean_low_latency_buffer(
+        self, num_max_dispatch_tokens_per_rank: int, hidden: int, num_experts: int
+    ) -> None:
+        """Collective: zeroes the low-latency signals of both buffer halves between two
+        barriers of all ranks, on the current stream (after normal-mode kernels used the RDMA
+        buffer, or after an error)."""
+        self._low_latency("clean_low_latency_buffer").clean(
+            num_max_dispatch_tokens_per_rank, hidden, num_experts
+        )
 
-    def low_latency_dispatch(self, *args: Any, **kwargs: Any) -> Any:
-        raise _not_implemented("the low-latency mode (low_latency_dispatch)")
+    def low_latency_dispatch(
+        self,
+        x: torch.Tensor,
+        topk_idx: torch.Tensor,
+        num_max_dispatch_tokens_per_rank: int,
+        num_experts: int,
+        cumulative_local_expert_recv_stats: Optional[torch.Tensor] = None,
+        dispatch_wait_recv_cost_stats: Optional[torch.Tensor] = None,
+        use_fp8: bool = True,
+        round_scale: bool = False,
+        use_ue8m0: bool = False,
+        async_finish: bool = False,
+        return_recv_hook: bool = False,
+    ) -> Tuple[_X, torch.Tensor, tuple, EventOverlap, Optional[Callable[[], None]]]:
+        """Sends each (token, expert) pair to the rank owning the expert (docs/low_latency.md).
 
-    def low_latency_combine(self, *args: Any, **kwargs: Any) -> Any:
-        raise _not_implemented("the low-latency mode (low_latency_combine)")
+        ``x``: bf16 [T', H] with T' <= T = ``num_max_dispatch_tokens_per_rank`` and H one of
+        2048, 2560, 3072, 4096, 5120, 6144, 7168, 8192; ``topk_idx``: int64 [T', K], K <= 11,
+        -1 for none. Returns ``(recv_x, recv_count, handle, event, hook)``: ``recv_x`` bf16
+        [E, N, H] (E = num_experts / R local experts, N = R * T), or with ``use_fp8`` the tuple
+        (float8_e4m3fn [E, N, H], scales float32 [E, N, H / 128], or int32 [E, N, H / 512]
+        with ``use_ue8m0``, column-major in the last two dimensions); ``recv_count`` int32 [E]
+        valid rows per local expert; ``handle`` = (src_info int32 [E, N], layout_range int64
+        [E, R], T, H, num_experts). ``return_recv_hook``: only the send phase runs now, on the
+        current stream; ``hook()`` runs the receive phase. At most two results may be pending.
+        """
+        return self._low_latency("low_latency_dispatch").dispatch(
+            x,
+            topk_idx,
+            num_max_dispatch_tokens_per_rank,
+            num_experts,
+            cumulative_local_expert_recv_stats,
+            dispatch_wait_recv_cost_stats,
+            use_fp8,
+            round_scale,
+            use_ue8m0,
+            async_finish,
+            return_recv_hook,
+        )
 
-    def get_next_low_latency_combine_buffer(self, *args: Any, **kwargs: Any) -> Any:
-        raise _not_implemented("the low-latency mode (get_next_low_latency_combine_buffer)")
+    def low_latency_combine(
+        self,
+        x: torch.Tensor,
+        topk_idx: torch.Tensor,
+        topk_weights: torch.Tensor,
+        handle: tuple,
+        use_logfmt: bool = False,
+        zero_copy: bool = False,
+        async_finish: bool = False,
+        return_recv_hook: bool = False,
+        out: Optional[torch.Tensor] = None,
+        combine_wait_recv_cost_stats: Optional[torch.Tensor] = None,
+    ) -> Tuple[torch.Tensor, EventOverlap, Optional[Callable[[], None]]]:
+        """Returns expert outputs to the tokens' ranks and reduces them with the top-k weights.
+
+        ``x``: bf16 [E, N, H] in the dispatch's layout (not read with ``zero_copy``: it was
+        written into ``get_next_low_latency_combine_buffer(handle)``); ``topk_idx`` /
+        ``topk_weights`` (int64 / float32 [T', K]) the routing of the dispatch that made
+        ``handle``. Returns ``(combined_x, event, hook)`` with ``combined_x[t] = sum over valid
+        k of topk_weights[t, k] * y`` (bf16 [T', H]; written into ``out`` when given).
+        ``use_logfmt=True`` is not implemented yet.
+        """
+        return self._low_latency("low_latency_combine").combine(
+            x,
+            topk_idx,
+            topk_weights,
+            handle,
+            use_logfmt,
+            zero_copy,
+            async_finish,
+            return_recv_hook,
+            out,
+            combine_wait_recv_cost_stats,
+        )
+
+    def get_next_low_latency_combine_buffer(self, handle: tuple) -> torch.Tensor:
+        """The send buffer the next low-latency combine uses, as a bf16 [E, N, H] view with row
+        stride (2H + 4H/128) / 2 elements: fill it, then ``low_latency_combine(...,
+        zero_copy=True)``."""
+        return self._low_latency("get_next_low_latency_combine_buffer").next_combine_buffer(handle)
+
+    def low_latency_update_mask_buffer(self, rank_to_mask: int, mask: bool = False) -> None:
+        """Rank masking (``enable_shrink=True``): not implemented yet."""
+        raise _ll_not_implemented("rank masking (low_latency_update_mask_buffer, enable_shrink)")
+
+    def low_latency_query_mask_buffer(self, mask_status: torch.Tensor) -> None:
+        """Rank masking (``enable_shrink=True``): not implemented yet."""
+        raise _ll_not_implemented("rank masking (low_latency_query_mask_buffer, enable_shrink)")
+
+    def low_latency_clean_mask_buffer(self) -> None:
+        """Rank masking (``enable_shrink=True``): not implemented yet."""
+        raise _ll_not_implemented("rank masking (low_latency_clean_mask_buffer, enable_shrink)")

@@ -29,9 +29,6 @@ void validate_buffer_options(const BufferOptions& o) {
   UCCL_EP_CHECK_VALUE(o.low_latency_mode || o.num_rdma_bytes <= INT32_MAX,
                       "num_rdma_bytes=", o.num_rdma_bytes,
                       " must be <= 2^31 - 1 without low_latency_mode");
-  UCCL_EP_CHECK(!o.low_latency_mode, ErrorKind::kNotImplemented,
-                "uccl-ep: low_latency_mode=True is not implemented yet; this release runs the "
-                "intranode (NVLink) normal mode");
 }
 
 void validate_buffer_topology(const BufferOptions& o, const Topology& t) {

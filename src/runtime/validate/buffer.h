@@ -6,7 +6,7 @@
 namespace uccl::ep::runtime {
 
 /// Checks what one rank can check alone: rank, sizes, mode. Throws Error(kValue) naming the
-/// option, its value and the rule; Error(kNotImplemented) for a mode not implemented yet.
+/// option, its value and the rule.
 void validate_buffer_options(const BufferOptions& options);
 /// Checks the options against the topology found at set-up (e.g. an RDMA buffer needs several
 /// NVLink domains or the low-latency mode).

@@ -107,6 +107,14 @@ void IpcTransport::ensure_device() const {
   int cur = -1;
   if (cudaGetDevice(&cur) != cudaSuccess || cur != device_)
     UCCL_EP_CUDA_CHECK(cudaSetDevice(device_));
+  // The proxy threads never capture: relaxed mode lets them copy and query events while an
+  // application thread captures a CUDA graph in the default (global) mode.
+  thread_local bool relaxed = false;
+  if (!relaxed) {
+    cudaStreamCaptureMode mode = cudaStreamCaptureModeRelaxed;
+    UCCL_EP_CUDA_CHECK(cudaThreadExchangeStreamCaptureMode(&mode));
+    relaxed = true;
+  }
 }
 
 Capabilities IpcTransport::capabilities() const {
