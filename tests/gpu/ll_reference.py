@@ -61,14 +61,33 @@ def quantize_fp8(x: torch.Tensor, round_scale: bool = False) -> tuple[torch.Tens
         raise ValueError(f"hidden {hidden} is not a multiple of {GROUP}")
     groups = x.float().reshape(*lead, hidden // GROUP, GROUP)
     amax = groups.abs().amax(dim=-1).clamp(min=AMAX_FLOOR)
+    # Divisions in float64 then rounded once to float32: IEEE-exact, as the kernel's (torch's
+    # float32 division on the GPU may differ from it by one ulp).
     if round_scale:
-        scale_inv = pow2_ceil(amax / FP8_MAX)
+        scale_inv = pow2_ceil((amax.double() / FP8_MAX).float())
         scale = 1.0 / scale_inv  # exact: a power of two
     else:
-        scale_inv = amax / FP8_MAX
-        scale = FP8_MAX / amax
-    values = (groups * scale.unsqueeze(-1)).clamp(-FP8_MAX, FP8_MAX)
+        scale_inv = (amax.double() / FP8_MAX).float()
+        scale = (FP8_MAX / amax.double()).float()
+    values = round_e4m3(groups * scale.unsqueeze(-1))
     return values.to(torch.float8_e4m3fn).reshape(*lead, hidden), scale_inv
+
+
+def round_e4m3(v: torch.Tensor) -> torch.Tensor:
+    """float32 `v` rounded to the nearest E4M3 value, ties to even, saturated at +-448 (what the
+    GPU's cvt.rn.satfinite does; torch's float8 conversion rounds some ties differently). The
+    result is exactly representable, so converting it to float8_e4m3fn is exact."""
+    v = v.float()
+    mag = v.abs()
+    # Spacing of E4M3 values around |v|: 2^(e - 3) for |v| in [2^e, 2^(e+1)), e >= -6
+    # (subnormals share the spacing 2^-9).
+    exponent = torch.floor(torch.log2(mag.clamp(min=2.0**-6))).clamp(min=-6)
+    # log2 may land one off near powers of two: fix the exponent so 2^e <= max(|v|, 2^-6).
+    exponent = torch.where(torch.exp2(exponent) > mag.clamp(min=2.0**-6), exponent - 1, exponent)
+    exponent = torch.where(torch.exp2(exponent + 1) <= mag, exponent + 1, exponent)
+    step = torch.exp2(exponent - 3)
+    rounded = torch.round(v / step) * step  # torch.round: half to even
+    return rounded.clamp(-FP8_MAX, FP8_MAX)
 
 
 def pack_ue8m0(scales: torch.Tensor) -> torch.Tensor:

@@ -23,6 +23,21 @@ def test_pow2_ceil():
     assert bool((torch.frexp(p).mantissa == 0.5).all())
 
 
+def test_round_e4m3_ties_to_even_and_saturates():
+    # Every E4M3 value stays; every midpoint between neighbours goes to the even code (the
+    # GPU's cvt.rn); beyond 448 saturates.
+    values = torch.arange(256, dtype=torch.uint8).view(torch.float8_e4m3fn).float()
+    grid = torch.unique(values[~torch.isnan(values)].abs()).sort().values
+    assert torch.equal(ref.round_e4m3(grid), grid)
+    assert torch.equal(ref.round_e4m3(-grid), -grid)
+    lo, hi = grid[:-1], grid[1:]
+    even_lo = lo.to(torch.float8_e4m3fn).view(torch.uint8).int() % 2 == 0
+    assert torch.equal(ref.round_e4m3((lo + hi) / 2), torch.where(even_lo, lo, hi))
+    assert ref.round_e4m3(torch.tensor([1000.0, -449.0])).tolist() == [448.0, -448.0]
+    # The tie the GPU run hit: 336 lies between 320 (even code) and 352.
+    assert ref.round_e4m3(torch.tensor([336.0])).item() == 320.0
+
+
 def test_quantize_group_max_is_448_and_floor():
     x = torch.randn(3, 512).bfloat16()
     x[1, :128] = 0.0
