@@ -111,6 +111,16 @@ __device__ __forceinline__ int4 ld_v4(const int4* p) {
                : "memory");
   return v;
 }
+/// 16-byte load at system scope: data a CPU or another device wrote into host memory, after the
+/// signal that announced it was read with acquire (no cache line may serve an older copy).
+__device__ __forceinline__ int4 ld_relaxed_sys_v4(const int4* p) {
+  int4 v;
+  asm volatile("ld.relaxed.sys.global.v4.s32 {%0, %1, %2, %3}, [%4];"
+               : "=r"(v.x), "=r"(v.y), "=r"(v.z), "=r"(v.w)
+               : "l"(p)
+               : "memory");
+  return v;
+}
 /// 4-byte load cached in L2 only (ring-slot metadata, counts written by peers).
 __device__ __forceinline__ int32_t ld_cg(const int32_t* p) {
   int32_t v;

@@ -38,6 +38,7 @@ struct LowLatencyOps::State {
     ll::Peers p{};
     p.layout = layout;
     p.local = static_cast<uint8_t*>(b.rdma_buffer.data());
+    p.local_in_host_memory = !b.rdma_buffer.on_device();
     if (allow_nvlink && !b.rdma_direct.empty() &&
         static_cast<int>(b.rdma_direct.size()) <= ll::kMaxDirectPeers) {
       p.direct_base = b.topology.local_base();

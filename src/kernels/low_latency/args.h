@@ -36,6 +36,7 @@ constexpr int kCombineKind = 1;
 struct Peers {
   protocol::LowLatencyLayout layout;
   uint8_t* local;                    // this rank's RDMA buffer (device address)
+  bool local_in_host_memory;         // pinned host memory (a transport without GPU memory)
   uint8_t* direct[kMaxDirectPeers];  // RDMA buffers of ranks [direct_base, direct_base + n)
   int direct_base, num_direct;       // num_direct 0: only this rank is direct
   int64_t* signals;                  // this rank's signal region (device alias of host memory)

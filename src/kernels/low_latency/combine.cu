@@ -135,7 +135,7 @@ __global__ void __launch_bounds__(kThreads, 1) combine_recv_kernel(const Combine
         const auto* row = reinterpret_cast<const int4*>(
             p.local + layout.combine_recv_slot(a.half, expert[k], slot[k]));
         float f[8];
-        unpack_bf16x8(device::ld_v4(row + v), f);
+        unpack_bf16x8(load_received(p, row + v), f);
 #pragma unroll
         for (int j = 0; j < 8; ++j) acc[j] += weight[k] * f[j];
       }

@@ -110,6 +110,19 @@ __device__ __forceinline__ void finish_receive(const Peers& p, int half, int kin
   }
 }
 
+/// Loads what a peer or a transport wrote into this rank's RDMA buffer, after its signal was
+/// read: at system scope from host memory (CPU writes; no cached line may serve an older
+/// copy), cached in L2 only from device memory.
+__device__ __forceinline__ int4 load_received(const Peers& p, const int4* src) {
+  return p.local_in_host_memory ? device::ld_relaxed_sys_v4(src) : device::ld_v4(src);
+}
+__device__ __forceinline__ int32_t load_received(const Peers& p, const int32_t* src) {
+  return p.local_in_host_memory ? device::ld_relaxed_sys(src) : device::ld_cg(src);
+}
+__device__ __forceinline__ float load_received(const Peers& p, const float* src) {
+  return __int_as_float(load_received(p, reinterpret_cast<const int32_t*>(src)));
+}
+
 /// Eight bf16 (one int4) as floats.
 __device__ __forceinline__ void unpack_bf16x8(const int4& v, float (&f)[8]) {
   const auto* h = reinterpret_cast<const __nv_bfloat162*>(&v);

@@ -155,7 +155,7 @@ __global__ void __launch_bounds__(kThreads, 1) dispatch_recv_kernel(const Dispat
         atomicAdd(reinterpret_cast<unsigned long long*>(a.wait_stats + src),
                   static_cast<unsigned long long>(waited));
       if (ok) {
-        count = device::ld_cg(reinterpret_cast<const int32_t*>(block));
+        count = load_received(p, reinterpret_cast<const int32_t*>(block));
         count = count < 0 ? 0 : (count > layout.T ? static_cast<int>(layout.T) : count);
         begin = atomicAdd(a.recv_count + e_local, count);
         a.recv_layout_range[pair] = (static_cast<int64_t>(begin) << 32) | count;
@@ -169,11 +169,11 @@ __global__ void __launch_bounds__(kThreads, 1) dispatch_recv_kernel(const Dispat
     for (int i = 0; i < count; ++i) {
       const uint8_t* msg = block + protocol::kLowLatencyHeaderBytes + i * layout.dispatch_message;
       const int64_t row = static_cast<int64_t>(e_local) * rows + begin + i;
-      if (lane == 0) a.recv_src_info[row] = device::ld_cg(reinterpret_cast<const int32_t*>(msg));
+      if (lane == 0) a.recv_src_info[row] = load_received(p, reinterpret_cast<const int32_t*>(msg));
       const auto* data = reinterpret_cast<const int4*>(msg + protocol::kLowLatencyHeaderBytes);
       const int row_bytes = a.use_fp8 ? hidden : 2 * hidden;
       auto* out = reinterpret_cast<int4*>(a.recv_x + row * row_bytes);
-      for (int v = lane; v < row_bytes / 16; v += 32) out[v] = device::ld_v4(data + v);
+      for (int v = lane; v < row_bytes / 16; v += 32) out[v] = load_received(p, data + v);
       if (!a.use_fp8) continue;
       const auto* scales =
           reinterpret_cast<const float*>(msg + protocol::kLowLatencyHeaderBytes + hidden);
@@ -181,14 +181,14 @@ __global__ void __launch_bounds__(kThreads, 1) dispatch_recv_kernel(const Dispat
       if (!a.use_ue8m0) {
         auto* out_scales = static_cast<float*>(a.recv_scales) + e_local * num_groups * rows;
         for (int g = lane; g < num_groups; g += 32)
-          out_scales[g * rows + col] = device::ld_cg(scales + g);
+          out_scales[g * rows + col] = load_received(p, scales + g);
       } else {
         auto* out_scales = static_cast<int32_t*>(a.recv_scales) + e_local * (num_groups / 4) * rows;
         for (int q = lane; q < num_groups / 4; q += 32) {
           uint32_t packed = 0;
 #pragma unroll
           for (int j = 0; j < 4; ++j)
-            packed |= ((__float_as_uint(device::ld_cg(scales + 4 * q + j)) >> 23) & 0xffu)
+            packed |= ((__float_as_uint(load_received(p, scales + 4 * q + j)) >> 23) & 0xffu)
                       << (8 * j);
           out_scales[q * rows + col] = static_cast<int32_t>(packed);
         }
