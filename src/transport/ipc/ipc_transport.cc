@@ -109,17 +109,6 @@ void IpcTransport::ensure_device() const {
     UCCL_EP_CUDA_CHECK(cudaSetDevice(device_));
 }
 
-void IpcTransport::relax_capture_mode() {
-  // The threads that post and poll (the CPU proxies) never capture: relaxed mode lets them copy
-  // and query events while an application thread captures a CUDA graph in the default (global)
-  // mode. Set once per such thread, never on the thread that builds the transport.
-  thread_local bool relaxed = false;
-  if (relaxed) return;
-  cudaStreamCaptureMode mode = cudaStreamCaptureModeRelaxed;
-  UCCL_EP_CUDA_CHECK(cudaThreadExchangeStreamCaptureMode(&mode));
-  relaxed = true;
-}
-
 Capabilities IpcTransport::capabilities() const {
   return Capabilities{.name = "ipc",
                       .native_atomics = true,    // the initiator adds directly, no target software
@@ -317,7 +306,6 @@ PostStatus IpcTransport::enqueue(int pipe, const Pending& p, uint64_t local_offs
   if (ln.count == ln.ring.size() || inflight_ >= static_cast<uint64_t>(options_.max_inflight))
     return PostStatus::kRetry;
   ensure_device();
-  relax_capture_mode();
   if (p.bytes > 0) {
     const cudaError_t e =
         cudaMemcpyAsync(peers_[p.peer].rdma_buffer + remote_offset,
@@ -363,15 +351,6 @@ PostStatus IpcTransport::post_write(int pipe, int peer, uint64_t local_offset,
 PostStatus IpcTransport::post_atomic_add(int pipe, int peer, uint32_t slot, int64_t value,
                                          uint64_t id) {
   check_post(pipe, peer, slot, true);
-  if (pipes_[pipe].count == 0) {
-    // Every earlier write of the pipe has completed: the add needs no event behind them.
-    if (inflight_ >= static_cast<uint64_t>(options_.max_inflight)) return PostStatus::kRetry;
-    std::atomic_ref<int64_t>(peers_[peer].signals[slot])
-        .fetch_add(value, std::memory_order_release);
-    done_at_post_.push_back(id);
-    ++inflight_;
-    return PostStatus::kPosted;
-  }
   return enqueue(pipe,
                  Pending{.id = id, .peer = peer, .has_signal = true, .slot = slot, .value = value},
                  0, 0);
@@ -380,14 +359,6 @@ PostStatus IpcTransport::post_atomic_add(int pipe, int peer, uint32_t slot, int6
 int IpcTransport::poll(Completion* out, int max) {
   UCCL_EP_CHECK_VALUE(max >= 1, "ipc: poll(max=", max, ") needs max >= 1");
   int n = 0;
-  while (n < max && !done_at_post_.empty()) {
-    Completion& done = out[n++];
-    done.id = done_at_post_.front();
-    done.ok = true;
-    done.error.clear();
-    done_at_post_.erase(done_at_post_.begin());
-    --inflight_;
-  }
   const uint32_t num = static_cast<uint32_t>(pipes_.size());
   for (uint32_t k = 0; k < num && n < max; ++k) {
     const uint32_t c = (next_pipe_ + k) % num;
