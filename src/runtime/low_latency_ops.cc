@@ -4,6 +4,7 @@
 #include "common/error.h"
 #include "common/log.h"
 #include "kernels/low_latency/args.h"
+#include "kernels/rdma/launch.h"
 #include "runtime/buffer_impl.h"
 #include "uccl_ep/low_latency.h"
 
@@ -112,6 +113,10 @@ LowLatencyOps::LowLatencyOps(Buffer& buffer, bool allow_nvlink, int num_sms)
   UCCL_EP_CHECK_VALUE(num_sms >= 1, "num_sms=", num_sms, " must be >= 1");
   b.require_ready("low-latency mode");
   runtime::DeviceGuard guard(b.options.device);
+  // Every kernel a call launches is loaded now, before any of them spins on a peer.
+  ll::preload_dispatch();
+  ll::preload_combine();
+  kernels::rdma::preload_barrier();
   UCCL_EP_CUDA_CHECK(
       cudaMalloc(reinterpret_cast<void**>(&s_->sequence), sizeof(ll::SequenceState)));
   UCCL_EP_CUDA_CHECK(cudaMemset(s_->sequence, 0, sizeof(ll::SequenceState)));

@@ -95,6 +95,12 @@ void launch_combine_send(const CombineArgs& a, int num_sms, cudaStream_t stream)
 void launch_combine_recv(const CombineArgs& a, int num_sms, cudaStream_t stream);
 /// Zeroes this rank's signal words and slots of both halves and the sequence state.
 void launch_clean(const CleanArgs& a, cudaStream_t stream);
+/// Loads every low-latency kernel and sets its shared-memory limit, on the current device. A
+/// kernel loaded at its first launch (CUDA lazy loading) waits for the kernels running then,
+/// and a receive kernel spins until the proxies' transfers land: docs/command_path.md, "CUDA
+/// lazy loading". Call before the first launch.
+void preload_dispatch();
+void preload_combine();
 /// Dynamic shared memory the kernels need for `num_tokens * num_topk` expert ids.
 int64_t topk_shared_bytes(int num_tokens, int num_topk);
 

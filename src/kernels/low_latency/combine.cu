@@ -169,6 +169,15 @@ int grid_for(int items, int num_sms) {
 
 }  // namespace
 
+void preload_combine() {
+  UCCL_EP_CUDA_CHECK(cudaFuncSetAttribute(
+      combine_recv_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, kMaxTopkSharedBytes));
+  cudaFuncAttributes attr;
+  UCCL_EP_CUDA_CHECK(cudaFuncGetAttributes(&attr, combine_send_kernel));
+  UCCL_EP_CUDA_CHECK(cudaFuncGetAttributes(&attr, combine_recv_kernel));
+  UCCL_EP_CUDA_CHECK(cudaFuncGetAttributes(&attr, clean_kernel));
+}
+
 void launch_combine_send(const CombineArgs& a, int num_sms, cudaStream_t stream) {
   combine_send_kernel<<<grid_for(static_cast<int>(a.p.layout.num_experts), num_sms), kThreads, 0,
                         stream>>>(a);
@@ -176,12 +185,6 @@ void launch_combine_send(const CombineArgs& a, int num_sms, cudaStream_t stream)
 }
 
 void launch_combine_recv(const CombineArgs& a, int num_sms, cudaStream_t stream) {
-  static bool configured = false;
-  if (!configured) {
-    UCCL_EP_CUDA_CHECK(cudaFuncSetAttribute(
-        combine_recv_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, kMaxTopkSharedBytes));
-    configured = true;
-  }
   const int items = static_cast<int>(a.p.layout.num_experts) > a.num_tokens
                         ? static_cast<int>(a.p.layout.num_experts)
                         : a.num_tokens;

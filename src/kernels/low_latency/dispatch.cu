@@ -210,14 +210,16 @@ int64_t topk_shared_bytes(int num_tokens, int num_topk) {
   return static_cast<int64_t>(num_tokens) * num_topk * static_cast<int64_t>(sizeof(int32_t));
 }
 
+void preload_dispatch() {
+  UCCL_EP_CUDA_CHECK(cudaFuncSetAttribute(
+      dispatch_send_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, kMaxTopkSharedBytes));
+  cudaFuncAttributes attr;
+  UCCL_EP_CUDA_CHECK(cudaFuncGetAttributes(&attr, dispatch_send_kernel));
+  UCCL_EP_CUDA_CHECK(cudaFuncGetAttributes(&attr, dispatch_recv_kernel));
+}
+
 void launch_dispatch_send(const DispatchArgs& a, int num_sms, cudaStream_t stream) {
   const int64_t smem = topk_shared_bytes(a.num_tokens, a.num_topk);
-  static bool configured = false;
-  if (!configured) {
-    UCCL_EP_CUDA_CHECK(cudaFuncSetAttribute(
-        dispatch_send_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, kMaxTopkSharedBytes));
-    configured = true;
-  }
   dispatch_send_kernel<<<grid_for(static_cast<int>(a.p.layout.num_experts), num_sms), kThreads,
                          smem, stream>>>(a);
   UCCL_EP_CHECK_LAUNCH("low_latency_dispatch_send_kernel");

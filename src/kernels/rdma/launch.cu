@@ -13,6 +13,11 @@ __global__ void __launch_bounds__(32, 1) rdma_barrier_kernel(const BarrierArgs a
   if (queue::push(a.queue, command, a.diag)) queue::wait_barrier(a.queue, a.sequence, a.diag);
 }
 
+void preload_barrier() {
+  cudaFuncAttributes attr;
+  UCCL_EP_CUDA_CHECK(cudaFuncGetAttributes(&attr, rdma_barrier_kernel));
+}
+
 void launch_barrier(const BarrierArgs& args, cudaStream_t stream) {
   rdma_barrier_kernel<<<1, 32, 0, stream>>>(args);
   UCCL_EP_CHECK_LAUNCH("rdma_barrier_kernel");

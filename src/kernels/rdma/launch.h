@@ -20,6 +20,9 @@ struct BarrierArgs {
   device::DeviceDiag diag;
 };
 void launch_barrier(const BarrierArgs& args, cudaStream_t stream);
+/// Loads the barrier kernel now (CUDA lazy loading would load it at its first launch, waiting
+/// for the kernels running then: docs/command_path.md, "CUDA lazy loading").
+void preload_barrier();
 
 /// Tests: one WRITE of `bytes` from this rank's RDMA buffer at `local_offset` to `peer`'s at
 /// `remote_offset` through `queue`, then a FENCE the kernel waits for (the data has landed).

@@ -249,20 +249,33 @@ void IpcTransport::create_pipes() {
 }
 
 void IpcTransport::warm_up_copies() {
-  // The first copy of a kind may make the CUDA runtime load code or allocate on a device, which
-  // waits for running kernels; once the proxy runs, a kernel of this rank may be spinning on
-  // the completion of that very copy. So every kind of copy the transport issues runs once
-  // here: peer -> local, local -> peer (the 16 bytes just read, written back before any
-  // traffic), local -> local.
+  // The first copy of a kind may make the CUDA runtime load code (lazy loading) or allocate on a
+  // device, which waits for running kernels; once the proxy runs, a kernel of this rank may be
+  // spinning on the completion of that very copy. The runtime picks its copy code by size and
+  // alignment, so every direction the transport copies in (peer -> local, local -> peer,
+  // local -> local) runs here once per size class and alignment the traffic can have: 16 B to
+  // 4 MiB, 128-byte aligned and 16 bytes off. Peer data is read and written back unchanged,
+  // before any traffic.
+  constexpr uint64_t kSizes[] = {16, 4096, 65536 + 16, uint64_t{1} << 20, uint64_t{4} << 20};
+  constexpr uint64_t kOffsets[] = {0, 16};
+  constexpr uint64_t kBounce = (uint64_t{4} << 20) + 256;
   char* bounce = nullptr;
-  UCCL_EP_CUDA_CHECK(cudaMalloc(reinterpret_cast<void**>(&bounce), 256));
+  UCCL_EP_CUDA_CHECK(cudaMalloc(reinterpret_cast<void**>(&bounce), 2 * kBounce));
   const cudaStream_t s = pipes_.empty() ? nullptr : pipes_[0].stream;
-  cudaError_t e = cudaMemcpyAsync(bounce + 128, bounce, 16, cudaMemcpyDeviceToDevice, s);
-  for (const Peer& p : peers_) {
-    if (e != cudaSuccess || p.rdma_buffer == nullptr || p.rdma_buffer_bytes < 16) continue;
-    e = cudaMemcpyAsync(bounce, p.rdma_buffer, 16, cudaMemcpyDeviceToDevice, s);
-    if (e == cudaSuccess)
-      e = cudaMemcpyAsync(p.rdma_buffer, bounce, 16, cudaMemcpyDeviceToDevice, s);
+  cudaError_t e = cudaSuccess;
+  for (uint64_t size : kSizes) {
+    for (uint64_t off : kOffsets) {
+      if (e == cudaSuccess)
+        e = cudaMemcpyAsync(bounce + kBounce + off, bounce + off, size, cudaMemcpyDeviceToDevice,
+                            s);
+      for (const Peer& p : peers_) {
+        if (e != cudaSuccess || p.rdma_buffer == nullptr || p.rdma_buffer_bytes < off + size)
+          continue;
+        e = cudaMemcpyAsync(bounce + off, p.rdma_buffer + off, size, cudaMemcpyDeviceToDevice, s);
+        if (e == cudaSuccess)
+          e = cudaMemcpyAsync(p.rdma_buffer + off, bounce + off, size, cudaMemcpyDeviceToDevice, s);
+      }
+    }
   }
   if (e == cudaSuccess) e = cudaStreamSynchronize(s);
   cudaFree(bounce);
