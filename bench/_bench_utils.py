@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import os
 import statistics
+import sys
+import traceback
 import warnings
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -331,3 +333,32 @@ def ce_copy_gbps(me: int, targets: Sequence[int], active: bool, nbytes: int, ite
     if not active:
         return None
     return nbytes * len(targets) / statistics.median(times) / 1e9
+
+
+def run_torchrun_main(name: str, torch_module, run: Callable[[], int]) -> int:
+    """The common main of the torchrun benchmarks: skips (0) without torch or CUDA, refuses (2)
+    a launch without torchrun, runs `run`, and on any exception prints the rank, the phase and
+    the traceback, then ends the process at once with status 1. No cleanup on failure:
+    Buffer.destroy() and the process group's teardown are collective and would hang while a
+    peer is stuck; torchrun stops the other ranks when this one exits non-zero."""
+    if torch_module is None:
+        print(f"{name}: torch is not installed; nothing to measure (skipped).")
+        return 0
+    if not torch_module.cuda.is_available():
+        print(f"{name}: CUDA is not available; nothing to measure (skipped).")
+        return 0
+    if "LOCAL_RANK" not in os.environ:
+        print(f"{name}: launch with torchrun --nproc_per_node=N", file=sys.stderr)
+        return 2
+    try:
+        return run()
+    except Exception as exc:  # noqa: BLE001 - any failure must end the run with a report
+        rank = os.environ.get("RANK", "?")
+        print(
+            f"{name}: rank {rank} FAILED during '{current_phase()}': {type(exc).__name__}: {exc}",
+            file=sys.stderr,
+        )
+        traceback.print_exc()
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(1)

@@ -20,7 +20,6 @@ import json
 import os
 import socket
 import sys
-import traceback
 from dataclasses import asdict, dataclass
 
 try:
@@ -533,30 +532,7 @@ def run(args) -> int:
 def main(argv=None) -> int:
     args = parse_args(argv)
     bu.set_comm_env()
-    if torch is None:
-        print("bench_intranode: torch is not installed; nothing to measure (skipped).")
-        return 0
-    if not torch.cuda.is_available():
-        print("bench_intranode: CUDA is not available; nothing to measure (skipped).")
-        return 0
-    if "LOCAL_RANK" not in os.environ:
-        print("bench_intranode: launch with torchrun --nproc_per_node=N", file=sys.stderr)
-        return 2
-    try:
-        return run(args)
-    except Exception as exc:  # noqa: BLE001 - any failure must end the run with a report
-        rank = os.environ.get("RANK", "?")
-        print(
-            f"bench_intranode: rank {rank} FAILED during '{bu.current_phase()}': "
-            f"{type(exc).__name__}: {exc}",
-            file=sys.stderr,
-        )
-        traceback.print_exc()
-        sys.stdout.flush()
-        sys.stderr.flush()
-        # No cleanup: Buffer.destroy() and NCCL teardown are collective and would hang while a
-        # peer is stuck; torchrun stops the other ranks when this one exits non-zero.
-        os._exit(1)
+    return bu.run_torchrun_main("bench_intranode", torch, lambda: run(args))
 
 
 if __name__ == "__main__":

@@ -660,30 +660,7 @@ def run(args) -> int:
 def main(argv=None) -> int:
     args = parse_args(argv)
     bu.set_comm_env()
-    if torch is None:
-        print("bench_low_latency: torch is not installed; nothing to measure (skipped).")
-        return 0
-    if not torch.cuda.is_available():
-        print("bench_low_latency: CUDA is not available; nothing to measure (skipped).")
-        return 0
-    if "LOCAL_RANK" not in os.environ:
-        print("bench_low_latency: launch with torchrun --nproc_per_node=N", file=sys.stderr)
-        return 2
-    try:
-        return run(args)
-    except Exception as exc:  # noqa: BLE001 - any failure outside a topology ends the run
-        rank = os.environ.get("RANK", "?")
-        print(
-            f"bench_low_latency: rank {rank} FAILED during '{bu.current_phase()}': "
-            f"{type(exc).__name__}: {exc}",
-            file=sys.stderr,
-        )
-        traceback.print_exc()
-        sys.stdout.flush()
-        sys.stderr.flush()
-        # No cleanup: Buffer.destroy() and the process group's teardown are collective and
-        # would hang while a peer is stuck; torchrun stops the other ranks.
-        os._exit(1)
+    return bu.run_torchrun_main("bench_low_latency", torch, lambda: run(args))
 
 
 if __name__ == "__main__":
