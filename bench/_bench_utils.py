@@ -362,3 +362,22 @@ def run_torchrun_main(name: str, torch_module, run: Callable[[], int]) -> int:
         sys.stdout.flush()
         sys.stderr.flush()
         os._exit(1)
+
+
+@contextmanager
+def environment_overrides(overrides: dict[str, str | None]):
+    """Set (or unset, for None) environment variables for the block; restore them after."""
+    saved = {name: os.environ.get(name) for name in overrides}
+
+    def apply(values: dict[str, str | None]) -> None:
+        for name, value in values.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+
+    apply(overrides)
+    try:
+        yield
+    finally:
+        apply(saved)

@@ -10,6 +10,11 @@ from collections.abc import Sequence
 
 import _bench_utils as bu
 
+try:
+    from tqdm import tqdm
+except ImportError:
+    tqdm = None
+
 TOPOLOGIES = ("nvlink", "proxy", "mixed")
 # UCCL_EP_NUM_LOCAL_RANKS of each topology; None: unset (the ranks of a host form one domain).
 TOPOLOGY_NUM_LOCAL_RANKS = {"nvlink": None, "proxy": 1, "mixed": 2}
@@ -539,3 +544,42 @@ def print_targets(targets: dict) -> None:
                 print(f"{head} no target check ({targets['unchecked_reason']})")
             else:
                 print(f"{head} no target check (not measured)")
+
+
+class Progress:
+    """Rank 0's progress bar over every step of every topology (tqdm where installed)."""
+
+    def __init__(self, num_topologies: int, enabled: bool, steps: Sequence[str]) -> None:
+        self.enabled = enabled
+        self.steps_per_topology = len(steps)
+        self.bar = None
+        if enabled and tqdm is not None:
+            total = num_topologies * len(steps)
+            self.bar = tqdm(total=total, desc="bench_low_latency", dynamic_ncols=True)
+        self.done = self.finished = 0
+
+    def step(self, name: str, label: str) -> None:
+        self.done += 1
+        if self.bar is not None:
+            self.bar.set_postfix_str(f"{name}: {label}")
+            self.bar.update(1)
+
+    def finish_topology(self) -> None:
+        """Advance past the steps a topology skipped (skipped, failed, no floor)."""
+        self.finished += 1
+        rest = self.finished * self.steps_per_topology - self.done
+        self.done += rest
+        if self.bar is not None and rest:
+            self.bar.update(rest)
+
+    def log(self, line: str) -> None:
+        if not self.enabled:
+            return
+        if self.bar is not None:
+            self.bar.write(line)  # keeps the progress bar intact
+        else:
+            print(line, flush=True)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()

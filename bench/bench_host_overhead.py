@@ -139,7 +139,7 @@ def run(args) -> int:
 
     ep = import_uccl_ep()
     rank, num_ranks, device = init_distributed(args.share_gpus)
-    num_sms = shared_num_sms(args, num_ranks, device) if args.share_gpus else args.num_sms
+    num_sms = shared_num_sms(args.num_sms, num_ranks, device) if args.share_gpus else args.num_sms
     torch.manual_seed(rank)
     t, h = args.num_tokens, args.hidden
     x = torch.randn(t, h, device=device).to(torch.bfloat16)

@@ -469,11 +469,11 @@ def init_distributed(share_gpus: bool):
     return dist.get_rank(), dist.get_world_size(), device
 
 
-def shared_num_sms(args, num_ranks: int, device) -> int:
-    """--num-sms, capped so that the kernels of all ranks on one GPU are resident at once."""
+def shared_num_sms(num_sms: int, num_ranks: int, device) -> int:
+    """`num_sms`, capped so that the kernels of all ranks on one GPU are resident at once."""
     per_gpu = -(-num_ranks // min(num_ranks, torch.cuda.device_count()))
     sms = torch.cuda.get_device_properties(device).multi_processor_count
-    return max(2, min(args.num_sms, sms // per_gpu // 2 * 2))
+    return max(2, min(num_sms, sms // per_gpu // 2 * 2))
 
 
 def import_uccl_ep():
@@ -495,7 +495,7 @@ def run(args) -> int:
     if num_ranks < 2 or args.num_experts % num_ranks:
         raise ValueError(f"need >= 2 ranks dividing --num-experts; got {num_ranks} ranks")
     if args.share_gpus:
-        args.num_sms = shared_num_sms(args, num_ranks, device)
+        args.num_sms = shared_num_sms(args.num_sms, num_ranks, device)
         if rank == 0:
             print(f"{SHARED_GPUS_NOTE}: {args.num_sms} SMs per rank; smoke run only", flush=True)
     with bu.phase("setup: Buffer, get_dispatch_layout, first dispatch"):

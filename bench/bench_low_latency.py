@@ -14,7 +14,6 @@ bench/README.md says what every figure counts. With --share-gpus, more ranks tha
 from __future__ import annotations
 
 import argparse
-import contextlib
 import importlib
 import json
 import os
@@ -31,14 +30,10 @@ except ImportError:  # reported by main(), which then exits 0
     torch = None
     dist = None
 
-try:
-    from tqdm import tqdm
-except ImportError:
-    tqdm = None
 
 import _bench_utils as bu
 import _low_latency_report as rep
-from bench_intranode import environment, import_uccl_ep, init_distributed
+from bench_intranode import environment, import_uccl_ep, init_distributed, shared_num_sms
 
 HOLD_BACK_CYCLES = 2_000_000  # spin before a GPU-timed call: ~1 ms, longer than its host part
 SHARED_GPUS_NOTE = "ranks share GPUs (--share-gpus)"
@@ -392,63 +387,6 @@ def measure_transport_floor(ctx: Context, plan: dict) -> dict:
     return out
 
 
-@contextlib.contextmanager
-def environment_overrides(overrides: dict[str, str | None]):
-    """Set (or unset, for None) environment variables for the block; restore them after."""
-    saved = {name: os.environ.get(name) for name in overrides}
-
-    def apply(values: dict[str, str | None]) -> None:
-        for name, value in values.items():
-            if value is None:
-                os.environ.pop(name, None)
-            else:
-                os.environ[name] = value
-
-    apply(overrides)
-    try:
-        yield
-    finally:
-        apply(saved)
-
-
-class Progress:
-    """Rank 0's progress bar over every step of every topology (tqdm where installed)."""
-
-    def __init__(self, num_topologies: int, enabled: bool) -> None:
-        self.enabled = enabled
-        self.bar = None
-        if enabled and tqdm is not None:
-            total = num_topologies * len(STEPS)
-            self.bar = tqdm(total=total, desc="bench_low_latency", dynamic_ncols=True)
-        self.done = self.finished = 0
-
-    def step(self, name: str, label: str) -> None:
-        self.done += 1
-        if self.bar is not None:
-            self.bar.set_postfix_str(f"{name}: {label}")
-            self.bar.update(1)
-
-    def finish_topology(self) -> None:
-        """Advance past the steps a topology skipped (skipped, failed, no floor)."""
-        self.finished += 1
-        rest = self.finished * len(STEPS) - self.done
-        self.done += rest
-        if self.bar is not None and rest:
-            self.bar.update(rest)
-
-    def log(self, line: str) -> None:
-        if not self.enabled:
-            return
-        if self.bar is not None:
-            self.bar.write(line)  # keeps the progress bar intact
-        else:
-            print(line, flush=True)
-
-    def close(self) -> None:
-        if self.bar is not None:
-            self.bar.close()
-
-
 def measure_calls(ctx: Context, bench: LowLatencyBench, name: str, report: dict, progress):
     """Time every call of `bench` into `report` (this rank's figures in topology `name`)."""
     full, hooked = bench.calls()
@@ -495,7 +433,7 @@ def run_topology(ctx: Context, inputs: Inputs, name: str, progress) -> dict:
     plan = rep.traffic_plan(ctx.rank, per_domain, num_local, inputs.expert_counts, a.hidden)
     report.update(ranks_per_domain=per_domain, traffic=rep.traffic_summary(plan))
     bench = None
-    with environment_overrides(rep.topology_env(name, a.transport, a.fi_provider)):
+    with bu.environment_overrides(rep.topology_env(name, a.transport, a.fi_provider)):
         report["env"] = {var: os.environ.get(var) for var in rep.TOPOLOGY_ENV}
         try:
             with bu.phase(f"{name}: Buffer"):
@@ -536,14 +474,6 @@ def run_topology(ctx: Context, inputs: Inputs, name: str, progress) -> dict:
 
 # ---------------------------------------------------------------------------------------------
 # Driver
-
-
-def shared_num_sms(num_ranks: int, device) -> int:
-    """SMs per rank when ranks share GPUs, so that the kernels of all ranks of a GPU can be
-    resident at once (even)."""
-    per_gpu = -(-num_ranks // min(num_ranks, torch.cuda.device_count()))
-    sms = torch.cuda.get_device_properties(device).multi_processor_count
-    return max(2, sms // per_gpu // 2 * 2)
 
 
 def publish(ctx: Context, reports: list[dict], hardware: dict, notes: dict) -> None:
@@ -592,7 +522,7 @@ def make_context(args, settings: Settings, ep) -> tuple[Context, dict]:
     if args.num_sms is not None:
         ep.Buffer.set_num_sms(args.num_sms)
     if args.share_gpus:
-        ep.Buffer.set_num_sms(min(ep.Buffer.num_sms, shared_num_sms(num_ranks, device)))
+        ep.Buffer.set_num_sms(shared_num_sms(ep.Buffer.num_sms, num_ranks, device))
     notes["buffer_num_sms"] = ep.Buffer.num_sms  # the LL kernels' block limit
     ctx = Context(
         args=args,
@@ -635,7 +565,7 @@ def run(args) -> int:
     ctx, notes = make_context(args, settings, ep)
     with bu.phase("inputs"):
         inputs = make_inputs(ctx)
-    progress = Progress(len(args.topologies), ctx.rank == 0)
+    progress = rep.Progress(len(args.topologies), ctx.rank == 0, STEPS)
     topologies = {name: run_topology(ctx, inputs, name, progress) for name in args.topologies}
     progress.close()
     report = {

@@ -103,7 +103,8 @@ class LowLatencyOps {
 int64_t low_latency_dispatch_message_bytes(int hidden);
 int64_t low_latency_combine_message_bytes(int hidden);
 
-/// The argument checks of each call (no GPU needed). `num_rdma_bytes`: the buffer's.
+/// The argument checks of each call (no GPU needed); `info` carries the buffer's mode and
+/// num_rdma_bytes.
 void validate_low_latency_dispatch(const BufferInfo& info, const LowLatencyDispatchTensors& t);
 void validate_low_latency_combine(const BufferInfo& info, const LowLatencyCombineTensors& t);
 

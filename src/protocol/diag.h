@@ -44,6 +44,9 @@ enum class WaitSite : int32_t {
   kBadExpertId = 20,
   // `peer` found its own inputs inconsistent during the count exchange (its error says which).
   kPeerError = 21,
+  // Low-latency dispatch receiver: the block from `peer` for local expert `channel` claims
+  // observed messages, outside [0, expected = num_max_dispatch_tokens_per_rank].
+  kLowLatencyBadBlock = 22,
 };
 
 /// Whether `site` is a spin-wait (a deadline) rather than a check.

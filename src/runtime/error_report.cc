@@ -50,6 +50,8 @@ const char* wait_site_name(WaitSite site) {
       return "topk_idx: an expert id";
     case WaitSite::kPeerError:
       return "the count exchange: a peer's report of its own inputs";
+    case WaitSite::kLowLatencyBadBlock:
+      return "low-latency dispatch receiver: the message count of a peer's block";
     case WaitSite::kNone:
       break;
   }
@@ -87,6 +89,13 @@ std::string describe_check(const protocol::HostErrorRecord& r) {
       return str_cat("uccl-ep: rank ", r.rank, ": topk_idx[", r.row, ", ", r.col, "]=", r.observed,
                      " is not an expert id: entries must be in [-1, num_experts=", r.expected,
                      ") (-1: no expert)", kRefuses);
+    case WaitSite::kLowLatencyBadBlock:
+      return str_cat("uccl-ep: rank ", r.rank, ": the low-latency dispatch block from peer ",
+                     r.peer, " for local expert ", r.channel, " claims ", r.observed,
+                     " messages, outside [0, num_max_dispatch_tokens_per_rank=", r.expected,
+                     "]: the ranks disagree on num_max_dispatch_tokens_per_rank or the RDMA buffer "
+                     "was overwritten",
+                     kRefuses);
     case WaitSite::kPeerError:
       return str_cat("uccl-ep: rank ", r.rank, ": peer rank ", r.peer,
                      " found its dispatch inputs inconsistent during the count exchange (its own "

@@ -67,6 +67,18 @@ TEST(ErrorReport, ChecksNameTheArgumentTheEntryAndTheValue) {
   expect_parts(describe_error(r, 5.0), {"rank 3", "peer rank 0", "inconsistent"});
   r = record(protocol::WaitSite::kRecvOverflow);
   expect_parts(describe_error(r, 5.0), {"num_worst_tokens"});
+  r = record(protocol::WaitSite::kLowLatencyBadBlock);
+  r.peer = 1;
+  r.channel = 5;
+  r.expected = 128;
+  r.observed = 900;
+  expect_parts(describe_error(r, 5.0), {"rank 3", "from peer 1", "local expert 5", "claims 900",
+                                        "num_max_dispatch_tokens_per_rank=128"});
+  r = record(protocol::WaitSite::kLowLatencyDispatchRecv);
+  r.peer = 2;
+  r.channel = 7;
+  expect_parts(describe_error(r, 5.0),
+               {"rank 3", "timed out", "peer 2", "channel 7", "low-latency dispatch receiver"});
   r = record(protocol::WaitSite::kProxyError);
   r.queue = 2;
   r.observed = 1;

@@ -28,13 +28,6 @@ struct LowLatencyOps::State {
     if (queues != nullptr) cudaFree(queues);
   }
 
-  bool direct(int r) const {
-    if (r == b.options.rank) return true;
-    if (!allow_nvlink || b.rdma_direct.empty()) return false;
-    const int i = r - b.topology.local_base();
-    return i >= 0 && i < static_cast<int>(b.rdma_direct.size()) && i < ll::kMaxDirectPeers;
-  }
-
   ll::Peers peers(const LowLatencyLayout& layout) const {
     ll::Peers p{};
     p.layout = layout;
@@ -134,7 +127,7 @@ LowLatencyOps::LowLatencyOps(Buffer& buffer, bool allow_nvlink, int num_sms)
 LowLatencyOps::~LowLatencyOps() = default;
 
 bool LowLatencyOps::peer_is_direct(int rank) const {
-  return s_->direct(rank);
+  return s_->peers(LowLatencyLayout{}).direct_buffer(rank) != nullptr;
 }
 
 namespace {

@@ -368,6 +368,25 @@ def launch(body: Callable, num_ranks: int, deadline: float | None = None) -> Lau
     return result
 
 
+def run_section(rec: Recorder, rank: int, check: str, label: str, fn: Callable[[], None]) -> bool:
+    """Runs one section of a suite and records the check `check` (pass, or fail with the
+    traceback); rank 0 prints `label` and the time taken. Collective: returns False on every rank
+    if the section raised on any rank, so that all ranks take the same path afterwards."""
+    start, failed = time.monotonic(), False
+    try:
+        fn()
+    except Exception:  # noqa: BLE001 - recorded as a failed check with its traceback
+        failed = True
+        rec.check(check, False, traceback.format_exc()[-1200:])
+    else:
+        rec.check(check, True)
+    flag = torch.tensor([int(failed)], device=comm_device())
+    dist.all_reduce(flag)
+    if rank == 0:
+        print(f"{label}: {time.monotonic() - start:.1f} s", flush=True)
+    return int(flag.item()) == 0
+
+
 def all_gather_rows(t: torch.Tensor, num_ranks: int) -> list[torch.Tensor]:
     """Every rank's `t` ([n_r, ...]; n_r may differ by rank, the rest may not), by rank.
     Moved as raw bytes, so any dtype works; results are on `t`'s device."""

@@ -11,8 +11,6 @@ from __future__ import annotations
 import os
 import random
 import sys
-import time
-import traceback
 from dataclasses import dataclass
 from functools import partial
 
@@ -490,21 +488,10 @@ def scenarios(num_ranks: int) -> dict[str, Scenario]:
 
 
 def run_section(ctx: Ctx, name: str, fn) -> bool:
-    """Runs one section and records `<name>.completed`; returns False on every rank if it
-    raised on any rank (collective, so that all ranks take the same path afterwards)."""
-    start, failed = time.monotonic(), False
-    try:
-        fn()
-    except Exception:  # noqa: BLE001 - recorded as a failed check with its traceback
-        failed = True
-        ctx.rec.check(f"{name}.completed", False, traceback.format_exc()[-1200:])
-    else:
-        ctx.rec.check(f"{name}.completed", True)
-    flag = torch.tensor([int(failed)], device=_dist.comm_device())
-    dist.all_reduce(flag)
-    if ctx.rank == 0:
-        print(f"[intranode] section {name}: {time.monotonic() - start:.1f} s", flush=True)
-    return int(flag.item()) == 0
+    """Runs one section and records `<name>.completed` (_dist.run_section)."""
+    return _dist.run_section(
+        ctx.rec, ctx.rank, f"{name}.completed", f"[intranode] section {name}", fn
+    )
 
 
 def make_buffer(ep, num_ranks: int):

@@ -11,8 +11,6 @@ from __future__ import annotations
 
 import os
 import sys
-import time
-import traceback
 from dataclasses import dataclass
 from typing import Any, Callable, Optional
 
@@ -501,21 +499,9 @@ def make_buffer(ctx: Ctx, topo: Topology) -> Any:
 
 
 def run_section(ctx: Ctx, name: str, fn: Callable[[], None]) -> bool:
-    """Runs one section and records `<topology>.<name>.completed`; returns False on every rank
-    if it raised on any rank (collective, so that all ranks take the same path afterwards)."""
-    start, failed = time.monotonic(), False
-    try:
-        fn()
-    except Exception:  # noqa: BLE001 - recorded as a failed check with its traceback
-        failed = True
-        ctx.rec.check(f"{ctx.topo}.{name}.completed", False, traceback.format_exc()[-1200:])
-    else:
-        ctx.rec.check(f"{ctx.topo}.{name}.completed", True)
-    flag = torch.tensor([int(failed)], device=_dist.comm_device())
-    dist.all_reduce(flag)
-    if ctx.rank == 0:
-        print(f"[low_latency] {ctx.topo}: {name} {time.monotonic() - start:.1f} s", flush=True)
-    return int(flag.item()) == 0
+    """Runs one section and records `<topology>.<name>.completed` (_dist.run_section)."""
+    check = f"{ctx.topo}.{name}.completed"
+    return _dist.run_section(ctx.rec, ctx.rank, check, f"[low_latency] {ctx.topo}: {name}", fn)
 
 
 def section_setup(ctx: Ctx, topo: Topology) -> None:

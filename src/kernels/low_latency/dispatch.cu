@@ -156,7 +156,13 @@ __global__ void __launch_bounds__(kThreads, 1) dispatch_recv_kernel(const Dispat
                   static_cast<unsigned long long>(waited));
       if (ok) {
         count = load_received(p, reinterpret_cast<const int32_t*>(block));
-        count = count < 0 ? 0 : (count > layout.T ? static_cast<int>(layout.T) : count);
+        if (count < 0 || count > layout.T) {  // a corrupt block: never lay out what it claims
+          device::report_error(p.diag, protocol::WaitSite::kLowLatencyBadBlock, src, e_local, -1,
+                               -1, -1, layout.T, count, 0);
+          ok = false;
+        }
+      }
+      if (ok) {
         begin = atomicAdd(a.recv_count + e_local, count);
         a.recv_layout_range[pair] = (static_cast<int64_t>(begin) << 32) | count;
         if (a.cumulative_stats != nullptr) atomicAdd(a.cumulative_stats + e_local, count);
