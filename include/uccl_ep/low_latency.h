@@ -70,7 +70,10 @@ class LowLatencyOps {
   /// Throws Error(kValue) unless the buffer was built with low_latency_mode and an RDMA buffer.
   /// `allow_nvlink`: peers of this rank's NVLink domain are written directly (else every peer
   /// goes through the CPU proxies). `num_sms`: at most this many blocks per kernel.
-  LowLatencyOps(Buffer& buffer, bool allow_nvlink, int num_sms);
+  /// `enable_shrink`: a rank mask (DeepEP's enable_shrink): masked ranks are neither sent to
+  /// nor waited for, and a peer that misses the deadline gets masked instead of failing the
+  /// call.
+  LowLatencyOps(Buffer& buffer, bool allow_nvlink, int num_sms, bool enable_shrink = false);
   ~LowLatencyOps();
   LowLatencyOps(const LowLatencyOps&) = delete;
   LowLatencyOps& operator=(const LowLatencyOps&) = delete;
@@ -92,6 +95,12 @@ class LowLatencyOps {
                                  int num_experts) const;
   /// Whether peer `rank` is written directly (NVLink) rather than through the proxies.
   bool peer_is_direct(int rank) const;
+
+  /// The rank mask (needs enable_shrink, else Error(kValue)); kernels on `stream`. Masks or
+  /// unmasks `rank`; copies the mask into `out` (int32 [num_ranks], 1 = masked); unmasks all.
+  void update_mask(int rank, bool masked, cudaStream_t stream);
+  void query_mask(const TensorView& out, cudaStream_t stream) const;
+  void clean_mask(cudaStream_t stream);
 
  private:
   struct State;

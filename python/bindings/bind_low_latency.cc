@@ -10,6 +10,7 @@
 
 #include "byte_view.h"
 #include "kwargs.h"
+#include "tensor_convert.h"
 #include "uccl_ep/low_latency.h"
 
 namespace uccl::ep::bindings {
@@ -107,8 +108,8 @@ void bind_low_latency(nb::module_& m) {
                             "The low-latency mode's operations on a Buffer built with "
                             "low_latency_mode and an RDMA buffer. Streams are raw cudaStream_t "
                             "handles (int); phase: 1 send, 2 receive, 3 both.")
-      .def(nb::init<Buffer&, bool, int>(), nb::arg("buffer"), nb::arg("allow_nvlink"),
-           nb::arg("num_sms"), nb::keep_alive<1, 2>())
+      .def(nb::init<Buffer&, bool, int, bool>(), nb::arg("buffer"), nb::arg("allow_nvlink"),
+           nb::arg("num_sms"), nb::arg("enable_shrink") = false, nb::keep_alive<1, 2>())
       .def(
           "dispatch",
           [](LowLatencyOps& ops, int phase, uintptr_t stream, nb::kwargs kw) {
@@ -171,7 +172,26 @@ void bind_low_latency(nb::module_& m) {
           "The next combine's send buffer as (bytes, shape, strides): a 1-D uint8 DLPack view "
           "and the bfloat16 [E, N, H] shape and strides (in elements) to view it with.")
       .def("peer_is_direct", &LowLatencyOps::peer_is_direct, nb::arg("rank"),
-           "Whether peer `rank` is written directly (NVLink) rather than through the proxies.");
+           "Whether peer `rank` is written directly (NVLink) rather than through the proxies.")
+      .def(
+          "update_mask",
+          [](LowLatencyOps& ops, int rank, bool masked, uintptr_t stream) {
+            ops.update_mask(rank, masked, to_stream(stream));
+          },
+          nb::arg("rank"), nb::arg("masked"), nb::arg("stream"),
+          "Masks (or unmasks) `rank` (enable_shrink), by a kernel on `stream`.")
+      .def(
+          "query_mask",
+          [](const LowLatencyOps& ops, nb::handle out, uintptr_t stream) {
+            Imports imports;
+            ops.query_mask(imports.view(out, "mask_status"), to_stream(stream));
+          },
+          nb::arg("mask_status"), nb::arg("stream"),
+          "Copies the rank mask (1 = masked) into `mask_status` (int32 [num_ranks], CUDA).")
+      .def(
+          "clean_mask",
+          [](LowLatencyOps& ops, uintptr_t stream) { ops.clean_mask(to_stream(stream)); },
+          nb::arg("stream"), "Unmasks every rank, by a kernel on `stream`.");
 }
 
 }  // namespace uccl::ep::bindings

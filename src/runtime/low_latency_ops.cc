@@ -21,11 +21,19 @@ struct LowLatencyOps::State {
   ll::SequenceState* sequence = nullptr;       // device memory
   queue::QueueDeviceHandle* queues = nullptr;  // device memory
   int num_queues = 0;
+  int32_t* mask = nullptr;  // device memory [num_ranks]; null without enable_shrink
 
   State(Buffer::Impl& impl, bool nvlink, int sms) : b(impl), allow_nvlink(nvlink), num_sms(sms) {}
   ~State() {
     if (sequence != nullptr) cudaFree(sequence);
     if (queues != nullptr) cudaFree(queues);
+    if (mask != nullptr) cudaFree(mask);
+  }
+
+  int32_t* require_mask(const char* op) const {
+    UCCL_EP_CHECK_VALUE(mask != nullptr, op,
+                        " needs a Buffer built with enable_shrink=True (the rank mask)");
+    return mask;
   }
 
   ll::Peers peers(const LowLatencyLayout& layout) const {
@@ -46,6 +54,7 @@ struct LowLatencyOps::State {
     p.num_ranks = b.options.num_ranks;
     p.state = sequence;
     p.diag = b.diag();
+    p.mask = mask;
     return p;
   }
 
@@ -94,7 +103,7 @@ bool runs(LowLatencyPhase phase, LowLatencyPhase part) {
 
 }  // namespace
 
-LowLatencyOps::LowLatencyOps(Buffer& buffer, bool allow_nvlink, int num_sms)
+LowLatencyOps::LowLatencyOps(Buffer& buffer, bool allow_nvlink, int num_sms, bool enable_shrink)
     : s_(std::make_unique<State>(buffer.impl(), allow_nvlink, num_sms)) {
   Buffer::Impl& b = s_->b;
   UCCL_EP_CHECK_VALUE(b.options.low_latency_mode,
@@ -110,6 +119,12 @@ LowLatencyOps::LowLatencyOps(Buffer& buffer, bool allow_nvlink, int num_sms)
   ll::preload_dispatch();
   ll::preload_combine();
   kernels::rdma::preload_barrier();
+  ll::preload_mask();
+  if (enable_shrink) {
+    const size_t bytes = static_cast<size_t>(b.options.num_ranks) * sizeof(int32_t);
+    UCCL_EP_CUDA_CHECK(cudaMalloc(reinterpret_cast<void**>(&s_->mask), bytes));
+    UCCL_EP_CUDA_CHECK(cudaMemset(s_->mask, 0, bytes));
+  }
   UCCL_EP_CUDA_CHECK(
       cudaMalloc(reinterpret_cast<void**>(&s_->sequence), sizeof(ll::SequenceState)));
   UCCL_EP_CUDA_CHECK(cudaMemset(s_->sequence, 0, sizeof(ll::SequenceState)));
@@ -171,6 +186,7 @@ ll::CombineArgs combine_args(const LowLatencyCombineTensors& t, const ll::Peers&
   a.num_tokens = static_cast<int>(t.topk_idx.size(0));
   a.num_topk = static_cast<int>(t.topk_idx.size(1));
   a.zero_copy = t.zero_copy;
+  a.use_logfmt = t.use_logfmt;
   a.wait_stats = ptr_or_null<int64_t>(t.combine_wait_recv_cost_stats);
   a.combined_x = static_cast<uint16_t*>(t.combined_x.data);
   a.outputs.count = 0;
@@ -212,8 +228,6 @@ int LowLatencyOps::combine(const LowLatencyCombineTensors& t, LowLatencyPhase ph
                            cudaStream_t stream) {
   State& s = *s_;
   validate_low_latency_combine(info_of(s.b), t);
-  UCCL_EP_CHECK(!t.use_logfmt, ErrorKind::kNotImplemented,
-                "low_latency_combine: use_logfmt=True is not implemented yet");
   s.b.require_ready("low_latency_combine");
   const int hidden = static_cast<int>(t.combined_x.size(1));
   const auto layout =
@@ -277,6 +291,40 @@ TensorView LowLatencyOps::next_combine_buffer(int num_max_dispatch_tokens_per_ra
   v.device = DeviceKind::kCUDA;  // device memory, or the device alias of pinned host memory
   v.device_index = s.b.options.device;
   return v;
+}
+
+void LowLatencyOps::update_mask(int rank, bool masked, cudaStream_t stream) {
+  State& s = *s_;
+  int32_t* mask = s.require_mask("low_latency_update_mask_buffer");
+  UCCL_EP_CHECK_VALUE(rank >= 0 && rank < s.b.options.num_ranks,
+                      "low_latency_update_mask_buffer: rank_to_mask=", rank,
+                      " must be in [0, num_ranks=", s.b.options.num_ranks, ")");
+  runtime::DeviceGuard guard(s.b.options.device);
+  ll::launch_set_mask(mask, rank, masked, stream);
+}
+
+void LowLatencyOps::query_mask(const TensorView& out, cudaStream_t stream) const {
+  const State& s = *s_;
+  const int32_t* mask = s.require_mask("low_latency_query_mask_buffer");
+  const int num_ranks = s.b.options.num_ranks;
+  UCCL_EP_CHECK_TYPE(out.defined() && out.dtype == DType::kInt32,
+                     "low_latency_query_mask_buffer: mask_status must be an int32 tensor");
+  UCCL_EP_CHECK_VALUE(out.ndim == 1 && out.shape[0] == num_ranks && out.strides[0] == 1,
+                      "low_latency_query_mask_buffer: mask_status must be a contiguous [",
+                      num_ranks, "] tensor (one entry per rank)");
+  UCCL_EP_CHECK_VALUE(
+      out.device == DeviceKind::kCUDA && out.device_index == s.b.options.device,
+      "low_latency_query_mask_buffer: mask_status must be on the Buffer's device cuda:",
+      s.b.options.device);
+  runtime::DeviceGuard guard(s.b.options.device);
+  ll::launch_copy_mask(mask, num_ranks, out.ptr<int32_t>(), stream);
+}
+
+void LowLatencyOps::clean_mask(cudaStream_t stream) {
+  State& s = *s_;
+  int32_t* mask = s.require_mask("low_latency_clean_mask_buffer");
+  runtime::DeviceGuard guard(s.b.options.device);
+  ll::launch_clear_mask(mask, s.b.options.num_ranks, stream);
 }
 
 }  // namespace uccl::ep

@@ -201,6 +201,15 @@ class FakeOps:
     def clean(self, t, hidden, num_experts, stream):
         self.calls.append(("clean", t, hidden, num_experts, stream))
 
+    def update_mask(self, rank, masked, stream):
+        self.calls.append(("update_mask", rank, masked, stream))
+
+    def query_mask(self, out, stream):
+        self.calls.append(("query_mask", out, stream))
+
+    def clean_mask(self, stream):
+        self.calls.append(("clean_mask", stream))
+
     def next_combine_buffer(self, t, hidden, num_experts):
         row = (2 * hidden + 4 * (hidden // 128)) // 2  # a combine message in bf16 elements
         e, n = num_experts // R, R * t
@@ -376,13 +385,14 @@ def test_combine_returns_bf16_rows_and_writes_out(env):
     assert env.calls[-1][0] == "combine_recv"
 
 
-def test_combine_rejects_what_is_not_implemented_or_inconsistent(env):
+def test_combine_rejects_inconsistent_arguments(env):
     x, idx = inputs(env)
     _, _, handle, _, _ = dispatch(env, x, idx)
     y = FakeTensor((E, N, H), env.torch.bfloat16, FakeDevice("cuda", 0))
     w = FakeTensor((T, K), env.torch.float32, FakeDevice("cuda", 0))
-    with pytest.raises(NotImplementedError, match="use_logfmt=True"):
-        combine(env, y, idx, w, handle, use_logfmt=True)
+    combine(env, y, idx, w, handle, use_logfmt=True)
+    launched = [c for c in env.calls if c[0] == "combine"]
+    assert launched[-1][3]["use_logfmt"] is True
     with pytest.raises(ValueError, match="use_logfmt=True and zero_copy=True"):
         combine(env, y, idx, w, handle, use_logfmt=True, zero_copy=True)
     with pytest.raises(ValueError, match="handle must be the 5-tuple .* got 6 items"):
@@ -405,8 +415,9 @@ def test_next_combine_buffer_is_a_strided_bf16_view(env):
 
 
 # ---------------------------------------------------------------- Buffer routing
-def bare_buffer(env, low_latency_mode: bool):
+def bare_buffer(env, low_latency_mode: bool, enable_shrink: bool = False):
     b = env.buffer.Buffer.__new__(env.buffer.Buffer)
+    b.enable_shrink = enable_shrink
     b.runtime, b._ops, b._ll = FakeRuntime(env.calls), None, None
     b.explicitly_destroy = False
     b.rank, b.group_size, b.num_nvl_bytes, b.num_rdma_bytes = 1, R, 0, HINT
@@ -427,8 +438,8 @@ def test_low_latency_calls_need_low_latency_mode(env):
 def test_buffer_builds_the_ops_once_with_its_settings(env, monkeypatch):
     made = []
 
-    def make_ops(runtime, allow_nvlink, num_sms):
-        made.append((runtime, allow_nvlink, num_sms))
+    def make_ops(runtime, allow_nvlink, num_sms, enable_shrink):
+        made.append((runtime, allow_nvlink, num_sms, enable_shrink))
         return FakeOps(_C.BufferInfo(1, R, 0, 0, HINT, True), env.calls)
 
     fake_c = types.SimpleNamespace(LowLatencyOps=make_ops, BufferInfo=_C.BufferInfo)
@@ -438,7 +449,7 @@ def test_buffer_builds_the_ops_once_with_its_settings(env, monkeypatch):
     x, idx = inputs(env)
     recv_x, _, handle, _, _ = b.low_latency_dispatch(x, idx, T, NUM_EXPERTS, use_fp8=False)
     b.low_latency_combine(recv_x, idx, FakeTensor((T, K), env.torch.float32, x.device), handle)
-    assert made == [(b.runtime, False, 24)]
+    assert made == [(b.runtime, False, 24, False)]
     assert b._ll.info.num_rdma_bytes == HINT and b._ll.info.low_latency_mode
 
 
@@ -450,6 +461,24 @@ def test_buffer_builds_the_ops_once_with_its_settings(env, monkeypatch):
         lambda b: b.low_latency_clean_mask_buffer(),
     ],
 )
-def test_mask_apis_are_not_implemented(env, call):
-    with pytest.raises(NotImplementedError, match="rank masking .*enable_shrink"):
+def test_mask_apis_need_enable_shrink(env, call):
+    with pytest.raises(ValueError, match="needs a Buffer built with enable_shrink=True"):
         call(bare_buffer(env, low_latency_mode=True))
+
+
+def test_mask_apis_reach_the_ops_on_the_current_stream(env):
+    b = bare_buffer(env, low_latency_mode=True, enable_shrink=True)
+    b._ll = env.mode
+    b.low_latency_update_mask_buffer(R - 1, True)
+    assert env.calls[-1] == ("update_mask", R - 1, True, COMPUTE)
+    status = FakeTensor((R,), env.torch.int32, FakeDevice("cuda", 0))
+    b.low_latency_query_mask_buffer(status)
+    assert env.calls[-1] == ("query_mask", status, COMPUTE)
+    b.low_latency_clean_mask_buffer()
+    assert env.calls[-1] == ("clean_mask", COMPUTE)
+    with pytest.raises(ValueError, match=rf"rank_to_mask={R} must be in \[0, {R}\)"):
+        b.low_latency_update_mask_buffer(R, True)
+    with pytest.raises(TypeError, match="rank_to_mask must be an integer, got bool"):
+        b.low_latency_update_mask_buffer(True, True)
+    with pytest.raises(TypeError, match="mask_status must be a torch.Tensor"):
+        b.low_latency_query_mask_buffer([0] * R)

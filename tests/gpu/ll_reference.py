@@ -245,13 +245,47 @@ def expert_factors(num_experts: int, device: torch.device) -> torch.Tensor:
     return torch.pow(2.0, exponent.float())
 
 
+LOGFMT_LEVELS = 511  # codes 1..511 on the log grid; code 0 is zero
+LOGFMT_MIN_CLIP = 32.0
+
+
+def logfmt_round_trip(y: torch.Tensor) -> torch.Tensor:
+    """float32 [n, H]: bf16 rows `y` as a LogFMT-10 combine delivers them. Per 128-channel group
+    with amax / amin of |y| (zeros included): lmax = log2(amax), lmin = max(log2(amin),
+    lmax - 32); groups with lmax < 0 and lmin < lmax are encoded, the others arrive as they are.
+    Encoded magnitudes take the nearest (in linear terms, ties up) of the levels
+    2^(lmin + j * step), j = -1 .. 510, step = (lmax - lmin) / 510, where level j = -1 reads
+    back as zero; signs are kept."""
+    n, hidden = y.shape
+    g = y.double().reshape(n, hidden // GROUP, GROUP)
+    a = g.abs()
+    amax, amin = a.amax(-1, keepdim=True), a.amin(-1, keepdim=True)
+    lmax = torch.log2(amax)
+    lmin = torch.maximum(torch.log2(amin), lmax - LOGFMT_MIN_CLIP)
+    cast = (lmax < 0) & (lmin < lmax)
+    step = torch.where(cast, (lmax - lmin) / (LOGFMT_LEVELS - 1), torch.ones_like(lmax))
+    lmin = torch.where(cast, lmin, torch.zeros_like(lmin))
+    pos = (torch.log2(a) - lmin) / step  # -inf for zeros
+    lo = torch.floor(pos).clamp(-1, LOGFMT_LEVELS - 1)
+    v_lo = torch.exp2(lmin + lo * step)
+    v_hi = torch.exp2(lmin + (lo + 1) * step)
+    j = torch.where((a - v_lo >= v_hi - a) & (lo < LOGFMT_LEVELS - 1), lo + 1, lo)
+    magnitude = torch.where(j < 0, torch.zeros_like(a), torch.exp2(lmin + j * step))
+    decoded = torch.where(cast, torch.copysign(magnitude, g), g)
+    return decoded.reshape(n, hidden).float()
+
+
 def combine_reference(
-    x: torch.Tensor, topk_idx: torch.Tensor, topk_weights: torch.Tensor, factors: torch.Tensor
+    x: torch.Tensor,
+    topk_idx: torch.Tensor,
+    topk_weights: torch.Tensor,
+    factors: torch.Tensor,
+    use_logfmt: bool = False,
 ) -> torch.Tensor:
     """bf16 [n, H]: combined[t] = sum over k with topk_idx[t, k] >= 0 (in top-k order, float32)
     of topk_weights[t, k] * y_{g}[t], g = topk_idx[t, k], where expert g returned
-    y_g = x * factors[g] for the bf16 rows `x` [n, H] (the dequantised dispatched rows). All -1
-    tokens give zeros."""
+    y_g = x * factors[g] for the bf16 rows `x` [n, H] (the dequantised dispatched rows), as
+    LogFMT-10 delivers y_g with `use_logfmt`. All -1 tokens give zeros."""
     xf = x.float()
     acc = torch.zeros_like(xf)
     for k in range(topk_idx.size(1)):
@@ -259,7 +293,10 @@ def combine_reference(
         valid = idx >= 0
         factor = factors[idx.clamp(min=0)]
         weight = torch.where(valid, topk_weights[:, k].float(), torch.zeros_like(factor))
-        acc += weight.unsqueeze(1) * (xf * factor.unsqueeze(1))
+        y = xf * factor.unsqueeze(1)
+        if use_logfmt:
+            y = logfmt_round_trip(y.bfloat16())
+        acc += weight.unsqueeze(1) * y
     return acc.bfloat16()
 
 
@@ -366,8 +403,8 @@ class World:
             self._rows[fmt] = quantize(flat, fmt)
         return self._rows[fmt]
 
-    def combined(self, fmt: str, factors: torch.Tensor) -> torch.Tensor:
+    def combined(self, fmt: str, factors: torch.Tensor, use_logfmt: bool = False) -> torch.Tensor:
         """This rank's combine output when every expert g returns its dequantised rows times
-        factors[g]."""
+        factors[g] (sent as LogFMT-10 with `use_logfmt`)."""
         x, idx, weights = self.own()
-        return combine_reference(dequantized_bf16(x, fmt), idx, weights, factors)
+        return combine_reference(dequantized_bf16(x, fmt), idx, weights, factors, use_logfmt)

@@ -54,7 +54,7 @@ def scope_of(ctx, section: str, where: str) -> suite.Scope:
 
 
 def section_api(ctx) -> None:
-    """Size hint, regenerated inputs, LL calls on a normal-mode Buffer, enable_shrink."""
+    """Size hint, regenerated inputs, LL calls on a normal-mode Buffer."""
     scope = suite.Scope(ctx, "api", "before any LL buffer")
     hint = ctx.ep.Buffer.get_low_latency_rdma_size_hint(128, 7168, ctx.num_ranks, 256)
     scope.ok(
@@ -89,33 +89,6 @@ def section_api(ctx) -> None:
         intranode.expect_error(scope, "clean_on_normal_buffer", call, ("low_latency_mode",))
     finally:
         normal.destroy()
-    shrink_refused(ctx, scope)
-
-
-def shrink_refused(ctx, scope) -> None:
-    """Buffer(..., enable_shrink=True) raises NotImplementedError naming it (for now)."""
-    group = dist.new_group(list(range(ctx.num_ranks)))
-    hint = ctx.ep.Buffer.get_low_latency_rdma_size_hint(
-        ctx.t, suite.SMALL_HIDDEN, ctx.num_ranks, ctx.num_experts
-    )
-    try:
-        built = ctx.ep.Buffer(
-            group,
-            num_nvl_bytes=0,
-            num_rdma_bytes=hint,
-            low_latency_mode=True,
-            num_qps_per_rank=ctx.experts_per_rank,
-            explicitly_destroy=True,
-            enable_shrink=True,
-        )
-    except NotImplementedError as e:
-        named = intranode.ref.mentions(str(e), ("enable_shrink",))
-        scope.ok("enable_shrink_not_implemented", named, f"message does not name it: {e}")
-    except Exception as e:  # noqa: BLE001 - a wrong exception type is a failed check
-        scope.ok("enable_shrink_not_implemented", False, f"raised {type(e).__name__}: {e}")
-    else:
-        scope.ok("enable_shrink_not_implemented", False, "Buffer(enable_shrink=True) was built")
-        built.destroy()
 
 
 # ----------------------------------------------------------------------------- dispatch + combine
@@ -133,13 +106,16 @@ def section_formats(ctx) -> None:
 
 
 def section_combine_options(ctx) -> None:
-    """zero_copy (x as written, and an all-NaN x that must not be read) and out=."""
+    """zero_copy (x as written, and an all-NaN x that must not be read), out=, and LogFMT-10
+    (inputs of per-token magnitudes 2^-6 .. 2^6: some groups encoded, some kept)."""
     world = ctx.world(Case("options", uneven_tokens(ctx, 1), suite.HIDDEN, seed=2))
     combines = (
         suite.CombineMode(zero_copy=True),
         suite.CombineMode(zero_copy=True, poison_x=True),
         suite.CombineMode(use_out=True),
         suite.CombineMode("identity", zero_copy=True, use_out=True),
+        suite.CombineMode(use_logfmt=True),
+        suite.CombineMode("identity", use_logfmt=True, use_out=True),
     )
     for fmt in ("bf16", "fp8"):
         suite.run_case(

@@ -166,6 +166,56 @@ def test_combine_reference():
     assert factors.tolist() == [0.25, 0.5, 1.0, 2.0, 4.0] * 2
 
 
+def test_logfmt_levels_signs_and_zero():
+    # Groups of random magnitudes below 1 (one with a zero, so amin clips to amax * 2^-32);
+    # every value must come back as the nearest of all 512 levels, found by brute force.
+    gen = torch.Generator().manual_seed(3)
+    x = torch.randn(3, 128, generator=gen) * torch.tensor([[0.2], [1e-3], [0.05]])
+    x[2, 7] = 0.0
+    xb = x.bfloat16()
+    got = ref.logfmt_round_trip(xb).double()
+    for row in range(3):
+        a = xb[row].double().abs()
+        lmax = torch.log2(a.max())
+        lmin = lmax - 32 if a.min() == 0 else torch.log2(a.min())
+        step = (lmax - lmin) / 510
+        levels = torch.exp2(lmin + torch.arange(-1, 511, dtype=torch.float64) * step)
+        nearest = levels[(a.unsqueeze(1) - levels).abs().argmin(1)]
+        nearest[nearest == levels[0]] = 0.0  # level -1 reads back as zero
+        want = torch.copysign(nearest, xb[row].double())
+        assert torch.allclose(got[row], want, rtol=1e-6, atol=0), row  # float32 result
+    assert got[2, 7] == 0.0
+    assert got[0].abs().max() == xb[0].double().abs().max()  # amax is a level
+
+
+def test_logfmt_keeps_groups_it_cannot_encode():
+    x = torch.randn(2, 256) * 0.1
+    x[0, :128] *= 40  # amax >= 1: kept as bf16
+    x[1, 128:] = 0.125  # every magnitude equal (lmin == lmax): kept
+    xb = x.bfloat16()
+    y = ref.logfmt_round_trip(xb)
+    assert torch.equal(y[0, :128], xb[0, :128].float())
+    assert torch.equal(y[1, 128:], xb[1, 128:].float())
+    assert not torch.equal(y[0, 128:], xb[0, 128:].float())  # encoded
+    # amin below amax * 2^-32 is clipped: such values read back as zero or the lowest level
+    z = torch.full((1, 128), 0.5)
+    z[0, 0] = 1e-30
+    out = ref.logfmt_round_trip(z.bfloat16())
+    assert out[0, 0] == 0.0 and out[0, 1] == 0.5
+
+
+def test_logfmt_combine_reference_error_is_small():
+    gen = torch.Generator().manual_seed(5)
+    x = (torch.randn(16, 2048, generator=gen) * 0.3).bfloat16()
+    idx = torch.randint(0, 4, (16, 2))
+    w = torch.rand(16, 2, generator=gen)
+    factors = torch.tensor([1.0, 0.5, 0.25, 2.0])
+    exact = ref.combine_reference(x, idx, w, factors)
+    approx = ref.combine_reference(x, idx, w, factors, use_logfmt=True)
+    diff = ref.calc_diff(exact, approx)
+    assert 0 < diff < 1e-4
+
+
 def test_make_inputs_deterministic_and_shaped():
     case = ref.Case("c", (16, 0, 5), 2048, num_topk=4, seed=3, num_dropped=6)
     a = ref.make_inputs(case, 0, 24, 3, CPU)

@@ -14,7 +14,6 @@ from . import _C
 from ._bootstrap import Bootstrap
 from .intranode import cached_dispatch, dispatch_layout, fresh_dispatch, run_combine
 from .low_latency import LowLatencyMode
-from .low_latency import not_implemented as _ll_not_implemented
 from .utils import EventHandle, EventOverlap, StreamScope, check_nvlink_connections
 
 Config = _C.Config
@@ -50,7 +49,10 @@ class Buffer:
             in progress, see docs/low_latency.md).
         allow_nvlink_for_low_latency_mode: low-latency calls write the peers of this rank's
             NVLink domain directly (else every peer goes through the CPU proxies).
-        enable_shrink, use_fabric: must stay False for now (not implemented yet).
+        enable_shrink: the low-latency rank mask (``low_latency_*_mask_buffer``): masked ranks
+            are neither sent to nor waited for, and a peer that misses the deadline
+            (``UCCL_EP_TIMEOUT_SECS``) is masked instead of failing the call.
+        use_fabric: must stay False for now (not implemented yet).
         num_qps_per_rank, allow_mnnvl: accepted and stored (they configure NVSHMEM in DeepEP,
             which uccl-ep does not use).
         explicitly_destroy: if True, ``destroy()`` must be called; otherwise memory is freed
@@ -125,12 +127,8 @@ class Buffer:
         # allow_mnnvl only configures NVSHMEM in DeepEP V1, which the intranode mode does not
         # use: accepted, without effect, as there. low_latency_mode and the sizes are checked
         # by the native Buffer.
-        for name, value in (
-            ("enable_shrink", self.enable_shrink),
-            ("use_fabric", use_fabric),
-        ):
-            if value:
-                raise _not_implemented(f"{name}=True")
+        if use_fabric:
+            raise _not_implemented("use_fabric=True")
 
     # ------------------------------------------------------------------ lifecycle
     def destroy(self) -> None:
@@ -181,7 +179,10 @@ class Buffer:
                 "low_latency_mode=False)"
             )
         ops = _C.LowLatencyOps(
-            runtime, allow_nvlink=self.allow_nvlink_for_low_latency_mode, num_sms=Buffer.num_sms
+            runtime,
+            allow_nvlink=self.allow_nvlink_for_low_latency_mode,
+            num_sms=Buffer.num_sms,
+            enable_shrink=self.enable_shrink,
         )
         info = _C.BufferInfo(
             self.rank,
@@ -482,7 +483,8 @@ class Buffer:
         ``topk_weights`` (int64 / float32 [T', K]) the routing of the dispatch that made
         ``handle``. Returns ``(combined_x, event, hook)`` with ``combined_x[t] = sum over valid
         k of topk_weights[t, k] * y`` (bf16 [T', H]; written into ``out`` when given).
-        ``use_logfmt=True`` is not implemented yet.
+        ``use_logfmt=True`` sends the rows as LogFMT-10 (10 bits per value in each 128-channel
+        group whose magnitudes are below 1, docs/low_latency.md); not with ``zero_copy``.
         """
         return self._low_latency("low_latency_combine").combine(
             x,
@@ -504,13 +506,22 @@ class Buffer:
         return self._low_latency("get_next_low_latency_combine_buffer").next_combine_buffer(handle)
 
     def low_latency_update_mask_buffer(self, rank_to_mask: int, mask: bool = False) -> None:
-        """Rank masking (``enable_shrink=True``): not implemented yet."""
-        raise _ll_not_implemented("rank masking (low_latency_update_mask_buffer, enable_shrink)")
+        """Masks (``mask=True``) or unmasks ``rank_to_mask`` for the low-latency calls, by a
+        kernel on the current stream (needs ``enable_shrink=True``). Masked ranks are neither
+        sent to nor waited for; combine treats their experts like ``-1``."""
+        self._mask_ops("low_latency_update_mask_buffer").update_mask(rank_to_mask, mask)
 
     def low_latency_query_mask_buffer(self, mask_status: torch.Tensor) -> None:
-        """Rank masking (``enable_shrink=True``): not implemented yet."""
-        raise _ll_not_implemented("rank masking (low_latency_query_mask_buffer, enable_shrink)")
+        """Copies the rank mask (1 = masked, whether by ``low_latency_update_mask_buffer`` or
+        by a missed deadline) into ``mask_status`` (int32 [num_ranks] on this device), on the
+        current stream (needs ``enable_shrink=True``)."""
+        self._mask_ops("low_latency_query_mask_buffer").query_mask(mask_status)
 
     def low_latency_clean_mask_buffer(self) -> None:
-        """Rank masking (``enable_shrink=True``): not implemented yet."""
-        raise _ll_not_implemented("rank masking (low_latency_clean_mask_buffer, enable_shrink)")
+        """Unmasks every rank, on the current stream (needs ``enable_shrink=True``)."""
+        self._mask_ops("low_latency_clean_mask_buffer").clean_mask()
+
+    def _mask_ops(self, op: str) -> LowLatencyMode:
+        if not self.enable_shrink:
+            raise ValueError(f"{op} needs a Buffer built with enable_shrink=True")
+        return self._low_latency(op)

@@ -252,11 +252,6 @@ class LowLatencyMode:
                 f"{op}: use_logfmt=True and zero_copy=True cannot be combined (the zero-copy "
                 "buffer holds BF16 rows)"
             )
-        if use_logfmt:
-            raise NotImplementedError(
-                f"uccl-ep: {op}(use_logfmt=True) is not implemented yet (LogFMT-10 combine); "
-                "use the BF16 combine (use_logfmt=False)"
-            )
         for v, name in (
             (x, "x"),
             (topk_idx, "topk_idx"),
@@ -319,12 +314,25 @@ class LowLatencyMode:
                 f"{op}: out must be on {self.device} (the Buffer's device), got {out.device}"
             )
 
+    # ------------------------------------------------------------------ rank mask
+    def update_mask(self, rank_to_mask: int, mask: bool) -> None:
+        op = "low_latency_update_mask_buffer"
+        rank = _index(rank_to_mask, "rank_to_mask", op)
+        if not 0 <= rank < self.num_ranks:
+            raise ValueError(f"{op}: rank_to_mask={rank} must be in [0, {self.num_ranks})")
+        self.ops.update_mask(rank, bool(mask), current_raw_stream(self.device_index))
+
+    def query_mask(self, mask_status: torch.Tensor) -> None:
+        op = "low_latency_query_mask_buffer"
+        if not isinstance(mask_status, torch.Tensor):
+            raise TypeError(f"{op}: mask_status must be a torch.Tensor, got {type(mask_status)}")
+        self.ops.query_mask(mask_status, current_raw_stream(self.device_index))
+
+    def clean_mask(self) -> None:
+        self.ops.clean_mask(current_raw_stream(self.device_index))
+
     def next_combine_buffer(self, handle: Any) -> torch.Tensor:
         """The send buffer of the next combine as a BF16 [E, N, H] strided view."""
         _, _, t, hidden, num_experts = unpack_handle(handle, "get_next_low_latency_combine_buffer")
         raw, shape, strides = self.ops.next_combine_buffer(t, hidden, num_experts)
         return torch.from_dlpack(raw).view(torch.bfloat16).as_strided(shape, strides)
-
-
-def not_implemented(feature: str) -> NotImplementedError:
-    return NotImplementedError(f"uccl-ep: {feature} is not implemented yet in the low-latency mode")

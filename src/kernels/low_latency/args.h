@@ -45,6 +45,12 @@ struct Peers {
   int rank, num_ranks;
   SequenceState* state;
   device::DeviceDiag diag;
+  int32_t* mask;  // [num_ranks], 1 = masked (enable_shrink); null: no masking
+
+  /// Whether rank `r` is masked: not sent to, not waited for.
+  __device__ __forceinline__ bool masked(int r) const {
+    return mask != nullptr && *static_cast<volatile int32_t*>(mask + r) != 0;
+  }
 
   /// This rank's or a direct peer's RDMA buffer, or null when `r` goes through the proxies.
   __host__ __device__ uint8_t* direct_buffer(int r) const {
@@ -80,6 +86,7 @@ struct CombineArgs {
   const int64_t* layout_range;  // [E, R]
   int num_tokens, num_topk;
   bool zero_copy;
+  bool use_logfmt;       // rows travel as LogFMT-10 (logfmt.cuh); never with zero_copy
   int64_t* wait_stats;   // [R] or null
   uint16_t* combined_x;  // [num_tokens, H]
   device::OutputList outputs;
@@ -101,6 +108,12 @@ void launch_clean(const CleanArgs& a, cudaStream_t stream);
 /// lazy loading". Call before the first launch.
 void preload_dispatch();
 void preload_combine();
+/// The rank mask (int32 [num_ranks] device memory): set or clear one entry, copy it into
+/// `out` (int32 [num_ranks]), clear it; on `stream`.
+void launch_set_mask(int32_t* mask, int rank, bool masked, cudaStream_t stream);
+void launch_copy_mask(const int32_t* mask, int num_ranks, int32_t* out, cudaStream_t stream);
+void launch_clear_mask(int32_t* mask, int num_ranks, cudaStream_t stream);
+void preload_mask();
 /// Dynamic shared memory the kernels need for `num_tokens * num_topk` expert ids.
 int64_t topk_shared_bytes(int num_tokens, int num_topk);
 

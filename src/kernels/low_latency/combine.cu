@@ -12,9 +12,53 @@
 // them) and reduces the weighted rows in float32, in top-k order.
 #include "common/cuda_check.h"
 #include "kernels/low_latency/common.cuh"
+#include "kernels/low_latency/logfmt.cuh"
 
 namespace uccl::ep::kernels::low_latency {
 namespace {
+
+/// All lanes: row `from` (H bf16) as LogFMT-10 at `to` (logfmt.cuh); half-warps take groups.
+__device__ __forceinline__ void encode_row(const int4* from, uint8_t* to, int hidden, int lane) {
+  const int num_groups = hidden / 128, sub = lane % 16;  // the group count is even
+  auto* meta = reinterpret_cast<uint32_t*>(to + 2 * hidden);
+  for (int g = lane / 16; g < num_groups; g += 2) {
+    const int4 raw = device::ld_nc_v4(from + g * 16 + sub);
+    float f[8];
+    unpack_bf16x8(raw, f);
+    logfmt::encode_group(f, raw, sub, to + g * logfmt::kGroupBytes, meta + g);
+  }
+}
+
+/// Vector `v` (8 channels) of a received row, decoded when the row is LogFMT-10.
+__device__ __forceinline__ void load_row_vector(const Peers& p, const uint8_t* row, int v,
+                                                bool use_logfmt, float (&f)[8]) {
+  if (!use_logfmt) {
+    unpack_bf16x8(load_received(p, reinterpret_cast<const int4*>(row) + v), f);
+    return;
+  }
+  const int g = v / 16, sub = v % 16;
+  const auto* meta = reinterpret_cast<const int32_t*>(row + 2 * p.layout.hidden) + g;
+  const auto m = static_cast<uint32_t>(load_received(p, meta));
+  const logfmt::Grid grid =
+      logfmt::grid_of(logfmt::from_bf16_bits(m), logfmt::from_bf16_bits(m >> 16));
+  const uint8_t* group = row + g * logfmt::kGroupBytes;
+  if (!grid.cast) {
+    unpack_bf16x8(load_received(p, reinterpret_cast<const int4*>(group) + sub), f);
+    return;
+  }
+  // The lane's 10 bytes at 10 sub (2-byte aligned) lie in the three words from `first`.
+  const int start = sub * logfmt::kLaneEncodedBytes, first = start & ~3;
+  uint32_t words[3];
+#pragma unroll
+  for (int i = 0; i < 3; ++i)
+    words[i] = static_cast<uint32_t>(
+        load_received(p, reinterpret_cast<const int32_t*>(group + first) + i));
+  const auto* halves = reinterpret_cast<const uint16_t*>(words) + (start - first) / 2;
+  uint16_t w[5];
+#pragma unroll
+  for (int i = 0; i < 5; ++i) w[i] = halves[i];
+  logfmt::decode_lane(w, grid, f);
+}
 
 __global__ void __launch_bounds__(kThreads, 1) combine_send_kernel(const CombineArgs a) {
   const Peers& p = a.p;
@@ -28,6 +72,7 @@ __global__ void __launch_bounds__(kThreads, 1) combine_send_kernel(const Combine
   for (int pair = blockIdx.x * kWarps + threadIdx.x / 32; pair < num_local * p.num_ranks;
        pair += num_warps) {
     const int e_local = pair / p.num_ranks, src = pair % p.num_ranks;
+    if (p.masked(src)) continue;
     const int e = p.rank * num_local + e_local;
     const int64_t range = a.layout_range[pair];
     int count = static_cast<int>(range & 0xffffffff);
@@ -43,6 +88,10 @@ __global__ void __launch_bounds__(kThreads, 1) combine_send_kernel(const Combine
       uint8_t* to = direct != nullptr ? direct + layout.combine_recv_slot(a.half, e, s)
                                       : p.local + layout.combine_send_row(a.half, e_local, row);
       if (direct == nullptr && a.zero_copy) continue;
+      if (a.use_logfmt) {
+        encode_row(from, to, static_cast<int>(layout.hidden), lane);
+        continue;
+      }
       auto* out = reinterpret_cast<int4*>(to);
       for (int v = lane; v < vectors; v += 32) out[v] = device::ld_nc_v4(from + v);
     }
@@ -84,7 +133,8 @@ __global__ void __launch_bounds__(kThreads, 1) combine_recv_kernel(const Combine
       const int owner = e / num_local;
       uint64_t waited = 0;
       ok = wait_signal(p, a.half, kCombineKind, e, p.direct_buffer(owner) != nullptr, cs,
-                       protocol::WaitSite::kLowLatencyCombineRecv, owner, e, &waited);
+                       protocol::WaitSite::kLowLatencyCombineRecv, owner, e,
+                       &waited) != Wait::kFailed;
       if (a.wait_stats != nullptr)
         atomicAdd(reinterpret_cast<unsigned long long*>(a.wait_stats + owner),
                   static_cast<unsigned long long>(waited));
@@ -112,19 +162,26 @@ __global__ void __launch_bounds__(kThreads, 1) combine_recv_kernel(const Combine
 #pragma unroll
       for (int o = 16; o >= 1; o /= 2) slot[k] += __shfl_xor_sync(kFullMask, slot[k], o);
     }
+    uint32_t skip = 0;  // top-k entries whose owner is masked: summed as if -1
     if (lane == 0) {
 #pragma unroll
       for (int k = 0; k < kMaxTopk; ++k) {
         if (expert[k] < 0) continue;
         uint64_t waited = 0;
         const int owner = expert[k] / num_local;
-        if (!wait_signal(p, a.half, kCombineKind, expert[k], p.direct_buffer(owner) != nullptr, cs,
-                         protocol::WaitSite::kLowLatencyCombineRecv, owner, expert[k], &waited))
-          ok = false;
+        const Wait w =
+            wait_signal(p, a.half, kCombineKind, expert[k], p.direct_buffer(owner) != nullptr, cs,
+                        protocol::WaitSite::kLowLatencyCombineRecv, owner, expert[k], &waited);
+        if (w == Wait::kFailed) ok = false;
+        if (w == Wait::kMasked) skip |= 1u << k;
       }
     }
     ok = __shfl_sync(kFullMask, ok, 0);
     if (!ok) break;
+    skip = __shfl_sync(kFullMask, skip, 0);
+#pragma unroll
+    for (int k = 0; k < kMaxTopk; ++k)
+      if ((skip >> k) & 1u) expert[k] = -1;
     uint16_t* out_row = a.combined_x + static_cast<int64_t>(t) * layout.hidden;
     for (int v = lane; v < vectors; v += 32) {
       float acc[8] = {};
@@ -132,10 +189,9 @@ __global__ void __launch_bounds__(kThreads, 1) combine_recv_kernel(const Combine
       for (int k = 0; k < kMaxTopk; ++k) {
         // An expert named twice in a row was sent once: both entries read that row.
         if (expert[k] < 0) continue;
-        const auto* row = reinterpret_cast<const int4*>(
-            p.local + layout.combine_recv_slot(a.half, expert[k], slot[k]));
+        const uint8_t* row = p.local + layout.combine_recv_slot(a.half, expert[k], slot[k]);
         float f[8];
-        unpack_bf16x8(load_received(p, row + v), f);
+        load_row_vector(p, row, v, a.use_logfmt, f);
 #pragma unroll
         for (int j = 0; j < 8; ++j) acc[j] += weight[k] * f[j];
       }

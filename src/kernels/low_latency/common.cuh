@@ -46,32 +46,68 @@ __device__ __forceinline__ bool row_has(const int32_t* s_topk, int t, int num_to
   return hit;
 }
 
-/// Lane 0: waits for signal index `i` of `half` and `kind`: the word in this rank's RDMA buffer
-/// to reach cs.seq when the sender writes directly, else the proxy slot to reach cs.calls.
-/// Returns false past the deadline (the timeout is recorded) or when the rank is aborted;
-/// `*waited_ns` gets the time waited.
-__device__ __forceinline__ bool wait_signal(const Peers& p, int half, int kind, int64_t i,
+/// How a wait for a peer ended.
+enum class Wait : uint8_t {
+  kArrived,  // the signal reached its value
+  kFailed,   // deadline (recorded, the rank aborts) or the rank was already aborted
+  kMasked,   // the peer is masked (enable_shrink), or was masked at the deadline: no data
+};
+
+/// With masking: spins on `poll` until it holds, `peer` gets masked, the rank aborts, or the
+/// deadline passes; then masks `peer` (the call goes on without it) instead of failing.
+template <typename Poll>
+__device__ __forceinline__ Wait masking_wait(const Peers& p, protocol::WaitSite site, int peer,
+                                             int channel, int64_t expected, Poll&& poll) {
+  int64_t observed = 0;
+  const uint64_t start = device::global_timer_ns();
+  for (uint32_t iter = 0;; ++iter) {
+    if (poll(observed)) return Wait::kArrived;
+    if ((iter & 255u) != 0u) continue;
+    if (p.masked(peer)) return Wait::kMasked;
+    if (device::aborted(p.diag)) return Wait::kFailed;
+    if (device::global_timer_ns() - start > p.diag.timeout_ns) {
+      if (atomicExch(p.mask + peer, 1) == 0)
+        printf(
+            "uccl-ep: rank %d masks rank %d: no signal within the deadline (site %d, channel "
+            "%d, expected %lld, observed %lld)\n",
+            p.rank, peer, static_cast<int>(site), channel, static_cast<long long>(expected),
+            static_cast<long long>(observed));
+      return Wait::kMasked;
+    }
+  }
+}
+
+/// Lane 0: waits for signal index `i` of `half` and `kind`, sent by `peer`: the word in this
+/// rank's RDMA buffer to reach cs.seq when the sender writes directly, else the proxy slot to
+/// reach cs.calls. Without masking a deadline is recorded and fails the call; with masking
+/// (p.mask) it masks the peer. `*waited_ns` gets the time waited.
+__device__ __forceinline__ Wait wait_signal(const Peers& p, int half, int kind, int64_t i,
                                             bool direct, CallSequence cs, protocol::WaitSite site,
                                             int peer, int channel, uint64_t* waited_ns) {
   const uint64_t start = device::global_timer_ns();
-  bool ok;
-  if (direct) {
-    const auto* word = reinterpret_cast<const int32_t*>(p.local + p.layout.signal_offset(half)) + i;
-    ok = device::timed_wait(p.diag, site, peer, channel, cs.seq, [&](int64_t& observed) {
+  const auto* word = reinterpret_cast<const int32_t*>(p.local + p.layout.signal_offset(half)) + i;
+  const int64_t* slot = p.signals + p.layout.signal_slot(half, kind, i);
+  const int64_t expected = direct ? cs.seq : cs.calls;
+  auto poll = [&](int64_t& observed) {
+    if (direct) {
       const int32_t v = device::ld_acquire_sys(word);
       observed = v;
       return static_cast<int32_t>(static_cast<uint32_t>(v) - cs.seq) >= 0;
-    });
-  } else {
-    const int64_t* slot = p.signals + p.layout.signal_slot(half, kind, i);
-    ok = device::timed_wait(p.diag, site, peer, channel, cs.calls, [&](int64_t& observed) {
-      const int64_t v = device::ld_acquire_sys(slot);
-      observed = v;
-      return v >= static_cast<int64_t>(cs.calls);
-    });
-  }
+    }
+    const int64_t v = device::ld_acquire_sys(slot);
+    observed = v;
+    return v >= static_cast<int64_t>(cs.calls);
+  };
+  Wait result;
+  if (p.masked(peer))
+    result = Wait::kMasked;
+  else if (p.mask != nullptr)
+    result = masking_wait(p, site, peer, channel, expected, poll);
+  else
+    result = device::timed_wait(p.diag, site, peer, channel, expected, poll) ? Wait::kArrived
+                                                                             : Wait::kFailed;
   *waited_ns = device::global_timer_ns() - start;
-  return ok;
+  return result;
 }
 
 /// All lanes: makes the warp's earlier stores visible system-wide, then lane 0 sets direct

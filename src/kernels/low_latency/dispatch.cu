@@ -96,6 +96,7 @@ __global__ void __launch_bounds__(kThreads, 1) dispatch_send_kernel(const Dispat
   const int num_warps = gridDim.x * kWarps;
   for (int e = blockIdx.x * kWarps + threadIdx.x / 32; e < num_experts; e += num_warps) {
     const int dst = e / num_local, e_local = e % num_local;
+    if (p.masked(dst)) continue;  // neither sent to nor waited for
     uint8_t* direct = p.direct_buffer(dst);
     uint8_t* block = direct != nullptr
                          ? direct + layout.dispatch_recv_block(a.half, e_local, p.rank)
@@ -149,12 +150,14 @@ __global__ void __launch_bounds__(kThreads, 1) dispatch_recv_kernel(const Dispat
     int count = 0, begin = 0;
     if (lane == 0) {
       uint64_t waited = 0;
-      ok = wait_signal(p, a.half, kDispatchKind, pair, p.direct_buffer(src) != nullptr, cs,
-                       protocol::WaitSite::kLowLatencyDispatchRecv, src, e_local, &waited);
+      const Wait w =
+          wait_signal(p, a.half, kDispatchKind, pair, p.direct_buffer(src) != nullptr, cs,
+                      protocol::WaitSite::kLowLatencyDispatchRecv, src, e_local, &waited);
+      ok = w != Wait::kFailed;
       if (a.wait_stats != nullptr)
         atomicAdd(reinterpret_cast<unsigned long long*>(a.wait_stats + src),
                   static_cast<unsigned long long>(waited));
-      if (ok) {
+      if (w == Wait::kArrived) {
         count = load_received(p, reinterpret_cast<const int32_t*>(block));
         if (count < 0 || count > layout.T) {  // a corrupt block: never lay out what it claims
           device::report_error(p.diag, protocol::WaitSite::kLowLatencyBadBlock, src, e_local, -1,
