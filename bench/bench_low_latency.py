@@ -8,7 +8,8 @@ where the build has the hook for it, the transport floor are measured in the sam
         [--topologies nvlink proxy mixed] [--transport ipc|libfabric] [--fi-provider P]
 
 bench/README.md says what every figure counts. With --share-gpus, more ranks than GPUs run
-(CUDA MPS needed; no target checks; the figures are not NVLink figures).
+(CUDA MPS needed; the targets are checked with up to 2 ranks per GPU; the figures are not
+NVLink figures).
 """
 
 from __future__ import annotations
@@ -75,7 +76,8 @@ def parse_args(argv=None) -> argparse.Namespace:
         "--share-gpus",
         action="store_true",
         help="ranks share GPUs (rank r on GPU r %% num_gpus; needs CUDA MPS): gloo instead of "
-        "NCCL, SMs split between the ranks of a GPU, no target checks; not NVLink figures",
+        "NCCL, SMs split between the ranks of a GPU, targets checked up to 2 ranks per GPU; not "
+        "NVLink figures",
     )
     args = p.parse_args(argv)
     if min(args.num_tokens, args.num_topk, args.num_experts) <= 0 or args.num_masked < 0:
@@ -480,9 +482,13 @@ def publish(ctx: Context, reports: list[dict], hardware: dict, notes: dict) -> N
     """Print the summary and write the JSON file (rank 0)."""
     args = ctx.args
     summary = rep.summarize(reports, args.topologies)
-    targets = rep.evaluate_targets(summary, "--share-gpus run" if args.share_gpus else None)
+    # The targets are about the proxy path and the send phase: they hold with up to two ranks
+    # sharing a GPU (the issue's set-up), not with more.
+    sharing = ctx.num_ranks / max(1, torch.cuda.device_count())
+    crowded = args.share_gpus and sharing > 2
+    targets = rep.evaluate_targets(summary, "more than 2 ranks share a GPU" if crowded else None)
     if args.share_gpus:
-        print(f"\nSMOKE RUN: {SHARED_GPUS_NOTE}; the figures below are not NVLink figures.")
+        print(f"\nShared GPUs: {SHARED_GPUS_NOTE}; the figures below are not NVLink figures.")
     rep.print_summary(summary)
     rep.print_floor(summary)
     rep.print_targets(targets)

@@ -269,6 +269,9 @@ def section_double_buffer(ctx) -> None:
 
 
 def two_pending(ctx, a, b, fmt: str, hooked: bool) -> None:
+    """Two calls pending at once. With hooks a rank may start the call after next (which
+    reuses the first call's half) only once every rank ran the first call's hook: DeepEP's
+    contract too (its dispatch and combine receive areas of a half alias, as ours do)."""
     tag = "hook" if hooked else "plain"
     sa = scope_of(
         ctx, f"double_buffer[{fmt},{tag}].A", "dispatch A, dispatch B, combine A, combine B"
@@ -283,6 +286,8 @@ def two_pending(ctx, a, b, fmt: str, hooked: bool) -> None:
         suite.host_barrier()()
         suite.complete(sa, "dispatch", out_a[3], out_a[4], True, False)
     suite.complete(sb, "dispatch", out_b[3], out_b[4], hooked, False)
+    if hooked:  # every rank has run both hooks before anyone reuses A's half (contract below)
+        suite.host_barrier()()
     suite.check_dispatch(sa, a, fmt, *out_a[:3])
     suite.check_dispatch(sb, b, fmt, *out_b[:3])
     cmode = suite.CombineMode(hook=hooked)
@@ -298,6 +303,7 @@ def two_pending(ctx, a, b, fmt: str, hooked: bool) -> None:
     suite.complete(cb, "combine", ev_b, hook_b, hooked, False)
     if hooked:
         suite.complete(ca, "combine", ev_a, hook_a, True, False)
+        suite.host_barrier()()
     suite.check_combined(ca, a, fmt, cmode, comb_a)
     suite.check_combined(cb, b, fmt, cmode, comb_b)
 
