@@ -1,6 +1,6 @@
 """Bad-argument section of the low-latency suite: each bad call raises TypeError / ValueError /
-RuntimeError (NotImplementedError for what is not implemented yet) naming the argument, before
-anything is sent; every rank makes the same calls, and the buffer works afterwards."""
+RuntimeError naming the argument, before anything is sent; every rank makes the same calls,
+and the buffer works afterwards."""
 
 from __future__ import annotations
 
@@ -147,13 +147,9 @@ def bad_combines(ctx, world, scope) -> None:
     ]
     for what, words, call in cases:
         intranode.expect_error(scope, what, call, tuple(words.split()), ERROR_TYPES)
-    call = partial(comb, y, idx, weights, handle, use_logfmt=True)
+    call = partial(comb, y, idx, weights, handle, use_logfmt=True, zero_copy=True)
     intranode.expect_error(
-        scope,
-        "combine_use_logfmt_not_implemented",
-        call,
-        ("use_logfmt", "logfmt"),
-        (NotImplementedError,),
+        scope, "combine_logfmt_with_zero_copy", call, ("use_logfmt", "zero_copy"), (ValueError,)
     )
     suite.run_combine(
         scope.sub("good_combine"), world, "bf16", suite.CombineMode(), recv_x, recv_count, handle
@@ -161,7 +157,8 @@ def bad_combines(ctx, world, scope) -> None:
 
 
 def mask_refused(ctx, scope, what: str) -> None:
-    """The shrink (rank mask) APIs raise NotImplementedError for now."""
+    """The rank-mask APIs raise ValueError naming enable_shrink on this Buffer (built without
+    it)."""
     buf = ctx.buffer
     calls = {
         "update": lambda: buf.low_latency_update_mask_buffer(1, True),
@@ -171,5 +168,5 @@ def mask_refused(ctx, scope, what: str) -> None:
         "clean": lambda: buf.low_latency_clean_mask_buffer(),
     }
     intranode.expect_error(
-        scope, f"mask_{what}_not_implemented", calls[what], (), (NotImplementedError,)
+        scope, f"mask_{what}_without_shrink", calls[what], ("enable_shrink",), (ValueError,)
     )

@@ -18,7 +18,9 @@ namespace uccl::ep::transport::ipc {
 /// Implements Transport with CUDA IPC and the copy engine. Per pipe: one non-blocking stream
 /// and a ring of (event, pending operation); completions are reported in post order per
 /// pipe, so a later atomic on the pipe lands after every earlier write
-/// (ordered_delivery). Needs a CUDA device; the RDMA buffer must be device memory.
+/// (ordered_delivery). An atomic posted while nothing is in flight on its pipe is applied at
+/// once, without the GPU (barriers never wait on a stream). Needs a CUDA device; the RDMA
+/// buffer must be device memory.
 class IpcTransport final : public Transport {
  public:
   explicit IpcTransport(const TransportOptions& options);
@@ -78,6 +80,8 @@ class IpcTransport final : public Transport {
   std::string host_id_;  // boot id: equal for processes of one host
   std::vector<Peer> peers_;
   std::vector<Pipe> pipes_;
+  /// Atomics applied at post time (nothing was in flight on their pipe): ids poll() reports.
+  std::vector<uint64_t> done_at_post_;
   uint64_t inflight_ = 0;
   uint32_t next_pipe_ = 0;  // round-robin start of poll()
   bool registered_ = false, connected_ = false;
