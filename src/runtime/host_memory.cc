@@ -47,12 +47,9 @@ void RdmaMemory::allocate(int64_t bytes, bool on_device, int device) {
     err = cudaMalloc(&device_, bytes);
     if (err == cudaSuccess) err = cudaMemset(device_, 0, bytes);
   } else {
-    shared_ = transport::SharedMemory::create(transport::SharedMemory::unique_name("rdma"),
-                                              static_cast<size_t>(bytes));  // zeroed
-    host_ = shared_.data();
-    err = cudaHostRegister(host_, bytes, cudaHostRegisterMapped | cudaHostRegisterPortable);
+    err = cudaHostAlloc(&host_, bytes, cudaHostAllocMapped | cudaHostAllocPortable);
     if (err == cudaSuccess) {
-      registered_ = true;
+      std::memset(host_, 0, bytes);
       err = cudaHostGetDevicePointer(&device_, host_, 0);
     }
   }
@@ -70,12 +67,10 @@ void RdmaMemory::allocate(int64_t bytes, bool on_device, int device) {
 
 void RdmaMemory::release() noexcept {
   if (host_ != nullptr) {
-    if (registered_) cudaHostUnregister(host_);
-    shared_ = transport::SharedMemory();
+    cudaFreeHost(host_);
   } else if (device_ != nullptr) {
     cudaFree(device_);
   }
-  registered_ = false;
   host_ = device_ = nullptr;
   bytes_ = 0;
 }
