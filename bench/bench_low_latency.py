@@ -7,9 +7,8 @@ where the build has the hook for it, the transport floor are measured in the sam
         [--num-tokens 128 --hidden 7168 --num-topk 8 --num-experts 288] [--no-fp8]
         [--topologies nvlink proxy mixed] [--transport ipc|libfabric] [--fi-provider P]
 
-bench/README.md says what every figure counts. With --share-gpus, more ranks than GPUs run
-(CUDA MPS needed; the targets are checked with up to 2 ranks per GPU; the figures are not
-NVLink figures).
+bench/README.md says what every figure counts. --share-gpus: more ranks than GPUs (CUDA MPS;
+targets checked with up to 2 ranks per GPU; not NVLink figures).
 """
 
 from __future__ import annotations
@@ -482,10 +481,8 @@ def publish(ctx: Context, reports: list[dict], hardware: dict, notes: dict) -> N
     """Print the summary and write the JSON file (rank 0)."""
     args = ctx.args
     summary = rep.summarize(reports, args.topologies)
-    # The targets are about the proxy path and the send phase: they hold with up to two ranks
-    # sharing a GPU (the issue's set-up), not with more.
-    sharing = ctx.num_ranks / max(1, torch.cuda.device_count())
-    crowded = args.share_gpus and sharing > 2
+    # The targets (proxy path, send phase) are set for up to 2 ranks sharing a GPU.
+    crowded = args.share_gpus and ctx.num_ranks > 2 * max(1, torch.cuda.device_count())
     targets = rep.evaluate_targets(summary, "more than 2 ranks share a GPU" if crowded else None)
     if args.share_gpus:
         print(f"\nShared GPUs: {SHARED_GPUS_NOTE}; the figures below are not NVLink figures.")

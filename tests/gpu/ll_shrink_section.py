@@ -61,23 +61,6 @@ def read_mask(buffer: Any, num_ranks: int) -> list:
     return status.tolist()
 
 
-def make_shrink_buffer(ctx: suite.Ctx, topo: suite.Topology) -> Any:
-    group = dist.new_group(list(range(ctx.num_ranks)))
-    hint = ctx.ep.Buffer.get_low_latency_rdma_size_hint(
-        ctx.t, ctx.hidden, ctx.num_ranks, ctx.num_experts
-    )
-    return ctx.ep.Buffer(
-        group,
-        num_nvl_bytes=0,
-        num_rdma_bytes=hint,
-        low_latency_mode=True,
-        num_qps_per_rank=ctx.experts_per_rank,
-        allow_nvlink_for_low_latency_mode=topo.allow_nvlink,
-        explicitly_destroy=True,
-        enable_shrink=True,
-    )
-
-
 def masked_round(sctx: suite.Ctx, world: World, name: str, masked: int, explicit: bool) -> None:
     """Every rank but `masked` runs a dispatch + combine without it (masking it first when
     `explicit`); `masked` skips them. Then all clean and check a full round."""
@@ -135,7 +118,7 @@ def section_shrink(ctx: suite.Ctx) -> None:
         experts_per_rank=SHRINK_EXPERTS_PER_RANK,
     )
     try:
-        sctx.buffer = make_shrink_buffer(sctx, topo)
+        sctx.buffer = suite.make_buffer(sctx, topo, enable_shrink=True)
     finally:
         if previous is None:
             os.environ.pop("UCCL_EP_TIMEOUT_SECS", None)
