@@ -393,7 +393,7 @@ def test_combine_rejects_inconsistent_arguments(env):
     combine(env, y, idx, w, handle, use_logfmt=True)
     launched = [c for c in env.calls if c[0] == "combine"]
     assert launched[-1][3]["use_logfmt"] is True
-    with pytest.raises(ValueError, match="use_logfmt=True and zero_copy=True"):
+    with pytest.raises(ValueError, match="use_logfmt=true and zero_copy=true cannot be combined"):
         combine(env, y, idx, w, handle, use_logfmt=True, zero_copy=True)
     with pytest.raises(ValueError, match="handle must be the 5-tuple .* got 6 items"):
         combine(env, y, idx, w, handle + (None,))

@@ -247,11 +247,6 @@ class LowLatencyMode:
         _check_exclusive(async_finish, return_recv_hook, op)
         src_info, layout_range, t, hidden, num_experts = unpack_handle(handle, op)
         use_logfmt, zero_copy = bool(use_logfmt), bool(zero_copy)
-        if use_logfmt and zero_copy:
-            raise ValueError(
-                f"{op}: use_logfmt=True and zero_copy=True cannot be combined (the zero-copy "
-                "buffer holds BF16 rows)"
-            )
         for v, name in (
             (x, "x"),
             (topk_idx, "topk_idx"),
