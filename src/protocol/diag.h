@@ -47,6 +47,9 @@ enum class WaitSite : int32_t {
   // Low-latency dispatch receiver: the block from `peer` for local expert `channel` claims
   // observed messages, outside [0, expected = num_max_dispatch_tokens_per_rank].
   kLowLatencyBadBlock = 22,
+  // Low-latency combine sender: the handle's layout range for (source `peer`, local expert
+  // `channel`) starts at row `row` with observed rows, outside [0, expected = ranks * T].
+  kLowLatencyBadHandle = 23,
 };
 
 /// Whether `site` is a spin-wait (a deadline) rather than a check.

@@ -52,6 +52,8 @@ const char* wait_site_name(WaitSite site) {
       return "the count exchange: a peer's report of its own inputs";
     case WaitSite::kLowLatencyBadBlock:
       return "low-latency dispatch receiver: the message count of a peer's block";
+    case WaitSite::kLowLatencyBadHandle:
+      return "low-latency combine sender: the handle's layout range";
     case WaitSite::kNone:
       break;
   }
@@ -96,6 +98,14 @@ std::string describe_check(const protocol::HostErrorRecord& r) {
                      "]: the ranks disagree on num_max_dispatch_tokens_per_rank or the RDMA buffer "
                      "was overwritten",
                      kRefuses);
+    case WaitSite::kLowLatencyBadHandle:
+      return str_cat(
+          "uccl-ep: rank ", r.rank,
+          ": the low-latency combine handle's layout range "
+          "for source rank ",
+          r.peer, " and local expert ", r.channel, " is rows [", r.row, ", ", r.row, " + ",
+          r.observed, "), outside [0, num_ranks * num_max_dispatch_tokens_per_rank=", r.expected,
+          "]: pass the handle this Buffer's low_latency_dispatch returned, unmodified", kRefuses);
     case WaitSite::kPeerError:
       return str_cat("uccl-ep: rank ", r.rank, ": peer rank ", r.peer,
                      " found its dispatch inputs inconsistent during the count exchange (its own "

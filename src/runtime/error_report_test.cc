@@ -74,6 +74,15 @@ TEST(ErrorReport, ChecksNameTheArgumentTheEntryAndTheValue) {
   r.observed = 900;
   expect_parts(describe_error(r, 5.0), {"rank 3", "from peer 1", "local expert 5", "claims 900",
                                         "num_max_dispatch_tokens_per_rank=128"});
+  r = record(protocol::WaitSite::kLowLatencyBadHandle);
+  r.peer = 1;
+  r.channel = 4;
+  r.row = 250;
+  r.expected = 256;
+  r.observed = 9;
+  expect_parts(describe_error(r, 5.0), {"rank 3", "source rank 1", "local expert 4",
+                                        "rows [250, 250 + 9)", "max_dispatch_tokens_per_rank=256",
+                                        "unmodified"});
   r = record(protocol::WaitSite::kLowLatencyDispatchRecv);
   r.peer = 2;
   r.channel = 7;

@@ -77,7 +77,12 @@ __global__ void __launch_bounds__(kThreads, 1) combine_send_kernel(const Combine
     const int64_t range = a.layout_range[pair];
     int count = static_cast<int>(range & 0xffffffff);
     const int begin = static_cast<int>(range >> 32);
-    if (count < 0 || begin < 0 || begin + count > rows) count = 0;  // poisoned or foreign
+    if (count < 0 || begin < 0 || begin + count > rows) {  // a modified or foreign handle
+      if (lane == 0)
+        device::report_error(p.diag, protocol::WaitSite::kLowLatencyBadHandle, src, e_local, -1,
+                             begin, -1, rows, count, 0);
+      count = 0;  // still signal, so the peer's wait ends; the Buffer is failed
+    }
     uint8_t* direct = p.direct_buffer(src);
     for (int s = 0; s < count; ++s) {
       const int64_t row = begin + s;
