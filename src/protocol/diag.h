@@ -29,6 +29,11 @@ enum class WaitSite : int32_t {
   // its buffer half, observed = the signal.
   kLowLatencyDispatchRecv = 12,
   kLowLatencyCombineRecv = 13,
+  // Internode: `peer` = the rank waited for, `channel` = the channel (-1 for notify);
+  // expected / observed = the slot's value (cumulative counts, internode_layout.h).
+  kInternodeNotify = 7,   // the peer's count record
+  kInternodeChunk = 14,   // a chunk of the peer's network stream
+  kInternodeCredit = 15,  // ring credits from the peer that receives the stream
 
   kFirstCheck = 16,
   // More rows arrived than the outputs have (num_worst_tokens): expected = rows, observed = the
@@ -50,6 +55,9 @@ enum class WaitSite : int32_t {
   // Low-latency combine sender: the handle's layout range for (source `peer`, local expert
   // `channel`) starts at row `row` with observed rows, outside [0, expected = ranks * T].
   kLowLatencyBadHandle = 23,
+  // num_tokens_per_rdma_rank[peer = node] = expected, but is_token_in_rank routes observed
+  // tokens to that node.
+  kNodeCountMismatch = 24,
 };
 
 /// Whether `site` is a spin-wait (a deadline) rather than a check.

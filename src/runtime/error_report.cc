@@ -32,6 +32,12 @@ const char* wait_site_name(WaitSite site) {
     case WaitSite::kLowLatencyCombineRecv:
       return "low-latency combine receiver: the signal of the peer owning the expert (channel = "
              "global expert)";
+    case WaitSite::kInternodeNotify:
+      return "internode notify: the peer's count record";
+    case WaitSite::kInternodeChunk:
+      return "internode receiver: a chunk of the peer's network stream (its signal slot)";
+    case WaitSite::kInternodeCredit:
+      return "internode sender: ring credits from the peer receiving the stream";
     case WaitSite::kQueueFull:
       return "a full GPU->CPU command queue: the tail of slots its CPU proxy released";
     case WaitSite::kQueueFence:
@@ -54,6 +60,8 @@ const char* wait_site_name(WaitSite site) {
       return "low-latency dispatch receiver: the message count of a peer's block";
     case WaitSite::kLowLatencyBadHandle:
       return "low-latency combine sender: the handle's layout range";
+    case WaitSite::kNodeCountMismatch:
+      return "dispatch inputs: num_tokens_per_rdma_rank against is_token_in_rank";
     case WaitSite::kNone:
       break;
   }
@@ -106,6 +114,11 @@ std::string describe_check(const protocol::HostErrorRecord& r) {
           r.peer, " and local expert ", r.channel, " is rows [", r.row, ", ", r.row, " + ",
           r.observed, "), outside [0, num_ranks * num_max_dispatch_tokens_per_rank=", r.expected,
           "]: pass the handle this Buffer's low_latency_dispatch returned, unmodified", kRefuses);
+    case WaitSite::kNodeCountMismatch:
+      return str_cat(
+          "uccl-ep: rank ", r.rank, ": dispatch inputs disagree: num_tokens_per_rdma_rank[", r.peer,
+          "]=", r.expected, " but is_token_in_rank routes ", r.observed, " tokens to node ", r.peer,
+          " (pass the counts get_dispatch_layout returns for these inputs)", kRefuses);
     case WaitSite::kPeerError:
       return str_cat("uccl-ep: rank ", r.rank, ": peer rank ", r.peer,
                      " found its dispatch inputs inconsistent during the count exchange (its own "

@@ -74,15 +74,25 @@ TEST(ErrorReport, ChecksNameTheArgumentTheEntryAndTheValue) {
   r.observed = 900;
   expect_parts(describe_error(r, 5.0), {"rank 3", "from peer 1", "local expert 5", "claims 900",
                                         "num_max_dispatch_tokens_per_rank=128"});
+  r = record(protocol::WaitSite::kNodeCountMismatch);
+  r.peer = 1;
+  r.expected = 7;
+  r.observed = 9;
+  expect_parts(describe_error(r, 5.0),
+               {"rank 3", "num_tokens_per_rdma_rank[1]=7", "routes 9 tokens to node 1"});
+  r = record(protocol::WaitSite::kInternodeChunk);
+  r.peer = 2;
+  r.channel = 4;
+  expect_parts(describe_error(r, 5.0), {"network stream", "peer", "2"});
   r = record(protocol::WaitSite::kLowLatencyBadHandle);
   r.peer = 1;
   r.channel = 4;
   r.row = 250;
   r.expected = 256;
   r.observed = 9;
-  expect_parts(describe_error(r, 5.0), {"rank 3", "source rank 1", "local expert 4",
-                                        "rows [250, 250 + 9)", "max_dispatch_tokens_per_rank=256",
-                                        "unmodified"});
+  expect_parts(describe_error(r, 5.0),
+               {"rank 3", "source rank 1", "local expert 4", "rows [250, 250 + 9)",
+                "max_dispatch_tokens_per_rank=256", "unmodified"});
   r = record(protocol::WaitSite::kLowLatencyDispatchRecv);
   r.peer = 2;
   r.channel = 7;

@@ -5,6 +5,7 @@
 
 #include "common/cuda_check.h"
 #include "protocol/diag.h"
+#include "protocol/internode_layout.h"
 #include "protocol/intranode_layout.h"
 
 namespace uccl::ep::runtime {
@@ -77,5 +78,6 @@ void RdmaMemory::release() noexcept {
 
 template class MappedHost<protocol::HostErrorRecord>;
 template class MappedHost<protocol::HostNotifyResult>;
+template class MappedHost<protocol::InternodeHostResult>;
 
 }  // namespace uccl::ep::runtime
