@@ -2,10 +2,12 @@
 # Installs what the build and tests need, checks formatting, builds everything (every .cu
 # file included), compiles the kernels of the wait-profile diagnostic build, runs the C++ unit
 # tests (ctest), again under ThreadSanitizer (queue, proxy, transport, bootstrap) and under
-# AddressSanitizer + UndefinedBehaviorSanitizer (every CPU test), then the Python tests (pytest).
+# AddressSanitizer + UndefinedBehaviorSanitizer (every CPU test), installs the C++ package into a
+# temporary prefix and builds examples/cpp against it, then runs the Python tests (pytest).
 # GPU tests run when torch and enough GPUs are present and skip otherwise. Each sanitizer and
 # the diagnostic build has its own build directory (build/tsan, build/asan, build/wait-profile)
-# and builds only what it runs.
+# and builds only what it runs. One CUDA architecture, 90a, unless UCCL_EP_CUDA_ARCHS says
+# otherwise (the library's default adds 100a).
 #
 #   tools/run_tests.sh            # what CI (.ci/run) runs
 #   SKIP_DEPS=1 tools/run_tests.sh   # reuse installed tools (e.g. on the GPU machine)
@@ -14,6 +16,7 @@ cd "$(dirname "$0")/.."
 export PYTHONUNBUFFERED=1
 BUILD_DIR=${BUILD_DIR:-build/ci}
 PY=${PYTHON:-python3}
+UCCL_EP_CUDA_ARCHS=${UCCL_EP_CUDA_ARCHS:-90a}
 
 if [[ -z ${SKIP_DEPS:-} ]]; then
   echo "== dependencies"
@@ -42,11 +45,11 @@ if grep -nE '#include "(bootstrap|common|device|kernels|protocol|proxy|queue|run
   exit 1
 fi
 
-echo "== build (CUDA architectures: ${UCCL_EP_CUDA_ARCHS:-default})"
+echo "== build (CUDA architectures: $UCCL_EP_CUDA_ARCHS)"
 export CMAKE_BUILD_PARALLEL_LEVEL=${CMAKE_BUILD_PARALLEL_LEVEL:-$(nproc)}
 $PY -m pip install --no-build-isolation --no-deps -q --disable-pip-version-check \
   -Cbuild-dir="$BUILD_DIR" -Ccmake.define.UCCL_EP_BUILD_TESTS=ON \
-  -Ccmake.define.UCCL_EP_BUILD_BENCH=ON \
+  -Ccmake.define.UCCL_EP_BUILD_BENCH=ON -Ccmake.define.UCCL_EP_INSTALL_CPP=ON \
   ${UCCL_EP_CUDA_ARCHS:+-Ccmake.define.UCCL_EP_CUDA_ARCHS="$UCCL_EP_CUDA_ARCHS"} .
 
 echo "== kernels of the wait-profile diagnostic build (compile only)"
@@ -77,6 +80,16 @@ cmake --build "$ASAN_DIR" --target uccl_ep_cpu_test_programs
 ASAN_OPTIONS="halt_on_error=1:detect_leaks=1:detect_stack_use_after_return=1:protect_shadow_gap=0" \
   UBSAN_OPTIONS="halt_on_error=1:print_stacktrace=1" \
   ctest --test-dir "$ASAN_DIR" --output-on-failure --no-tests=error -j 2
+
+echo "== C++ package: install into a temporary prefix, build examples/cpp against it"
+# The build above made libuccl_ep.so (UCCL_EP_INSTALL_CPP; the wheel installs only the component
+# "python"): this installs without building. The example runs on GPU machines only
+# (tools/run_cpp_example.sh).
+cpp_tmp=$(mktemp -d)
+cmake --install "$BUILD_DIR" --prefix "$cpp_tmp/prefix" --component cpp >/dev/null
+cmake -S examples/cpp -B "$cpp_tmp/build" -G Ninja -DCMAKE_PREFIX_PATH="$cpp_tmp/prefix" >/dev/null
+cmake --build "$cpp_tmp/build"
+rm -rf "$cpp_tmp"
 
 echo "== Python tests"
 (cd "$(mktemp -d)" && $PY -m pytest "$OLDPWD/tests" -p no:cacheprovider -q)

@@ -160,6 +160,13 @@ nb::object checked(PyObject* o) {
   return nb::steal(o);
 }
 
+/// obj.name(): a new reference, or null with the error set. Only the stable ABI of Python 3.12,
+/// which the module targets there (PyObject_CallMethodNoArgs joins it in 3.13).
+PyObject* call_method(PyObject* obj, PyObject* name) {
+  PyObject* self = obj;  // the call may borrow args[0]'s slot, which the flag below permits
+  return PyObject_VectorcallMethod(name, &self, 1 | PY_VECTORCALL_ARGUMENTS_OFFSET, nullptr);
+}
+
 /// Reads a torch.Tensor-like object through its Python attributes (data_ptr(), shape, stride(),
 /// dtype, is_cuda, get_device()): no DLPack capsule, no PyTorch linked, a few Python C-API
 /// calls per tensor.
@@ -169,18 +176,17 @@ TensorView tensor_attributes(nb::handle obj, const char* name) {
   try {
     const nb::object shape = checked(PyObject_GetAttr(obj.ptr(), n.shape));
     if (!PyTuple_Check(shape.ptr())) throw nb::cast_error();
-    v.ndim = static_cast<int>(PyTuple_GET_SIZE(shape.ptr()));
+    v.ndim = static_cast<int>(PyTuple_Size(shape.ptr()));
     UCCL_EP_CHECK_VALUE(v.ndim <= kMaxTensorDims, name, " has ", v.ndim, " dimensions; at most ",
                         kMaxTensorDims, " are supported");
-    const nb::object strides = checked(PyObject_CallMethodNoArgs(obj.ptr(), n.stride));
-    if (!PyTuple_Check(strides.ptr()) || PyTuple_GET_SIZE(strides.ptr()) != v.ndim)
+    const nb::object strides = checked(call_method(obj.ptr(), n.stride));
+    if (!PyTuple_Check(strides.ptr()) || PyTuple_Size(strides.ptr()) != v.ndim)
       throw nb::cast_error();
     for (int i = 0; i < v.ndim; ++i) {
-      v.shape[i] = int_of(PyTuple_GET_ITEM(shape.ptr(), i));
-      v.strides[i] = int_of(PyTuple_GET_ITEM(strides.ptr(), i));
+      v.shape[i] = int_of(PyTuple_GetItem(shape.ptr(), i));
+      v.strides[i] = int_of(PyTuple_GetItem(strides.ptr(), i));
     }
-    v.data = reinterpret_cast<void*>(
-        int_of(checked(PyObject_CallMethodNoArgs(obj.ptr(), n.data_ptr)).ptr()));
+    v.data = reinterpret_cast<void*>(int_of(checked(call_method(obj.ptr(), n.data_ptr)).ptr()));
     const nb::object dtype = checked(PyObject_GetAttr(obj.ptr(), n.dtype));
     v.dtype = cached_dtype(dtype);
     if (v.dtype == DType::kUnknown)
@@ -190,8 +196,8 @@ TensorView tensor_attributes(nb::handle obj, const char* name) {
     const nb::object is_cuda = checked(PyObject_GetAttr(obj.ptr(), n.is_cuda));
     if (is_cuda.ptr() == Py_True) {
       v.device = DeviceKind::kCUDA;
-      v.device_index = static_cast<int>(
-          int_of(checked(PyObject_CallMethodNoArgs(obj.ptr(), n.get_device)).ptr()));
+      v.device_index =
+          static_cast<int>(int_of(checked(call_method(obj.ptr(), n.get_device)).ptr()));
     } else {
       v.device = nb::cast<std::string>(obj.attr("device").attr("type")) == "cpu"
                      ? DeviceKind::kCPU
