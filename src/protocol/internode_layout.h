@@ -9,7 +9,8 @@
 // to the local ranks it reaches: the NVLink stream (c, l -> d). Combine runs the streams back.
 //
 // RDMA buffer (same layout on every rank):
-//   [notify send: R records | notify recv: R records | send rings: [C][N] | recv rings: [C][N]]
+//   [notify, 2 parities x (send: R records | recv: R records) | send rings: [C][N] |
+//    recv rings: [C][N]]
 //   A ring holds W chunks of K = num_max_rdma_chunked_send_tokens slots. Send ring (c, n)
 //   stages what this rank sends to node n; recv ring (c, m) receives what node m's rank with
 //   this rank's local index sends. Dispatch and combine share the rings: every call starts with
@@ -94,11 +95,15 @@ struct InternodeRdmaLayout {
 
   UCCL_HD int64_t ring_slots() const { return static_cast<int64_t>(chunk) * window; }
   UCCL_HD int64_t ring_bytes() const { return ring_slots() * slot_bytes; }
-  UCCL_HD int64_t notify_send(int dst) const { return dst * kNotifyRecordBytes; }
-  UCCL_HD int64_t notify_recv(int src) const {
-    return (static_cast<int64_t>(num_ranks) + src) * kNotifyRecordBytes;
+  /// Notify records alternate between two areas by the notify's parity (seq % 2): a rank
+  /// rewrites an area only after every peer finished with it (two notifies later).
+  UCCL_HD int64_t notify_send(int dst, int parity) const {
+    return (static_cast<int64_t>(parity) * 2 * num_ranks + dst) * kNotifyRecordBytes;
   }
-  UCCL_HD int64_t rings_offset() const { return 2ll * num_ranks * kNotifyRecordBytes; }
+  UCCL_HD int64_t notify_recv(int src, int parity) const {
+    return (static_cast<int64_t>(parity) * 2 * num_ranks + num_ranks + src) * kNotifyRecordBytes;
+  }
+  UCCL_HD int64_t rings_offset() const { return 4ll * num_ranks * kNotifyRecordBytes; }
   /// Slot `slot` (taken modulo the ring) of send ring (channel, node) / recv ring (channel, node).
   UCCL_HD int64_t send_slot(int channel, int node, int64_t slot) const {
     return rings_offset() + (static_cast<int64_t>(channel) * num_nodes + node) * ring_bytes() +
@@ -139,8 +144,7 @@ struct InternodeRdmaLayout {
 };
 
 /// The largest window W <= `wanted` whose slots fit below `num_user_slots`, or 0.
-UCCL_HD int internode_window(int wanted, int num_channels, int num_nodes,
-                                    int64_t num_user_slots) {
+UCCL_HD int internode_window(int wanted, int num_channels, int num_nodes, int64_t num_user_slots) {
   const int64_t streams = 2ll * num_channels * num_nodes;
   const int64_t free = num_user_slots - kInternodeSignalBase - kMaxInternodeRanks;
   if (streams <= 0 || free <= 0) return 0;

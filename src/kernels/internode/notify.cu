@@ -71,6 +71,7 @@ __global__ void __launch_bounds__(kNotifyThreads, 1)
   const int tid = threadIdx.x, lane = tid % 32, warp = tid / 32, num_warps = blockDim.x / 32;
   const int R = p.num_ranks, N = p.num_nodes, L = p.num_local_ranks, C = a.num_channels;
   const int experts_per_rank = a.num_experts / R;
+  const int parity = static_cast<int>(a.seq % 2);
   __shared__ int s_bad;
   __shared__ int s_total[protocol::kMaxInternodeRanks];
   __shared__ int s_node_total[protocol::kMaxNodes];
@@ -100,7 +101,8 @@ __global__ void __launch_bounds__(kNotifyThreads, 1)
   // 2. A record to every rank: counts per channel to it, to its node (its forwarder only), per
   // expert of it, and the flag; its own record goes straight into the receive area.
   for (int d = warp; d < R; d += num_warps) {
-    int32_t* rec = record_at(p, d == p.rank ? p.rdma.notify_recv(p.rank) : p.rdma.notify_send(d));
+    int32_t* rec = record_at(
+        p, d == p.rank ? p.rdma.notify_recv(p.rank, parity) : p.rdma.notify_send(d, parity));
     for (int c = lane; c < C; c += 32) {
       const int32_t* g = a.gbl_channel_prefix_matrix + d * C;
       rec[c] = g[c] - (c > 0 ? g[c - 1] : 0);
@@ -116,12 +118,13 @@ __global__ void __launch_bounds__(kNotifyThreads, 1)
     if (lane == 0) rec[kNotifyFlagWord] = s_bad ? protocol::kBadInputs : protocol::kNotifyGood;
     __syncwarp();
     if (lane == 0 && d != p.rank)
-      push_command(p, warp,
-                   protocol::encode_write_signal(
-                       static_cast<uint32_t>(d), static_cast<uint64_t>(p.rdma.notify_send(d)),
-                       static_cast<uint64_t>(p.rdma.notify_recv(p.rank)),
-                       static_cast<uint64_t>(protocol::kNotifyRecordBytes),
-                       p.rdma.notify_signal(p.rank), 1));
+      push_command(
+          p, warp,
+          protocol::encode_write_signal(static_cast<uint32_t>(d),
+                                        static_cast<uint64_t>(p.rdma.notify_send(d, parity)),
+                                        static_cast<uint64_t>(p.rdma.notify_recv(p.rank, parity)),
+                                        static_cast<uint64_t>(protocol::kNotifyRecordBytes),
+                                        p.rdma.notify_signal(p.rank), 1));
   }
   __threadfence_system();
   __syncthreads();
@@ -141,7 +144,7 @@ __global__ void __launch_bounds__(kNotifyThreads, 1)
 
   // 4. What this rank receives: rows per (source, channel), network-stage rows per source node.
   for (int s = tid; s < R; s += blockDim.x) {
-    const int32_t* rec = record_at(p, p.rdma.notify_recv(s));
+    const int32_t* rec = record_at(p, p.rdma.notify_recv(s, parity));
     if (load_rdma(p, rec + kNotifyFlagWord) != protocol::kNotifyGood)
       device::report_error(p.diag, protocol::WaitSite::kPeerError, s, -1, -1, -1, -1,
                            protocol::kNotifyGood, load_rdma(p, rec + kNotifyFlagWord), 0);
@@ -150,7 +153,7 @@ __global__ void __launch_bounds__(kNotifyThreads, 1)
     s_total[s] = total;
   }
   for (int m = tid; m < N; m += blockDim.x) {
-    const int32_t* rec = record_at(p, p.rdma.notify_recv(m * L + p.local_rank));
+    const int32_t* rec = record_at(p, p.rdma.notify_recv(m * L + p.local_rank, parity));
     int acc = 0;
     for (int c = 0; c < C; ++c) {
       acc += load_rdma(p, rec + kMaxChannels + c);
@@ -180,7 +183,7 @@ __global__ void __launch_bounds__(kNotifyThreads, 1)
   }
   __syncthreads();
   for (int s = tid; s < R; s += blockDim.x) {
-    const int32_t* rec = record_at(p, p.rdma.notify_recv(s));
+    const int32_t* rec = record_at(p, p.rdma.notify_recv(s, parity));
     int start = s_total[s];
     for (int c = 0; c < C; ++c) {
       a.recv_gbl_channel_prefix_matrix[s * C + c] = start;
@@ -191,7 +194,7 @@ __global__ void __launch_bounds__(kNotifyThreads, 1)
     for (int j = tid; j < experts_per_rank; j += blockDim.x) {
       int sum = 0;
       for (int s = 0; s < R; ++s)
-        sum += load_rdma(p, record_at(p, p.rdma.notify_recv(s)) + 2 * kMaxChannels + j);
+        sum += load_rdma(p, record_at(p, p.rdma.notify_recv(s, parity)) + 2 * kMaxChannels + j);
       const int align = a.expert_alignment;
       a.host_result->num_recv_tokens_per_expert[j] = (sum + align - 1) / align * align;
     }
