@@ -51,6 +51,13 @@ struct BufferInfo {
   int device_index = 0;
   int64_t num_rdma_bytes = 0;
   bool low_latency_mode = false;
+  /// Ranks per NVLink domain (node; Topology::num_local_ranks). 0: every rank in one domain.
+  int num_local_ranks = 0;
+
+  /// Ranks per NVLink domain, num_ranks when num_local_ranks is 0.
+  int local_ranks() const { return num_local_ranks > 0 ? num_local_ranks : num_ranks; }
+  /// Number of NVLink domains (nodes) the ranks span.
+  int num_nodes() const { return local_ranks() > 0 ? num_ranks / local_ranks() : 1; }
 };
 
 /// What the RDMA domain runs (all zero / empty without one).

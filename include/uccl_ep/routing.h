@@ -9,12 +9,14 @@
 
 namespace uccl::ep {
 
-/// get_dispatch_layout: T = num_tokens, K = num_topk, R = num_ranks, E = num_experts.
+/// get_dispatch_layout: T = num_tokens, K = num_topk, R = num_ranks, E = num_experts; N = R / L
+/// nodes (NVLink domains of L = num_local_ranks ranks, from the Buffer's topology).
+/// num_tokens_per_rdma_rank[n] counts the tokens with >= 1 expert on node n, once per node.
 struct LayoutTensors {
   TensorView topk_idx;                  // [T, K] int64, contiguous; -1 = no expert
   int num_experts = 0;                  // multiple of R
   TensorView num_tokens_per_rank;       // out [R] int32
-  TensorView num_tokens_per_rdma_rank;  // out [R / 8] int32 when R > 8, else not given
+  TensorView num_tokens_per_rdma_rank;  // out [N] int32 when N > 1, else not given
   TensorView num_tokens_per_expert;     // out [E] int32
   TensorView is_token_in_rank;          // out [T, R] bool
 };

@@ -245,7 +245,13 @@ const Topology& Buffer::topology() const {
 
 BufferInfo Buffer::info() const {
   const BufferOptions& o = impl_->options;
-  return {o.rank, o.num_ranks, o.num_nvl_bytes, o.device, o.num_rdma_bytes, o.low_latency_mode};
+  return {o.rank,
+          o.num_ranks,
+          o.num_nvl_bytes,
+          o.device,
+          o.num_rdma_bytes,
+          o.low_latency_mode,
+          impl_->topology.num_local_ranks};
 }
 
 RdmaInfo Buffer::rdma_info() const {

@@ -17,7 +17,7 @@ void get_dispatch_layout(Buffer& buffer, const LayoutTensors& t, cudaStream_t st
   a.num_topk = static_cast<int>(t.topk_idx.size(1));
   a.num_ranks = num_ranks;
   a.num_experts = t.num_experts;
-  a.ranks_per_node = protocol::kMaxNvlPeers;  // DeepEP's num_tokens_per_rdma_rank unit
+  a.ranks_per_node = b.topology.num_local_ranks;  // num_tokens_per_rdma_rank counts per node
   a.num_tokens_per_rank = t.num_tokens_per_rank.ptr<int32_t>();
   a.num_tokens_per_node =
       t.num_tokens_per_rdma_rank.defined() ? t.num_tokens_per_rdma_rank.ptr<int32_t>() : nullptr;

@@ -10,7 +10,7 @@ namespace uccl::ep::kernels::routing {
 struct LayoutArgs {
   const int64_t* topk_idx;  // [num_tokens, num_topk]
   int num_tokens, num_topk, num_ranks, num_experts;
-  int ranks_per_node;              // ranks per node for num_tokens_per_node (8 in DeepEP)
+  int ranks_per_node;              // ranks per node (NVLink domain) for num_tokens_per_node
   int32_t* num_tokens_per_rank;    // [num_ranks], zeroed
   int32_t* num_tokens_per_node;    // [num_ranks / ranks_per_node] or null, zeroed
   int32_t* num_tokens_per_expert;  // [num_experts], zeroed

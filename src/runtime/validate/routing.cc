@@ -25,11 +25,15 @@ void validate_layout(const BufferInfo& info, const LayoutTensors& t) {
   check_experts(t.num_experts, r, "num_experts", kMaxLocalExperts);
   Arg(t.num_tokens_per_rank, "num_tokens_per_rank")
       .tensor({DType::kInt32}, {r}, "(num_ranks)", info);
-  if (r > 8)
+  // Per node (NVLink domain) whenever the ranks span several; DeepEP's fixed 8-rank nodes are
+  // the case num_local_ranks = 8.
+  const int num_nodes = info.num_nodes();
+  if (num_nodes > 1)
     Arg(t.num_tokens_per_rdma_rank, "num_tokens_per_rdma_rank")
-        .tensor({DType::kInt32}, {r / 8}, "(num_ranks / 8)", info);
+        .tensor({DType::kInt32}, {num_nodes}, "(num_nodes = num_ranks / num_local_ranks)", info);
   else
-    check_absent(t.num_tokens_per_rdma_rank, "num_tokens_per_rdma_rank", "when num_ranks <= 8");
+    check_absent(t.num_tokens_per_rdma_rank, "num_tokens_per_rdma_rank",
+                 "when every rank shares one NVLink domain");
   Arg(t.num_tokens_per_expert, "num_tokens_per_expert")
       .tensor({DType::kInt32}, {t.num_experts}, "(num_experts)", info);
   Arg(t.is_token_in_rank, "is_token_in_rank")
