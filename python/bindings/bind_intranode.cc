@@ -91,24 +91,28 @@ CombineTensors combine_tensors(Kw& k) {
 void bind_buffer_info(nb::module_& m) {
   nb::class_<BufferInfo>(m, "BufferInfo",
                          "Facts about a buffer that argument validation needs; check_* run the "
-                         "validation of each call (IntranodeOps, LowLatencyOps) without a GPU.")
+                         "validation of each call (IntranodeOps, InternodeOps, LowLatencyOps) "
+                         "without a GPU.")
       .def(nb::init<>())
       .def(
           "__init__",
           [](BufferInfo* self, int rank, int num_ranks, int64_t num_nvl_bytes, int device_index,
-             int64_t num_rdma_bytes, bool low_latency_mode) {
-            new (self) BufferInfo{rank,         num_ranks,      num_nvl_bytes,
-                                  device_index, num_rdma_bytes, low_latency_mode};
+             int64_t num_rdma_bytes, bool low_latency_mode, int num_local_ranks) {
+            new (self) BufferInfo{rank,           num_ranks,        num_nvl_bytes,  device_index,
+                                  num_rdma_bytes, low_latency_mode, num_local_ranks};
           },
           nb::arg("rank"), nb::arg("num_ranks"), nb::arg("num_nvl_bytes"),
           nb::arg("device_index") = 0, nb::arg("num_rdma_bytes") = 0,
-          nb::arg("low_latency_mode") = false)
+          nb::arg("low_latency_mode") = false, nb::arg("num_local_ranks") = 0)
       .def_rw("rank", &BufferInfo::rank)
       .def_rw("num_ranks", &BufferInfo::num_ranks)
       .def_rw("num_nvl_bytes", &BufferInfo::num_nvl_bytes)
       .def_rw("device_index", &BufferInfo::device_index)
       .def_rw("num_rdma_bytes", &BufferInfo::num_rdma_bytes)
       .def_rw("low_latency_mode", &BufferInfo::low_latency_mode)
+      .def_rw("num_local_ranks", &BufferInfo::num_local_ranks,
+              "Ranks per NVLink domain (node); 0: every rank in one domain.")
+      .def_prop_ro("num_nodes", &BufferInfo::num_nodes)
       .def("check_layout",
            [](const BufferInfo& info, nb::kwargs kw) {
              Kw k(kw, "get_dispatch_layout");

@@ -10,6 +10,7 @@ namespace uccl::ep::bindings {
 void bind_config(nb::module_& m);
 void bind_buffer(nb::module_& m);
 void bind_intranode(nb::module_& m);
+void bind_internode(nb::module_& m);
 void bind_low_latency(nb::module_& m);
 void bind_command_path(nb::module_& m);
 void bind_testing(nb::module_& m);
@@ -53,6 +54,7 @@ NB_MODULE(_C, m) {
   uccl::ep::bindings::bind_config(m);
   uccl::ep::bindings::bind_buffer(m);
   uccl::ep::bindings::bind_intranode(m);
+  uccl::ep::bindings::bind_internode(m);    // after bind_intranode: extends BufferInfo
   uccl::ep::bindings::bind_low_latency(m);  // after bind_intranode: extends BufferInfo
   uccl::ep::bindings::bind_command_path(m);
   uccl::ep::bindings::bind_testing(m);

@@ -225,7 +225,7 @@ def env(monkeypatch):
     monkeypatch.setitem(sys.modules, "torch", torch)
     monkeypatch.setitem(sys.modules, "torch.cuda", torch.cuda)
     monkeypatch.setitem(sys.modules, "torch.distributed", torch.distributed)
-    names = ("utils", "intranode", "low_latency", "buffer")
+    names = ("utils", "intranode", "internode", "low_latency", "buffer")
     for name in names:
         monkeypatch.delitem(sys.modules, f"uccl.ep.{name}", raising=False)
         monkeypatch.setattr(ep_pkg, name, None, raising=False)

@@ -1,7 +1,8 @@
 """Runtime suite: what one ``Buffer`` owns, checked on GPUs (ranks may share one under CUDA MPS).
 
 - topology: ``UCCL_EP_NUM_LOCAL_RANKS`` splits the ranks into emulated nodes (NVLink domains);
-  the Buffer reports them, and the intranode calls refuse a Buffer that spans several.
+  the Buffer reports them, and its normal-mode calls take the internode path when it spans
+  several (dispatch then wants the internode handle).
 - RDMA domain: with ``num_rdma_bytes > 0`` and several nodes the Buffer starts its CPU proxies
   over the ipc transport (and over libfabric tcp, where the provider cannot use GPU memory its
   RDMA buffer falls back to pinned host memory). A kernel pushes WRITE commands through the
@@ -64,13 +65,20 @@ def run_case(rank: int, num_ranks: int, rec: Recorder, name: str, env: dict) -> 
             rt.transport.startswith(want) and rt.num_proxy_threads >= 1,
             f"transport {rt.transport!r}, {rt.num_proxy_threads} proxy thread(s)",
         )
+        per_node = buf.get_dispatch_layout(torch.zeros(4, 2, dtype=torch.int64, device=device), 8)[
+            1
+        ]
+        rec.check(
+            f"{name}.layout_per_node",
+            isinstance(per_node, torch.Tensor) and tuple(per_node.shape) == (nodes,),
+            f"num_tokens_per_rdma_rank {per_node!r}, want [{nodes}] int32",
+        )
         try:
-            buf.get_dispatch_layout(torch.zeros(4, 2, dtype=torch.int64, device=device), 8)
             x = torch.zeros(4, 64, dtype=torch.bfloat16, device=device)
-            buf.dispatch(x, handle=(None,) * 6)
-            rec.check(f"{name}.intranode_refused", False, "dispatch on several nodes returned")
-        except NotImplementedError as e:
-            rec.check(f"{name}.intranode_refused", "NVLink domains" in str(e), str(e))
+            buf.dispatch(x, handle=(None,) * 6)  # an intranode handle's length
+            rec.check(f"{name}.internode_routed", False, "dispatch with a 6-tuple handle returned")
+        except ValueError as e:
+            rec.check(f"{name}.internode_routed", "10-tuple" in str(e), str(e))
         rdma = buf.get_local_buffer_tensor(torch.uint8, use_rdma_buffer=True)
         rec.check(f"{name}.rdma_view", rdma.numel() == RDMA_BYTES, f"{rdma.numel()} bytes")
         # Source bytes at offset CHUNK * dst, destination offset CHUNK * src.

@@ -1,5 +1,6 @@
-"""The DeepEP V1-compatible ``Buffer``: the intranode normal mode over NVLink (intranode.py) and
-the low-latency mode (low_latency.py, in progress); this class routes the calls."""
+"""The DeepEP V1-compatible ``Buffer``: the normal mode over NVLink when every rank shares one
+NVLink domain (intranode.py), across NVLink domains through the CPU proxies otherwise
+(internode.py), and the low-latency mode (low_latency.py); this class routes the calls."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ import torch
 import torch.distributed as dist
 
 from . import _C
+from . import internode as inter
 from ._bootstrap import Bootstrap
 from .intranode import cached_dispatch, dispatch_layout, fresh_dispatch, run_combine
 from .low_latency import LowLatencyMode
@@ -22,12 +24,16 @@ topk_idx_t = torch.int64
 
 _Tensor = torch.Tensor
 _X = Union[_Tensor, Tuple[_Tensor, _Tensor]]
+#: dispatch's result: (recv_x, recv_topk_idx, recv_topk_weights, per-expert list, handle, event)
+_DispatchOut = Tuple[
+    _X, Optional[_Tensor], Optional[_Tensor], Optional[List[int]], Optional[tuple], EventOverlap
+]
 
 
 def _not_implemented(feature: str) -> NotImplementedError:
     return NotImplementedError(
-        f"uccl-ep: {feature} is not implemented yet; this release runs the intranode "
-        "(NVLink, 2/4/8 GPUs of one host) normal mode, and the low-latency mode is in progress"
+        f"uccl-ep: {feature} is not implemented yet; this release runs the normal mode "
+        "(intranode and internode) and the low-latency mode"
     )
 
 
@@ -69,6 +75,9 @@ class Buffer:
 
     #: SMs used by the default configs (``set_num_sms`` changes it).
     num_sms: int = 20
+    #: NVLink domains (nodes) the ranks span, and ranks per domain (set from the runtime).
+    _num_nodes: int = 1
+    _num_local_ranks: int = 1
 
     def __init__(
         self,
@@ -87,6 +96,7 @@ class Buffer:
     ) -> None:
         self.runtime = None
         self._ops = None
+        self._inter_ops = None
         self._ll: Optional[LowLatencyMode] = None
         boot = Bootstrap(group, comm)
         self.rank, self.group_size = boot.rank, boot.size
@@ -118,6 +128,8 @@ class Buffer:
             host_name=socket.gethostname(),
             all_gather=boot.all_gather_bytes,
         )
+        self._num_nodes = int(self.runtime.num_nodes)
+        self._num_local_ranks = int(self.runtime.num_local_ranks)
         self._comm_stream = torch.cuda.Stream(device=self._device, priority=-1)
         self._comm_handle = self._comm_stream.cuda_stream
 
@@ -141,6 +153,7 @@ class Buffer:
         if self.runtime is None:
             raise RuntimeError("destroy(): the Buffer was already destroyed")
         runtime, self.runtime, self._ops, self._ll = self.runtime, None, None, None
+        self._inter_ops = None
         runtime.destroy()
 
     def __del__(self) -> None:
@@ -166,6 +179,28 @@ class Buffer:
         if self._ops is None:
             self._ops = _C.IntranodeOps(runtime)
         return self._ops
+
+    @property
+    def _spans_nodes(self) -> bool:
+        """Whether the ranks span several NVLink domains (the internode mode's calls)."""
+        return self._num_nodes > 1
+
+    def _internode(self, op: str) -> Any:
+        """The internode operations (built on first use); ValueError on a Buffer whose ranks
+        all share one NVLink domain."""
+        runtime = self._live(op)
+        if not self._spans_nodes:
+            raise ValueError(
+                f"{op} needs a Buffer whose ranks span several NVLink domains; all "
+                f"{self.group_size} ranks of this one share one (use dispatch / combine, which "
+                "run the intranode mode here)"
+            )
+        if self._inter_ops is None:
+            self._inter_ops = _C.InternodeOps(runtime)
+        return self._inter_ops
+
+    def _nodes(self) -> inter.Nodes:
+        return inter.Nodes(self.group_size, self._num_local_ranks)
 
     def _low_latency(self, op: str) -> LowLatencyMode:
         """The low-latency operations (built on first use with ``Buffer.num_sms`` SMs at most
@@ -315,12 +350,17 @@ class Buffer:
     ) -> Tuple[torch.Tensor, Optional[torch.Tensor], torch.Tensor, torch.Tensor, EventOverlap]:
         """Counts tokens per rank and per expert from ``topk_idx`` [num_tokens, num_topk].
 
-        Returns ``(num_tokens_per_rank [R] int32, None, num_tokens_per_expert [E] int32,
-        is_token_in_rank [num_tokens, R] bool, event)``; ``-1`` entries are ignored.
+        Returns ``(num_tokens_per_rank [R] int32, num_tokens_per_rdma_rank, num_tokens_per_expert
+        [E] int32, is_token_in_rank [num_tokens, R] bool, event)``; ``-1`` entries are ignored.
+        ``num_tokens_per_rdma_rank`` is int32 [N] (tokens with an expert on node n, once per
+        node) when the ranks span N > 1 NVLink domains, else None. Unlike DeepEP, whose nodes
+        always have 8 GPUs, N = R / (ranks per NVLink domain) for any node size.
         """
         runtime = self._live("get_dispatch_layout")
         with self._scope(runtime, previous_event, async_finish, allocate_on_comm_stream) as scope:
-            return dispatch_layout(runtime, scope, topk_idx, num_experts, self.group_size)
+            return dispatch_layout(
+                runtime, scope, topk_idx, num_experts, self.group_size, self._num_nodes
+            )
 
     # ------------------------------------------------------------------ dispatch / combine
     def dispatch(
@@ -339,10 +379,9 @@ class Buffer:
         previous_event: Optional[EventOverlap] = None,
         async_finish: bool = False,
         allocate_on_comm_stream: bool = False,
-    ) -> Tuple[
-        _X, Optional[_Tensor], Optional[_Tensor], Optional[List[int]], Optional[tuple], EventOverlap
-    ]:
-        """Sends each token to the ranks holding its experts (see docs/intranode.md).
+    ) -> _DispatchOut:
+        """Sends each token to the ranks holding its experts (docs/intranode.md; across NVLink
+        domains docs/internode.md).
 
         ``x``: bf16 [T, H], or ``(float8_e4m3fn [T, H], scales [T, S] float32|int32)``. As in
         DeepEP, rows move as raw bytes: any dtype works when ``H * itemsize`` is a multiple of
@@ -353,7 +392,15 @@ class Buffer:
         row count then comes from the handle and ``num_worst_tokens`` is ignored (as in DeepEP).
         ``previous_event``: an ``EventOverlap`` to start after (one holding no event, as a
         synchronous call returns, means none), else the current stream.
+        When the ranks span several NVLink domains this is ``internode_dispatch``:
+        ``num_tokens_per_rdma_rank`` (from ``get_dispatch_layout``) is then required and the
+        handle is DeepEP's internode 10-tuple; otherwise it must be None.
         """
+        if self._spans_nodes:
+            self._live("dispatch")
+            args = dict(locals())  # only the arguments are bound yet
+            del args["self"]
+            return self.internode_dispatch(**args)
         ops = self._intranode("dispatch")
         runtime = self.runtime
         config = config if config is not None else self.get_dispatch_config(self.group_size)
@@ -399,18 +446,95 @@ class Buffer:
         ascending rank order, one cast). No top-k weights are applied; ``topk_weights``
         [N, K] float32 are summed the same way into ``combined_topk_weights`` [T, K].
         """
+        if self._spans_nodes:
+            self._live("combine")
+            args = dict(locals())  # only the arguments are bound yet
+            del args["self"]
+            return self.internode_combine(**args)
         ops = self._intranode("combine")
         runtime = self.runtime
         config = config if config is not None else self.get_combine_config(self.group_size)
         with self._scope(runtime, previous_event, async_finish, allocate_on_comm_stream) as scope:
             return run_combine(ops, scope, x, handle, topk_weights, bias, config)
 
-    # ------------------------------------------------------------------ other modes
-    def internode_dispatch(self, *args: Any, **kwargs: Any) -> Any:
-        raise _not_implemented("internode_dispatch")
+    # ------------------------------------------------------------------ internode mode
+    def internode_dispatch(
+        self,
+        x: _X,
+        handle: Optional[tuple] = None,
+        num_tokens_per_rank: Optional[torch.Tensor] = None,
+        num_tokens_per_rdma_rank: Optional[torch.Tensor] = None,
+        is_token_in_rank: Optional[torch.Tensor] = None,
+        num_tokens_per_expert: Optional[torch.Tensor] = None,
+        topk_idx: Optional[torch.Tensor] = None,
+        topk_weights: Optional[torch.Tensor] = None,
+        expert_alignment: int = 1,
+        num_worst_tokens: int = 0,
+        config: Optional[Config] = None,
+        previous_event: Optional[EventOverlap] = None,
+        async_finish: bool = False,
+        allocate_on_comm_stream: bool = False,
+    ) -> _DispatchOut:
+        """``dispatch`` across NVLink domains (docs/internode.md); ``dispatch`` calls it when the
+        ranks span several. Arguments and results as ``dispatch``, with
+        ``num_tokens_per_rdma_rank`` int32 [N] required without a handle. The handle is DeepEP's
+        10-tuple ``(is_token_in_rank, rdma_channel_prefix_matrix, gbl_channel_prefix_matrix,
+        recv_rdma_channel_prefix_matrix, recv_rdma_rank_prefix_sum,
+        recv_gbl_channel_prefix_matrix, recv_gbl_rank_prefix_sum, recv_src_meta, send_rdma_head,
+        send_nvl_head)``; ``handle[-4]`` [R] int32 is the inclusive prefix of the rows received
+        per source rank. ``num_worst_tokens > 0`` sizes the received rows and the forwarded
+        rows (``send_nvl_head``) to it without waiting for the counts (as DeepEP V1); it must
+        bound both. ``config`` defaults to ``get_dispatch_config(group_size)``.
+        """
+        ops = self._internode("internode_dispatch")
+        runtime = self.runtime
+        config = config if config is not None else self.get_dispatch_config(self.group_size)
+        with self._scope(runtime, previous_event, async_finish, allocate_on_comm_stream) as scope:
+            if handle is not None:
+                if topk_idx is not None or topk_weights is not None:
+                    raise ValueError(
+                        "cached dispatch (handle given) takes no topk_idx/topk_weights"
+                    )
+                return inter.cached_dispatch(ops, scope, x, handle, config)
+            return inter.fresh_dispatch(
+                self._nodes(),
+                ops,
+                scope,
+                x,
+                num_tokens_per_rank,
+                num_tokens_per_rdma_rank,
+                is_token_in_rank,
+                num_tokens_per_expert,
+                topk_idx,
+                topk_weights,
+                expert_alignment,
+                num_worst_tokens,
+                config,
+            )
 
-    def internode_combine(self, *args: Any, **kwargs: Any) -> Any:
-        raise _not_implemented("internode_combine")
+    def internode_combine(
+        self,
+        x: torch.Tensor,
+        handle: tuple,
+        topk_weights: Optional[torch.Tensor] = None,
+        bias: Union[None, torch.Tensor, Tuple[torch.Tensor, torch.Tensor]] = None,
+        config: Optional[Config] = None,
+        previous_event: Optional[EventOverlap] = None,
+        async_finish: bool = False,
+        allocate_on_comm_stream: bool = False,
+    ) -> Tuple[torch.Tensor, Optional[torch.Tensor], EventOverlap]:
+        """``combine`` across NVLink domains (docs/internode.md); ``combine`` calls it when the
+        ranks span several. ``handle``: an internode dispatch's 10-tuple (only read). Each
+        node first sums its ranks' rows for a token in fp32 and rounds that partial to bf16;
+        the token's rank then adds the biases and the node partials (ascending node) in fp32
+        and casts once. ``config`` defaults to ``get_combine_config(group_size)``; its num_sms
+        must equal the dispatch's.
+        """
+        ops = self._internode("internode_combine")
+        runtime = self.runtime
+        config = config if config is not None else self.get_combine_config(self.group_size)
+        with self._scope(runtime, previous_event, async_finish, allocate_on_comm_stream) as scope:
+            return inter.run_combine(ops, scope, x, handle, topk_weights, bias, config)
 
     # ------------------------------------------------------------------ low-latency mode
     def clean_low_latency_buffer(

@@ -67,25 +67,33 @@ def _alloc_recv_x(n: int, data: torch.Tensor, scales: Optional[torch.Tensor]) ->
 
 
 def dispatch_layout(
-    runtime: Any, scope: StreamScope, topk_idx: Any, num_experts: int, num_ranks: int
+    runtime: Any,
+    scope: StreamScope,
+    topk_idx: Any,
+    num_experts: int,
+    num_ranks: int,
+    num_nodes: int = 1,
 ) -> tuple:
-    """get_dispatch_layout: counts per rank and expert, and the token-to-rank map."""
+    """get_dispatch_layout: counts per rank, per node (when the ranks span ``num_nodes`` > 1
+    NVLink domains; else None) and per expert, and the token-to-rank map."""
     if not isinstance(topk_idx, torch.Tensor):
         raise TypeError(f"topk_idx must be a torch.Tensor, got {type(topk_idx).__name__}")
     dev = topk_idx.device
     per_rank = _empty((num_ranks,), torch.int32, dev)
+    per_node = _empty((num_nodes,), torch.int32, dev) if num_nodes > 1 else None
     per_expert = _empty((max(int(num_experts), 0),), torch.int32, dev)
     in_rank = _empty((topk_idx.size(0), num_ranks), torch.bool, dev)
     runtime.get_dispatch_layout(
         topk_idx=topk_idx,
         num_experts=int(num_experts),
         num_tokens_per_rank=per_rank,
+        num_tokens_per_rdma_rank=per_node,
         num_tokens_per_expert=per_expert,
         is_token_in_rank=in_rank,
         stream=scope.stream_handle,
     )
-    event = scope.finish((topk_idx, per_rank, per_expert, in_rank))
-    return per_rank, None, per_expert, in_rank, event
+    event = scope.finish((topk_idx, per_rank, per_node, per_expert, in_rank))
+    return per_rank, per_node, per_expert, in_rank, event
 
 
 def fresh_dispatch(
