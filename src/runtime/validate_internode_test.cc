@@ -3,9 +3,12 @@
 #include <gtest/gtest.h>
 
 #include <functional>
+#include <random>
+#include <set>
 #include <string>
 #include <vector>
 
+#include "kernels/routing/routing.h"
 #include "runtime/validate/internode.h"
 #include "uccl_ep/error.h"
 #include "uccl_ep/internode.h"
@@ -555,6 +558,37 @@ TEST(ValidateInternode, LayoutPerNodeCounts) {
     t.num_tokens_per_rdma_rank = TensorView{};
     EXPECT_NO_THROW(validate_layout(one, t));
     t.num_tokens_per_rdma_rank = view(DType::kInt32, {kN});
+  }
+}
+
+}  // namespace
+}  // namespace uccl::ep::runtime
+
+namespace uccl::ep::runtime {
+namespace {
+
+// The layout kernel's per-token logic counts a token once per node for any node size: nodes of
+// L ranks own L * E / R consecutive experts.
+TEST(ValidateInternode, RoutingCountsEachNodeOnce) {
+  std::mt19937 rng(7);
+  for (int local : {1, 2, 4, 8}) {
+    for (int trial = 0; trial < 300; ++trial) {
+      const int ranks = local * (2 + trial % 3), experts = ranks * (1 + trial % 4);
+      const int topk = 1 + trial % 9;
+      std::uniform_int_distribution<int> pick(-1, experts - 1);
+      std::vector<int64_t> row(topk);
+      for (auto& e : row) e = pick(rng);
+      const int64_t per_rank = experts / ranks, per_node = per_rank * local;
+      std::set<int> want_nodes;
+      for (int64_t e : row)
+        if (e >= 0) want_nodes.insert(static_cast<int>(e / per_node));
+      std::multiset<int> got_nodes;
+      kernels::routing::route_token(
+          row.data(), topk, experts, per_rank, per_node, [](int64_t) {}, [](int) {},
+          [&](int n) { got_nodes.insert(n); });
+      EXPECT_EQ(std::set<int>(got_nodes.begin(), got_nodes.end()), want_nodes) << "L=" << local;
+      EXPECT_EQ(got_nodes.size(), want_nodes.size()) << "a node counted twice, L=" << local;
+    }
   }
 }
 

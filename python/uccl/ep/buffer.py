@@ -41,7 +41,8 @@ class Buffer:
     """Communication buffer for expert-parallel dispatch and combine (DeepEP V1 API).
 
     One process per GPU; every rank of ``group`` constructs it collectively. The normal
-    (high-throughput) kernels run on an internal communication stream over NVLink.
+    (high-throughput) kernels run on an internal communication stream, over NVLink when every
+    rank shares one NVLink domain, else across domains through the CPU proxies (internode).
 
     Args:
         group: ``torch.distributed`` process group (or None with ``comm``).
@@ -50,7 +51,8 @@ class Buffer:
         num_rdma_bytes: RDMA buffer bytes per rank (multiple of 128): needs ranks on several
             NVLink domains (nodes; ``UCCL_EP_NUM_LOCAL_RANKS`` emulates them on one host) or
             ``low_latency_mode``; size it with ``get_low_latency_rdma_size_hint`` for the
-            low-latency mode. With it the Buffer starts this rank's CPU proxies.
+            low-latency mode, with ``uccl.ep._C.internode_rdma_bytes`` for the internode
+            normal mode (docs/internode.md). With it the Buffer starts this rank's CPU proxies.
         low_latency_mode: enables the low-latency calls (``low_latency_dispatch`` / ``combine``;
             in progress, see docs/low_latency.md).
         allow_nvlink_for_low_latency_mode: low-latency calls write the peers of this rank's
