@@ -294,6 +294,7 @@ void InternodeOps::dispatch(const InternodeDispatchTensors& t, cudaStream_t stre
   a.recv_topk_weights = ptr_or_null<float>(t.recv_topk_weights);
   a.recv_src_meta = h.recv_src_meta.ptr<uint8_t>();
   a.send_nvl_head = h.send_nvl_head.ptr<int32_t>();
+  a.num_nvl_head_rows = h.send_nvl_head.size(0);
   a.num_channels = t.config.num_channels();
   a.slot = protocol::InternodeDispatchSlot::make(a.hidden_bytes, a.num_scales, a.num_topk);
   a.outputs.add(a.recv_x, t.recv_x.nbytes());

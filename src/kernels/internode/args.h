@@ -90,6 +90,7 @@ struct DispatchArgs {
   float* recv_topk_weights;                        // [Nr, K] or null
   uint8_t* recv_src_meta;                          // [Nr, 8]
   int32_t* send_nvl_head;                          // [Nf, L]
+  int64_t num_nvl_head_rows;                       // Nf (exact, or num_worst_tokens)
   int num_channels;
   protocol::InternodeDispatchSlot slot;
   device::OutputList outputs;

@@ -224,6 +224,13 @@ __device__ void run_forwarder(const DispatchArgs& a, int c, int d, int lane,
     const int first = i * K, end = min(total, first + K);
     const int64_t row_base = (m > 0 ? a.recv_rdma_rank_prefix_sum[m - 1] : 0) +
                              prefix_before(a.recv_rdma_channel_prefix_matrix, a.num_channels, m, c);
+    if (row_base + end > a.num_nvl_head_rows) {  // num_worst_tokens below the forwarded rows
+      if (lane == 0)
+        device::report_error(p.diag, protocol::WaitSite::kRecvOverflow, m * L + me, c, -1,
+                             static_cast<int>(row_base + end - 1), -1, a.num_nvl_head_rows,
+                             row_base + end, 0);
+      return;
+    }
     for (int k = first; k < end; ++k) {
       const uint8_t* slot = p.rdma_local + p.rdma.recv_slot(c, m, g * K + (k - first));
       const int bits =
