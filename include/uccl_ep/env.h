@@ -55,10 +55,41 @@ inline constexpr EnvVarInfo kEnvVars[] = {
     {"UCCL_EP_DISABLE_CPU_AFFINITY", "0|1", "0",
      "1: do not pin proxy threads. 0: pin each proxy thread to its own CPU of the GPU's NUMA "
      "node (from sysfs), physical cores first; the choice is logged once (info level)."},
+    {"UCCL_SOCKET_IFNAME", "one interface name, or unset", "unset",
+     "Network interface of host-side traffic. Maps to: the C++ TCP bootstrap (rank 0 listens "
+     "on, the other ranks connect from, its IPv4 address) and libfabric's FI_TCP_IFACE (tcp "
+     "provider) and FI_VERBS_IFACE (verbs). The FI_* variables are exported unless already set "
+     "(a set one wins, with a warning) before the libfabric transport's fi_getinfo; verbs "
+     "reads its variables only when libfabric initializes, so set them yourself if another "
+     "library initializes libfabric earlier in the process. It must name an existing interface "
+     "(exact match; an NCCL-style leading '=' is accepted); a comma list or an NCCL-style '^' "
+     "exclusion is refused. Buffer's all-gather runs over torch.distributed, which torch "
+     "configures (e.g. GLOO_SOCKET_IFNAME), not this variable."},
+    {"UCCL_IB_GID_INDEX", "int in [0, 255], or unset", "unset",
+     "RoCE GID index. Maps to FI_VERBS_GID_IDX (verbs provider), exported like "
+     "UCCL_SOCKET_IFNAME's FI_* variables. With any other provider it is ignored, with a "
+     "one-line warning (once)."},
+    {"UCCL_IB_SL", "int in [0, 15], or unset", "unset",
+     "InfiniBand service level. Parsed and range-checked only: libfabric (1.17) has no provider "
+     "setting for it, so the provider's default applies; when set, a one-line warning (once) "
+     "says so."},
+    {"UCCL_IB_TC", "int in [0, 255], or unset", "unset",
+     "Traffic class (RoCE: the IP TOS byte, DSCP << 2 plus ECN). Parsed and range-checked only: "
+     "libfabric (1.17) has no provider setting for it, so the provider's default applies; when "
+     "set, a one-line warning (once) says so."},
+    {"UCCL_EP_ENABLE_AGGRESSIVE_ATOMIC", "0|1", "0",
+     "1: the low-latency kernels' signals (direct words and proxy slots) use relaxed "
+     "system-scope loads and stores with explicit fences (fence.acq_rel.sys before the store; "
+     "after the load that sees the awaited value) instead of st.release / ld.acquire; the "
+     "ordering guarantees are the same. The normal mode's ring tails, the NVLink barrier and "
+     "the command queues always use release/acquire."},
 };
 
-constexpr int kMaxProxyThreads = 16;    // UCCL_EP_NUM_PROXY_THREADS upper bound
-constexpr int kMaxInflightOps = 65536;  // UCCL_IB_MAX_INFLIGHT_* upper bound
+constexpr int kMaxProxyThreads = 16;     // UCCL_EP_NUM_PROXY_THREADS upper bound
+constexpr int kMaxInflightOps = 65536;   // UCCL_IB_MAX_INFLIGHT_* upper bound
+constexpr int kMaxIbGidIndex = 255;      // UCCL_IB_GID_INDEX upper bound
+constexpr int kMaxIbServiceLevel = 15;   // UCCL_IB_SL upper bound (4-bit field)
+constexpr int kMaxIbTrafficClass = 255;  // UCCL_IB_TC upper bound (8-bit field)
 
 enum class LogLevel { kError = 0, kWarn = 1, kInfo = 2, kDebug = 3 };
 
@@ -74,6 +105,11 @@ struct EnvSettings {
   uint64_t max_inflight_bytes = UINT64_MAX;  // UCCL_IB_MAX_INFLIGHT_BYTES (UINT64_MAX: unlimited)
   bool disable_cpu_affinity = false;         // UCCL_EP_DISABLE_CPU_AFFINITY
   int num_local_ranks = 0;                   // UCCL_EP_NUM_LOCAL_RANKS (0: unset)
+  std::string socket_ifname{};               // UCCL_SOCKET_IFNAME ("": unset)
+  int ib_gid_index = -1;                     // UCCL_IB_GID_INDEX (-1: unset)
+  int ib_service_level = -1;                 // UCCL_IB_SL (-1: unset)
+  int ib_traffic_class = -1;                 // UCCL_IB_TC (-1: unset)
+  bool aggressive_atomic = false;            // UCCL_EP_ENABLE_AGGRESSIVE_ATOMIC
 };
 
 /// Reads and validates every variable now. Throws Error(kValue) naming the variable, its value

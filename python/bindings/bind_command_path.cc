@@ -118,6 +118,11 @@ void bind_command_path(nb::module_& m) {
         d["max_inflight_bytes"] = e.max_inflight_bytes;
         d["disable_cpu_affinity"] = e.disable_cpu_affinity;
         d["num_local_ranks"] = e.num_local_ranks;
+        d["socket_ifname"] = e.socket_ifname;
+        d["ib_gid_index"] = e.ib_gid_index;
+        d["ib_service_level"] = e.ib_service_level;
+        d["ib_traffic_class"] = e.ib_traffic_class;
+        d["aggressive_atomic"] = e.aggressive_atomic;
         return d;
       },
       "Parses the environment variables now; raises ValueError naming one that does not parse.");

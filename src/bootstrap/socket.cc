@@ -1,6 +1,7 @@
 // Blocking TCP helpers with deadlines for the bootstrap.
 #include "bootstrap/socket.h"
 
+#include <arpa/inet.h>
 #include <netdb.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
@@ -92,16 +93,28 @@ int listen_on(const std::string& host, uint16_t port, uint16_t* bound_port) {
 }
 
 int connect_until(const std::string& host, uint16_t port, Clock::time_point deadline,
-                  const std::string& who) {
+                  const std::string& who, const std::string& source) {
+  sockaddr_in from{};
+  if (!source.empty()) {
+    from.sin_family = AF_INET;
+    UCCL_EP_CHECK_VALUE(inet_pton(AF_INET, source.c_str(), &from.sin_addr) == 1, "bootstrap: ", who,
+                        ": source address '", source, "' is not an IPv4 address");
+  }
   int last_err = 0;
   int attempts = 0;
   do {
     ++attempts;
     addrinfo* res = resolve(host, port, false);
     for (addrinfo* a = res; a; a = a->ai_next) {
+      if (!source.empty() && a->ai_family != AF_INET) continue;  // an IPv4 source: IPv4 only
       const int fd = socket(a->ai_family, a->ai_socktype | SOCK_CLOEXEC, a->ai_protocol);
       if (fd < 0) {
         last_err = errno;
+        continue;
+      }
+      if (!source.empty() && ::bind(fd, reinterpret_cast<const sockaddr*>(&from), sizeof(from))) {
+        last_err = errno;
+        close_fd(fd);
         continue;
       }
       if (::connect(fd, a->ai_addr, a->ai_addrlen) == 0) {

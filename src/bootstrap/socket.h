@@ -18,10 +18,11 @@ int millis_left(Clock::time_point deadline);
 /// Binds host:port (port 0: any free port) and listens; returns the socket. Throws
 /// Error(kRuntime) with the errno text.
 int listen_on(const std::string& host, uint16_t port, uint16_t* bound_port);
-/// Connects to host:port, retrying while the listener is not up yet, until `deadline`. Throws
-/// Error(kTimeout) naming `who` (e.g. "rank 3 -> rank 0 at 10.0.0.1:29500").
+/// Connects to host:port, retrying while the listener is not up yet, until `deadline`; from
+/// `source` (a local IPv4 address, any port) when not empty. Throws Error(kTimeout) naming
+/// `who` (e.g. "rank 3 -> rank 0 at 10.0.0.1:29500").
 int connect_until(const std::string& host, uint16_t port, Clock::time_point deadline,
-                  const std::string& who);
+                  const std::string& who, const std::string& source = "");
 /// Accepts one connection; returns -1 at the deadline.
 int accept_until(int listen_fd, Clock::time_point deadline);
 /// Sends or receives exactly `n` bytes. Throws Error(kTimeout) at the deadline and

@@ -5,9 +5,11 @@
 
 #include <cerrno>
 #include <set>
+#include <utility>
 
 #include "bootstrap/socket.h"
 #include "common/error.h"
+#include "common/net_interface.h"
 
 namespace uccl::ep::bootstrap {
 namespace {
@@ -16,6 +18,7 @@ constexpr uint32_t kMagic = 0x42504555;  // "UEPB"
 constexpr uint16_t kVersion = 1;
 constexpr uint64_t kMaxPayload = uint64_t{1} << 30;
 constexpr size_t kHeaderBytes = 24;
+constexpr const char* kInterfaceWhat = "bootstrap: interface (UCCL_SOCKET_IFNAME)";
 
 enum class MsgType : uint16_t { kHello = 1, kGather = 2, kResult = 3 };
 
@@ -83,10 +86,16 @@ std::string list(const std::set<int>& ranks) {
 TcpListener TcpListener::bind(const std::string& host, uint16_t port) {
   TcpListener l;
   l.fd_ = listen_on(host, port, &l.port_);
+  l.host_ = host;
   return l;
 }
 
-TcpListener::TcpListener(TcpListener&& other) noexcept : fd_(other.fd_), port_(other.port_) {
+TcpListener TcpListener::bind_interface(const std::string& interface, uint16_t port) {
+  return bind(interface_ipv4(interface, kInterfaceWhat), port);
+}
+
+TcpListener::TcpListener(TcpListener&& other) noexcept
+    : fd_(other.fd_), port_(other.port_), host_(std::move(other.host_)) {
   other.fd_ = -1;
 }
 
@@ -95,6 +104,7 @@ TcpListener& TcpListener::operator=(TcpListener&& other) noexcept {
     close_fd(fd_);
     fd_ = other.fd_;
     port_ = other.port_;
+    host_ = std::move(other.host_);
     other.fd_ = -1;
   }
   return *this;
@@ -120,7 +130,9 @@ TcpBootstrap::TcpBootstrap(const TcpBootstrapOptions& options, TcpListener liste
                       " needs rank 0's port");
   if (options.rank == 0) {
     if (!listener.valid() && options.num_ranks > 1)
-      listener = TcpListener::bind(options.host, options.port);
+      listener = options.interface.empty()
+                     ? TcpListener::bind(options.host, options.port)
+                     : TcpListener::bind_interface(options.interface, options.port);
     fds_.assign(options.num_ranks, -1);
     if (options.num_ranks > 1) {
       const int fd = listener.release();
@@ -135,10 +147,13 @@ TcpBootstrap::TcpBootstrap(const TcpBootstrapOptions& options, TcpListener liste
     }
     return;
   }
+  const std::string source =
+      options.interface.empty() ? "" : interface_ipv4(options.interface, kInterfaceWhat);
   const auto deadline = deadline_after(options.timeout_secs);
   const std::string who =
-      str_cat("rank ", options.rank, " -> rank 0 at ", options.host, ":", options.port);
-  fds_.assign(1, connect_until(options.host, options.port, deadline, who));
+      str_cat("rank ", options.rank, " -> rank 0 at ", options.host, ":", options.port,
+              source.empty() ? "" : str_cat(" from ", source, " (", options.interface, ")"));
+  fds_.assign(1, connect_until(options.host, options.port, deadline, who, source));
   std::vector<uint8_t> hello;
   put(hello, static_cast<uint32_t>(options.rank), 4);
   put(hello, static_cast<uint32_t>(options.num_ranks), 4);

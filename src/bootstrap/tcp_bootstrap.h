@@ -17,6 +17,9 @@ struct TcpBootstrapOptions {
   std::string host = "127.0.0.1";  // rank 0's address: rank 0 binds it, the others connect
   uint16_t port = 0;               // rank 0's port (rank 0 with port 0: any free port)
   double timeout_secs = 100;       // deadline of each step (connect, each collective)
+  /// UCCL_SOCKET_IFNAME: when set, rank 0 listens on this interface's IPv4 address (instead of
+  /// `host`) and the other ranks connect from theirs, so the bootstrap's traffic uses it.
+  std::string interface{};
 };
 
 /// Rank 0's listening socket, created before the other ranks start so they can be told the port
@@ -26,6 +29,9 @@ class TcpListener {
   TcpListener() = default;
   /// Binds host:port (0: any free port) and listens. Throws Error(kRuntime).
   static TcpListener bind(const std::string& host, uint16_t port);
+  /// Binds the IPv4 address of network interface `interface` (UCCL_SOCKET_IFNAME) at `port`.
+  /// Throws Error(kValue) when the interface does not exist or has no IPv4 address.
+  static TcpListener bind_interface(const std::string& interface, uint16_t port);
   TcpListener(TcpListener&& other) noexcept;
   TcpListener& operator=(TcpListener&& other) noexcept;
   TcpListener(const TcpListener&) = delete;
@@ -33,12 +39,15 @@ class TcpListener {
   ~TcpListener();
   bool valid() const { return fd_ >= 0; }
   uint16_t port() const { return port_; }
+  /// The address it listens on, as given to bind (the interface's, with bind_interface).
+  const std::string& host() const { return host_; }
   /// Hands the socket over (the listener becomes empty).
   int release();
 
  private:
   int fd_ = -1;
   uint16_t port_ = 0;
+  std::string host_{};
 };
 
 class TcpBootstrap final : public Bootstrap {

@@ -2,8 +2,10 @@
 // deadlines that name the missing rank; malformed peers are refused.
 #include "bootstrap/tcp_bootstrap.h"
 
+#include <arpa/inet.h>
 #include <fcntl.h>
 #include <gtest/gtest.h>
+#include <netinet/in.h>
 #include <signal.h>
 #include <sys/mman.h>
 #include <unistd.h>
@@ -154,6 +156,76 @@ TEST(TcpBootstrap, RefusesAPeerThatIsNotABootstrap) {
     EXPECT_NE(std::string(e.what()).find("bad magic"), std::string::npos) << e.what();
   }
   intruder.join();
+}
+
+// UCCL_SOCKET_IFNAME: rank 0 listens on the interface's address, the others connect from theirs.
+TEST(TcpBootstrap, InterfaceGivesTheAddresses) {
+  constexpr int kRanks = 3;
+  TcpListener listener = TcpListener::bind_interface("lo", 0);
+  EXPECT_EQ(listener.host(), "127.0.0.1");
+  const uint16_t port = listener.port();
+  const std::string host = listener.host();
+  std::vector<std::string> errors(kRanks);
+  std::vector<std::thread> threads;
+  for (int r = 0; r < kRanks; ++r) {
+    threads.emplace_back([&, r] {
+      try {
+        TcpBootstrap b({.rank = r,
+                        .num_ranks = kRanks,
+                        .host = host,
+                        .port = port,
+                        .timeout_secs = 20,
+                        .interface = "lo"},
+                       r == 0 ? std::move(listener) : TcpListener{});
+        exercise(b);
+      } catch (const std::exception& e) {
+        errors[r] = e.what();
+      }
+    });
+  }
+  for (auto& t : threads) t.join();
+  for (int r = 0; r < kRanks; ++r)
+    EXPECT_TRUE(errors[r].empty()) << "rank " << r << ": " << errors[r];
+}
+
+TEST(TcpBootstrap, UnknownInterfaceIsAValueErrorNamingIt) {
+  for (int rank : {0, 1}) {
+    try {
+      TcpBootstrap b({.rank = rank, .num_ranks = 2, .port = 1, .interface = "uccl_no_if9"});
+      ADD_FAILURE() << "rank " << rank << " accepted an interface that does not exist";
+    } catch (const Error& e) {
+      EXPECT_EQ(e.kind(), ErrorKind::kValue);
+      const std::string what = e.what();
+      EXPECT_NE(what.find("UCCL_SOCKET_IFNAME"), std::string::npos) << what;
+      EXPECT_NE(what.find("no network interface named 'uccl_no_if9'"), std::string::npos) << what;
+    }
+  }
+}
+
+// The connection leaves from the source address asked for (127.0.0.2 is a loopback address
+// that is not lo's primary one, so the peer sees the difference).
+TEST(Socket, ConnectsFromTheSourceAddress) {
+  uint16_t port = 0;
+  const int listen_fd = listen_on("127.0.0.1", 0, &port);
+  const auto deadline = deadline_after(10);
+  const int fd = connect_until("127.0.0.1", port, deadline, "test", "127.0.0.2");
+  const int accepted = accept_until(listen_fd, deadline);
+  ASSERT_GE(accepted, 0);
+  sockaddr_in peer{};
+  socklen_t len = sizeof(peer);
+  ASSERT_EQ(getpeername(accepted, reinterpret_cast<sockaddr*>(&peer), &len), 0);
+  char text[INET_ADDRSTRLEN] = {};
+  inet_ntop(AF_INET, &peer.sin_addr, text, sizeof(text));
+  EXPECT_STREQ(text, "127.0.0.2");
+  close_fd(accepted);
+  close_fd(fd);
+  close_fd(listen_fd);
+  try {
+    connect_until("127.0.0.1", port, deadline, "test", "not-an-address");
+    ADD_FAILURE() << "a source that is not an IPv4 address was accepted";
+  } catch (const Error& e) {
+    EXPECT_EQ(e.kind(), ErrorKind::kValue);
+  }
 }
 
 TEST(TcpBootstrap, SingleRankNeedsNoNetwork) {

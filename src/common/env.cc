@@ -6,6 +6,7 @@
 #include <cstdlib>
 
 #include "common/error.h"
+#include "common/net_interface.h"
 
 namespace uccl::ep {
 
@@ -79,10 +80,30 @@ uint64_t parse_max_inflight_bytes(const std::string& value) {
   return v;
 }
 
-bool parse_disable_cpu_affinity(const std::string& value) {
-  UCCL_EP_CHECK_VALUE(value == "0" || value == "1", "UCCL_EP_DISABLE_CPU_AFFINITY='", value,
+bool parse_bool_var(const char* name, const std::string& value) {
+  UCCL_EP_CHECK_VALUE(value == "0" || value == "1", name, "='", value,
                       "' is invalid: expected 0 or 1");
   return value == "1";
+}
+
+bool parse_disable_cpu_affinity(const std::string& value) {
+  return parse_bool_var("UCCL_EP_DISABLE_CPU_AFFINITY", value);
+}
+
+std::string parse_socket_ifname(const std::string& value) {
+  const std::string what = str_cat("UCCL_SOCKET_IFNAME='", value, "'");
+  UCCL_EP_CHECK_VALUE(value.find(',') == std::string::npos, what,
+                      " is invalid: a list of interfaces is not supported; name one interface");
+  UCCL_EP_CHECK_VALUE(value.empty() || value[0] != '^', what,
+                      " is invalid: excluding interfaces ('^') is not supported; name one "
+                      "interface");
+  const std::string name = !value.empty() && value[0] == '=' ? value.substr(1) : value;
+  bool ok = !name.empty() && name.size() <= kMaxInterfaceNameChars;
+  for (char c : name) ok = ok && c != '/' && !std::isspace(static_cast<unsigned char>(c));
+  UCCL_EP_CHECK_VALUE(ok, what, " is invalid: expected one interface name (1 to ",
+                      kMaxInterfaceNameChars, " characters, no '/' or whitespace)");
+  require_interface(name, str_cat(what, " is invalid"));
+  return name;
 }
 
 EnvSettings read_env_settings() {
@@ -104,6 +125,16 @@ EnvSettings read_env_settings() {
     s.disable_cpu_affinity = parse_disable_cpu_affinity(v);
   if (const char* v = std::getenv("UCCL_EP_NUM_LOCAL_RANKS"); v != nullptr && *v != '\0')
     s.num_local_ranks = parse_int_var("UCCL_EP_NUM_LOCAL_RANKS", v, 1, 1 << 20);
+  if (const char* v = std::getenv("UCCL_SOCKET_IFNAME"); v != nullptr && *v != '\0')
+    s.socket_ifname = parse_socket_ifname(v);
+  if (const char* v = std::getenv("UCCL_IB_GID_INDEX"); v != nullptr && *v != '\0')
+    s.ib_gid_index = parse_int_var("UCCL_IB_GID_INDEX", v, 0, kMaxIbGidIndex);
+  if (const char* v = std::getenv("UCCL_IB_SL"); v != nullptr && *v != '\0')
+    s.ib_service_level = parse_int_var("UCCL_IB_SL", v, 0, kMaxIbServiceLevel);
+  if (const char* v = std::getenv("UCCL_IB_TC"); v != nullptr && *v != '\0')
+    s.ib_traffic_class = parse_int_var("UCCL_IB_TC", v, 0, kMaxIbTrafficClass);
+  if (const char* v = std::getenv("UCCL_EP_ENABLE_AGGRESSIVE_ATOMIC"))
+    s.aggressive_atomic = parse_bool_var("UCCL_EP_ENABLE_AGGRESSIVE_ATOMIC", v);
   return s;
 }
 

@@ -24,5 +24,13 @@ int parse_int_var(const char* name, const std::string& value, int min, int max);
 uint64_t parse_max_inflight_bytes(const std::string& value);
 /// UCCL_EP_DISABLE_CPU_AFFINITY: "0" or "1".
 bool parse_disable_cpu_affinity(const std::string& value);
+/// A boolean variable `name`: "0" or "1". Throws Error(kValue) naming the variable and value.
+bool parse_bool_var(const char* name, const std::string& value);
+/// UCCL_SOCKET_IFNAME: one interface name (an NCCL-style leading '=' is dropped) that exists
+/// on this host; returned without the '='. A comma list, a leading '^' (NCCL's exclusion), a
+/// name longer than 15 characters or with '/' or whitespace, and an unknown interface throw
+/// Error(kValue) naming the variable, the value and the rule (the last one lists the host's
+/// interfaces).
+std::string parse_socket_ifname(const std::string& value);
 
 }  // namespace uccl::ep

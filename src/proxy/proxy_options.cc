@@ -16,6 +16,13 @@ ProxyOptions proxy_options_from_env(const EnvSettings& env) {
   return o;
 }
 
+transport::NetworkHints network_hints_from_env(const EnvSettings& env) {
+  return transport::NetworkHints{.interface = env.socket_ifname,
+                                 .gid_index = env.ib_gid_index,
+                                 .service_level = env.ib_service_level,
+                                 .traffic_class = env.ib_traffic_class};
+}
+
 void validate_options(const ProxyOptions& o) {
   UCCL_EP_CHECK_VALUE(o.num_ranks >= 1, "proxy: num_ranks=", o.num_ranks, " must be >= 1");
   UCCL_EP_CHECK_VALUE(o.rank >= 0 && o.rank < o.num_ranks, "proxy: rank=", o.rank,

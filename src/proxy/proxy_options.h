@@ -55,6 +55,10 @@ struct ProxyOptions {
 /// rank, ranks, mode, device and signal fields.
 ProxyOptions proxy_options_from_env(const EnvSettings& env);
 
+/// The transports' network hints from the environment: UCCL_SOCKET_IFNAME, UCCL_IB_GID_INDEX,
+/// UCCL_IB_SL, UCCL_IB_TC (each -1 / "" when unset).
+transport::NetworkHints network_hints_from_env(const EnvSettings& env);
+
 /// Throws Error(kValue) naming the field, its value and the rule when an option is invalid.
 void validate_options(const ProxyOptions& options);
 

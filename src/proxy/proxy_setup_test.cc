@@ -81,6 +81,57 @@ TEST(ProxyEnv, ReadsDefaultsAndOverridesIntoProxyOptions) {
   for (const char* v : vars) unsetenv(v);
 }
 
+// UCCL-EP's network variables reach every thread's transport (also in the normal and the
+// low-latency mode alike), and the in-flight limit follows the session's mode.
+TEST(ProxyEnv, NetworkVariablesReachEveryTransportOfEveryMode) {
+  const char* vars[] = {
+      "UCCL_SOCKET_IFNAME", "UCCL_IB_GID_INDEX",           "UCCL_IB_SL",
+      "UCCL_IB_TC",         "UCCL_IB_MAX_INFLIGHT_NORMAL", "UCCL_IB_MAX_INFLIGHT_LOW_LATENCY"};
+  setenv("UCCL_SOCKET_IFNAME", "lo", 1);
+  setenv("UCCL_IB_GID_INDEX", "3", 1);
+  setenv("UCCL_IB_SL", "5", 1);
+  setenv("UCCL_IB_TC", "104", 1);
+  setenv("UCCL_IB_MAX_INFLIGHT_NORMAL", "2", 1);
+  setenv("UCCL_IB_MAX_INFLIGHT_LOW_LATENCY", "7", 1);
+  const EnvSettings env = read_env_settings();
+  for (const char* v : vars) unsetenv(v);
+  const transport::NetworkHints n = network_hints_from_env(env);
+  EXPECT_EQ(n.interface, "lo");
+  EXPECT_EQ(n.gid_index, 3);
+  EXPECT_EQ(n.service_level, 5);
+  EXPECT_EQ(n.traffic_class, 104);
+  EXPECT_EQ(network_hints_from_env(EnvSettings{}).gid_index, -1);
+
+  for (bool low_latency : {false, true}) {
+    std::vector<transport::TransportOptions> seen;
+    std::vector<uint8_t> rdma(4096);
+    SessionOptions s;
+    s.proxy = proxy_options_from_env(env);
+    s.proxy.num_ranks = 2;
+    s.proxy.num_threads = 2;
+    s.proxy.low_latency_mode = low_latency;
+    s.proxy.pin_threads = false;
+    s.transport = "null";
+    s.network = n;
+    s.num_queues = 4;
+    s.queue_capacity = 64;
+    s.rdma_buffer = transport::Region{rdma.data(), rdma.size(), false, ""};
+    s.make_transport = [&](int, const std::string& name, const transport::TransportOptions& o) {
+      seen.push_back(o);
+      return transport::make_transport(name, o);
+    };
+    ProxySession session(s, queue::make_host_queue_allocator());
+    ASSERT_EQ(seen.size(), 2u);
+    for (const auto& o : seen) {
+      EXPECT_EQ(o.network.interface, "lo");
+      EXPECT_EQ(o.network.gid_index, 3);
+      EXPECT_EQ(o.network.service_level, 5);
+      EXPECT_EQ(o.network.traffic_class, 104);
+      EXPECT_EQ(o.max_inflight, 2 * (low_latency ? 7 : 2)) << "2 queues per thread";
+    }
+  }
+}
+
 TEST(ProxyOptionsCheck, NamesTheBadField) {
   ProxyOptions o;
   o.num_threads = 0;

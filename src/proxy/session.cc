@@ -76,6 +76,7 @@ std::unique_ptr<transport::Transport> ProxySession::create_transport(int thread)
   t.num_pipes = num_pipes_of_thread(options_.num_queues, p.num_threads, thread);
   t.max_inflight = max_inflight_of_thread(p, options_.num_queues, thread);
   t.provider = options_.fi_provider;
+  t.network = options_.network;
   t.signal_path = options_.signal_path;
   t.timeout_secs = p.timeout_secs;
   t.cuda_device = options_.cuda_device;

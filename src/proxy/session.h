@@ -37,8 +37,9 @@ struct SessionOptions {
   /// Rank, ranks, local rank, threads, flow control, timeout, pinning. The signal and barrier
   /// fields are filled by the session.
   ProxyOptions proxy{};
-  std::string transport = "auto";  // registry name: auto, libfabric, ipc, null
-  std::string fi_provider{};       // libfabric provider ("" or "auto": the first that works)
+  std::string transport = "auto";     // registry name: auto, libfabric, ipc, null
+  std::string fi_provider{};          // libfabric provider ("" or "auto": the first that works)
+  transport::NetworkHints network{};  // interface, GID index, SL, TC (network_hints_from_env)
   transport::SignalPath signal_path = transport::SignalPath::kAuto;
   int cuda_device = -1;            // ipc: the device of the RDMA buffer
   uint32_t num_queues = 32;        // command queues of this rank (same on every rank)

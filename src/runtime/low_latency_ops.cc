@@ -55,6 +55,7 @@ struct LowLatencyOps::State {
     p.state = sequence;
     p.diag = b.diag();
     p.mask = mask;
+    p.relaxed_signals = b.env.aggressive_atomic;
     return p;
   }
 

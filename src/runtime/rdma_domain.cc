@@ -41,6 +41,7 @@ RdmaDomain::RdmaDomain(const CommandPathOptions& o, const EnvSettings& env,
   s.transport = injection != nullptr ? injection->name : o.transport;
   if (injection != nullptr) s.make_transport = injection->factory;
   s.fi_provider = env.fi_provider == "auto" ? "" : env.fi_provider;
+  s.network = proxy::network_hints_from_env(env);
   s.cuda_device = o.device;
   s.num_queues = o.num_queues;
   s.queue_capacity = o.queue_capacity;

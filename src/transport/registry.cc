@@ -4,6 +4,7 @@
 #include <memory>
 #include <string>
 
+#include "common/env.h"
 #include "common/error.h"
 #include "transport/factories.h"
 #include "transport/null/null_transport.h"
@@ -22,6 +23,16 @@ void check_transport_options(const TransportOptions& o) {
                       "]");
   UCCL_EP_CHECK_VALUE(o.timeout_secs > 0, "transport: timeout_secs=", o.timeout_secs,
                       " must be > 0");
+  const NetworkHints& n = o.network;
+  UCCL_EP_CHECK_VALUE(n.gid_index >= -1 && n.gid_index <= kMaxIbGidIndex,
+                      "transport: network.gid_index=", n.gid_index,
+                      " must be -1 (unset) or in [0, ", kMaxIbGidIndex, "] (UCCL_IB_GID_INDEX)");
+  UCCL_EP_CHECK_VALUE(n.service_level >= -1 && n.service_level <= kMaxIbServiceLevel,
+                      "transport: network.service_level=", n.service_level,
+                      " must be -1 (unset) or in [0, ", kMaxIbServiceLevel, "] (UCCL_IB_SL)");
+  UCCL_EP_CHECK_VALUE(n.traffic_class >= -1 && n.traffic_class <= kMaxIbTrafficClass,
+                      "transport: network.traffic_class=", n.traffic_class,
+                      " must be -1 (unset) or in [0, ", kMaxIbTrafficClass, "] (UCCL_IB_TC)");
 }
 
 std::unique_ptr<Transport> make_transport(const std::string& name,

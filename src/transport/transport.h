@@ -93,8 +93,19 @@ enum class SignalPath {
 constexpr int kMaxPipes = 1024;        // num_pipes
 constexpr int kMaxInflight = 1 << 20;  // max_inflight
 
+/// Where a network transport's traffic goes (UCCL_SOCKET_IFNAME, UCCL_IB_*); each unset by
+/// default. libfabric maps what its providers take (libfabric/provider_env.h); other
+/// transports ignore them.
+struct NetworkHints {
+  std::string interface{};  // network interface name ("": the provider's choice)
+  int gid_index = -1;       // RoCE GID index, 0..255 (-1: the provider's)
+  int service_level = -1;   // InfiniBand service level, 0..15 (-1: the provider's)
+  int traffic_class = -1;   // traffic class, 0..255 (-1: the provider's)
+};
+
 /// Everything a transport needs at construction. The runtime fills it from EnvSettings
-/// (UCCL_EP_FI_PROVIDER, UCCL_EP_TIMEOUT_SECS); nothing here reads the environment.
+/// (UCCL_EP_FI_PROVIDER, UCCL_EP_TIMEOUT_SECS, UCCL_SOCKET_IFNAME, UCCL_IB_*); nothing here
+/// reads the environment.
 struct TransportOptions {
   int rank = 0;
   int num_ranks = 1;
@@ -105,6 +116,7 @@ struct TransportOptions {
   SignalPath signal_path = SignalPath::kAuto;
   double timeout_secs = 100;  // deadline of each blocking step (connect's warm-up)
   int cuda_device = -1;       // ipc: the device owning the RDMA buffer (-1: current device)
+  NetworkHints network{};
 };
 
 /// One rank's endpoint of the command path (see the obligations at the top of this file).

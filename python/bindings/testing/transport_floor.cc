@@ -19,6 +19,7 @@
 #include "common/env.h"
 #include "common/error.h"
 #include "common/log.h"
+#include "proxy/proxy_options.h"
 #include "runtime/collective.h"
 #include "runtime/host_memory.h"
 #include "runtime/rdma_domain.h"
@@ -67,6 +68,7 @@ tt::FloorOptions floor_options(int rank, int num_ranks, int device, const EnvSet
   t.provider = env.fi_provider == "auto" ? "" : env.fi_provider;
   t.timeout_secs = env.timeout_secs;
   t.cuda_device = device;
+  t.network = proxy::network_hints_from_env(env);
   o.device_memory = device >= 0;
   o.host_fallback = transport_name != "ipc";
   return o;

@@ -15,7 +15,9 @@ __all__ = [
     "Config",
     "EventHandle",
     "EventOverlap",
+    "ProxyThread",
     "UcclHandle",
+    "UcclProxies",
     "destroy_uccl",
     "initialize_uccl",
     "topk_idx_t",
@@ -30,6 +32,8 @@ _LAZY_ATTRS = {
     "initialize_uccl": "proxy",
     "destroy_uccl": "proxy",
     "UcclHandle": "proxy",
+    "UcclProxies": "proxy",
+    "ProxyThread": "proxy",
 }
 
 

@@ -46,6 +46,9 @@ struct Peers {
   SequenceState* state;
   device::DeviceDiag diag;
   int32_t* mask;  // [num_ranks], 1 = masked (enable_shrink); null: no masking
+  /// UCCL_EP_ENABLE_AGGRESSIVE_ATOMIC: signals are read and written with relaxed system-scope
+  /// accesses and explicit fences instead of ld.acquire / st.release (common.cuh, same order).
+  bool relaxed_signals;
 
   /// Whether rank `r` is masked: not sent to, not waited for.
   __device__ __forceinline__ bool masked(int r) const {

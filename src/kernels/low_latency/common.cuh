@@ -77,6 +77,19 @@ __device__ __forceinline__ Wait masking_wait(const Peers& p, protocol::WaitSite 
   }
 }
 
+/// Reads a signal with acquire semantics: ld.acquire, or with p.relaxed_signals
+/// (UCCL_EP_ENABLE_AGGRESSIVE_ATOMIC) a relaxed load and, once `arrived(value)` holds, a
+/// fence.acq_rel.sys, which makes that load an acquire for everything read after it.
+template <typename T, typename Arrived>
+__device__ __forceinline__ bool poll_signal(const Peers& p, const T* signal, int64_t& observed,
+                                            Arrived&& arrived) {
+  const T v = p.relaxed_signals ? device::ld_relaxed_sys(signal) : device::ld_acquire_sys(signal);
+  observed = v;
+  if (!arrived(v)) return false;
+  if (p.relaxed_signals) device::fence_acq_rel_sys();
+  return true;
+}
+
 /// Lane 0: waits for signal index `i` of `half` and `kind`, sent by `peer`: the word in this
 /// rank's RDMA buffer to reach cs.seq when the sender writes directly, else the proxy slot to
 /// reach cs.calls. Without masking a deadline is recorded and fails the call; with masking
@@ -90,13 +103,12 @@ __device__ __forceinline__ Wait wait_signal(const Peers& p, int half, int kind, 
   const int64_t expected = direct ? cs.seq : cs.calls;
   auto poll = [&](int64_t& observed) {
     if (direct) {
-      const int32_t v = device::ld_acquire_sys(word);
-      observed = v;
-      return static_cast<int32_t>(static_cast<uint32_t>(v) - cs.seq) >= 0;
+      return poll_signal(p, word, observed, [&](int32_t v) {
+        return static_cast<int32_t>(static_cast<uint32_t>(v) - cs.seq) >= 0;
+      });
     }
-    const int64_t v = device::ld_acquire_sys(slot);
-    observed = v;
-    return v >= static_cast<int64_t>(cs.calls);
+    return poll_signal(p, slot, observed,
+                       [&](int64_t v) { return v >= static_cast<int64_t>(cs.calls); });
   };
   Wait result;
   if (p.masked(peer))
@@ -111,14 +123,21 @@ __device__ __forceinline__ Wait wait_signal(const Peers& p, int half, int kind, 
 }
 
 /// All lanes: makes the warp's earlier stores visible system-wide, then lane 0 sets direct
-/// signal word `i` of `half` in `buffer` (a peer's or this rank's RDMA buffer) to `seq`.
+/// signal word `i` of `half` in `buffer` (a peer's or this rank's RDMA buffer) to `seq`: with
+/// st.release, or with p.relaxed_signals (UCCL_EP_ENABLE_AGGRESSIVE_ATOMIC) a fence.acq_rel.sys
+/// and a relaxed store, the same release of everything the warp wrote before the __syncwarp.
 __device__ __forceinline__ void signal_direct(const Peers& p, uint8_t* buffer, int half, int64_t i,
                                               uint32_t seq, int lane) {
   __threadfence_system();
   __syncwarp();
   if (lane == 0) {
     auto* word = reinterpret_cast<int32_t*>(buffer + p.layout.signal_offset(half)) + i;
-    device::st_release_sys(word, static_cast<int32_t>(seq));
+    if (p.relaxed_signals) {
+      device::fence_acq_rel_sys();
+      device::st_relaxed_sys(word, static_cast<int32_t>(seq));
+    } else {
+      device::st_release_sys(word, static_cast<int32_t>(seq));
+    }
   }
 }
 

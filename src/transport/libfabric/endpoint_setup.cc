@@ -11,6 +11,7 @@
 #include "transport/libfabric/api.h"
 #include "transport/libfabric/endpoint.h"
 #include "transport/libfabric/fabric.h"
+#include "transport/libfabric/provider_env.h"
 #include "transport/wire.h"
 
 namespace uccl::ep::transport::libfabric {
@@ -81,9 +82,11 @@ void Endpoint::close_all() noexcept {
 }
 
 void Endpoint::open_resources(bool want_hmem) {
+  apply_network_hints(options_.network);  // FI_* variables: before fi_getinfo reads them
   ProviderSelection sel = select_provider(options_.provider, options_.signal_path, want_hmem);
   info_ = sel.info;
   provider_ = sel.name;
+  warn_ignored_hints(options_.network, provider_);
   virt_addr_ = (info_->domain_attr->mr_mode & FI_MR_VIRT_ADDR) != 0;
   mr_endpoint_ = (info_->domain_attr->mr_mode & FI_MR_ENDPOINT) != 0;
   immediate_bytes_ = static_cast<int>(info_->domain_attr->cq_data_size);

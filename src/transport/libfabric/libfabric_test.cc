@@ -5,10 +5,12 @@
 #include "transport/libfabric/libfabric_transport.h"
 
 #include <gtest/gtest.h>
+#include <netinet/in.h>
 #include <signal.h>
 
 #include <chrono>
 #include <cstdio>
+#include <cstdlib>
 #include <functional>
 #include <memory>
 #include <ostream>
@@ -396,6 +398,48 @@ TEST(LibfabricTransport, SingleRankCapabilitiesAndRefusals) {
   EXPECT_EQ(t.poll(out, 4), 0);
 }
 
+// Whether `blob` holds a sockaddr_in of 127.0.0.1 (family AF_INET, any port).
+bool holds_loopback_ipv4(const std::vector<uint8_t>& blob) {
+  const auto family = static_cast<uint16_t>(AF_INET);
+  for (size_t i = 0; i + 8 <= blob.size(); ++i) {
+    if (blob[i] == (family & 0xff) && blob[i + 1] == (family >> 8) && blob[i + 4] == 127 &&
+        blob[i + 5] == 0 && blob[i + 6] == 0 && blob[i + 7] == 1)
+      return true;
+  }
+  return false;
+}
+
+// Child --child=iface: in a fresh process (libfabric not yet initialized), a tcp;ofi_rxm
+// transport with NetworkHints::interface "lo" exports FI_TCP_IFACE=lo and binds lo's address.
+int run_interface_child() {
+  unsetenv("FI_TCP_IFACE");
+  LibfabricTransport t(TransportOptions{
+      .rank = 0, .num_ranks = 1, .provider = "tcp;ofi_rxm", .network = {.interface = "lo"}});
+  const char* iface = std::getenv("FI_TCP_IFACE");
+  if (iface == nullptr || std::string(iface) != "lo") {
+    std::fprintf(stderr, "FI_TCP_IFACE is '%s', expected 'lo'\n", iface ? iface : "<unset>");
+    return 1;
+  }
+  std::vector<uint8_t> data(4096);
+  std::vector<int64_t> sig(4);
+  t.register_regions({data.data(), data.size()}, {sig.data(), 32});
+  if (!holds_loopback_ipv4(t.local_address())) {
+    std::fprintf(stderr, "the endpoint's address is not on lo (127.0.0.1)\n");
+    return 1;
+  }
+  return 0;
+}
+
+// UCCL_SOCKET_IFNAME (NetworkHints::interface) reaches the tcp provider as FI_TCP_IFACE before
+// the transport's fi_getinfo, so the endpoint binds lo's address (checked in a fresh process:
+// a provider may read its variables only when libfabric initializes).
+TEST(LibfabricTransport, InterfaceHintSelectsTheTcpInterface) {
+  if (!provider_available("tcp;ofi_rxm")) GTEST_SKIP() << "tcp;ofi_rxm is not available";
+  auto child = uccl::ep::testing::ChildProcess::spawn({"--child=iface"});
+  const auto exit = child.wait(kTimeout);
+  EXPECT_TRUE(exit.ok()) << "child: " << exit.describe();
+}
+
 TEST(LibfabricTransport, NativeAtomicsAreRefusedWhereKnownBroken) {
   if (!provider_available("shm")) GTEST_SKIP() << "shm is not available";
   try {
@@ -475,8 +519,9 @@ int run_child(int argc, char** argv) {
 
 int main(int argc, char** argv) {
   signal(SIGPIPE, SIG_IGN);  // a killed peer must surface as an error, not end this process
-  if (!uccl::ep::testing::arg_value(argc, argv, "child").empty())
-    return uccl::ep::transport::libfabric::run_child(argc, argv);
+  const std::string child = uccl::ep::testing::arg_value(argc, argv, "child");
+  if (child == "iface") return uccl::ep::transport::libfabric::run_interface_child();
+  if (!child.empty()) return uccl::ep::transport::libfabric::run_child(argc, argv);
   ::testing::InitGoogleTest(&argc, argv);
   return RUN_ALL_TESTS();
 }
