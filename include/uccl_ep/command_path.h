@@ -20,10 +20,11 @@ struct CommandPathOptions {
   /// The RDMA buffer: same size and layout on every rank; the caller keeps it alive.
   void* rdma_buffer = nullptr;
   uint64_t rdma_buffer_bytes = 0;
-  bool rdma_buffer_on_device = true;  // false: pinned host memory
-  int device = -1;                    // CUDA device of the queues; -1: host queues (no GPU)
-  bool low_latency_mode = false;      // the in-flight limit per queue (UCCL_IB_MAX_INFLIGHT_*)
-  std::string transport{};            // "" : UCCL_EP_TRANSPORT; else auto, libfabric, ipc, null
+  bool rdma_buffer_on_device = true;      // false: pinned host memory
+  std::string rdma_buffer_shared_name{};  // host memory in POSIX shared memory: its name
+  int device = -1;                        // CUDA device of the queues; -1: host queues (no GPU)
+  bool low_latency_mode = false;          // the in-flight limit per queue (UCCL_IB_MAX_INFLIGHT_*)
+  std::string transport{};                // "" : UCCL_EP_TRANSPORT; else auto, libfabric, ipc, null
   uint32_t num_queues = 32;
   uint32_t queue_capacity = 2048;  // slots per queue, a power of two
   bool host_queues = false;        // queues in plain host memory, pushed by the host (tests)

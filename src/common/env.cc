@@ -112,6 +112,11 @@ EnvSettings read_env_settings() {
   if (const char* v = std::getenv("UCCL_EP_LOG_LEVEL")) s.log_level = parse_log_level(v);
   if (const char* v = std::getenv("UCCL_EP_TRANSPORT")) s.transport = parse_transport_name(v);
   if (const char* v = std::getenv("UCCL_EP_FI_PROVIDER")) s.fi_provider = parse_fi_provider(v);
+  if (const char* v = std::getenv("UCCL_EP_IPC_MEMORY")) {
+    s.ipc_memory = v;
+    UCCL_EP_CHECK_VALUE(s.ipc_memory == "device" || s.ipc_memory == "host", "UCCL_EP_IPC_MEMORY='",
+                        s.ipc_memory, "' is invalid: expected one of device, host");
+  }
   if (const char* v = std::getenv("UCCL_EP_NUM_PROXY_THREADS"))
     s.num_proxy_threads = parse_int_var("UCCL_EP_NUM_PROXY_THREADS", v, 1, kMaxProxyThreads);
   if (const char* v = std::getenv("UCCL_IB_MAX_INFLIGHT_NORMAL"))

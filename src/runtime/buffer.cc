@@ -134,12 +134,16 @@ Bytes Buffer::Impl::connect_domains(const std::vector<Bytes>& messages) {
   path.device = options.device;
   path.low_latency_mode = options.low_latency_mode;
   path.transport = runtime::resolve_transport("", env, topology.single_host);
-  // Device memory where the transport can register it, else pinned host memory (logged).
+  // Device memory where the transport can register it, else pinned host memory (logged);
+  // the ipc transport with UCCL_EP_IPC_MEMORY=host: host memory only.
+  const bool ipc_host = path.transport == "ipc" && env.ipc_memory == "host";
   for (bool on_device : {true, false}) {
+    if (on_device && ipc_host) continue;
     rdma_buffer.allocate(options.num_rdma_bytes, on_device, options.device);
     path.rdma_buffer = rdma_buffer.host_or_device();
     path.rdma_buffer_bytes = static_cast<uint64_t>(options.num_rdma_bytes);
     path.rdma_buffer_on_device = on_device;
+    path.rdma_buffer_shared_name = rdma_buffer.shared_name();
     try {
       rdma = std::make_unique<runtime::RdmaDomain>(path, env, nullptr);
       break;

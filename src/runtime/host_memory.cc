@@ -48,9 +48,12 @@ void RdmaMemory::allocate(int64_t bytes, bool on_device, int device) {
     err = cudaMalloc(&device_, bytes);
     if (err == cudaSuccess) err = cudaMemset(device_, 0, bytes);
   } else {
-    err = cudaHostAlloc(&host_, bytes, cudaHostAllocMapped | cudaHostAllocPortable);
+    shared_ = transport::SharedMemory::create(transport::SharedMemory::unique_name("rdma"),
+                                              static_cast<size_t>(bytes));  // zeroed
+    host_ = shared_.data();
+    err = cudaHostRegister(host_, bytes, cudaHostRegisterMapped | cudaHostRegisterPortable);
     if (err == cudaSuccess) {
-      std::memset(host_, 0, bytes);
+      registered_ = true;
       err = cudaHostGetDevicePointer(&device_, host_, 0);
     }
   }
@@ -68,10 +71,12 @@ void RdmaMemory::allocate(int64_t bytes, bool on_device, int device) {
 
 void RdmaMemory::release() noexcept {
   if (host_ != nullptr) {
-    cudaFreeHost(host_);
+    if (registered_) cudaHostUnregister(host_);
+    shared_ = transport::SharedMemory();
   } else if (device_ != nullptr) {
     cudaFree(device_);
   }
+  registered_ = false;
   host_ = device_ = nullptr;
   bytes_ = 0;
 }

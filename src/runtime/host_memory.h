@@ -5,6 +5,9 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <string>
+
+#include "transport/shared_memory.h"
 
 namespace uccl::ep::runtime {
 
@@ -47,8 +50,9 @@ class RdmaMemory {
   RdmaMemory(const RdmaMemory&) = delete;
   RdmaMemory& operator=(const RdmaMemory&) = delete;
 
-  /// Allocates and zeroes `bytes` on `device` (on_device) or in pinned host memory. Throws
-  /// Error(kRuntime) naming the size and the device.
+  /// Allocates and zeroes `bytes` on `device` (on_device) or in pinned host memory (POSIX
+  /// shared memory registered with CUDA, so that ipc peers can map it by shared_name()).
+  /// Throws Error(kRuntime) naming the size and the device.
   void allocate(int64_t bytes, bool on_device, int device);
   void release() noexcept;
   /// The address kernels use (the device alias of host memory).
@@ -57,12 +61,16 @@ class RdmaMemory {
   void* host_or_device() const { return on_device_ ? device_ : host_; }
   bool on_device() const { return on_device_; }
   int64_t bytes() const { return bytes_; }
+  /// The shared-memory name of host memory ("" for device memory).
+  const std::string& shared_name() const { return shared_.name(); }
 
  private:
+  transport::SharedMemory shared_;
   void* host_ = nullptr;
   void* device_ = nullptr;
   int64_t bytes_ = 0;
   bool on_device_ = true;
+  bool registered_ = false;  // host_ is registered with CUDA
 };
 
 }  // namespace uccl::ep::runtime

@@ -45,8 +45,8 @@ RdmaDomain::RdmaDomain(const CommandPathOptions& o, const EnvSettings& env,
   s.cuda_device = o.device;
   s.num_queues = o.num_queues;
   s.queue_capacity = o.queue_capacity;
-  s.rdma_buffer =
-      transport::Region{o.rdma_buffer, o.rdma_buffer_bytes, o.rdma_buffer_on_device, ""};
+  s.rdma_buffer = transport::Region{o.rdma_buffer, o.rdma_buffer_bytes, o.rdma_buffer_on_device,
+                                    o.rdma_buffer_shared_name};
   if (o.device >= 0) {
     char bus[32] = {};
     if (cudaDeviceGetPCIBusId(bus, sizeof(bus), o.device) == cudaSuccess)

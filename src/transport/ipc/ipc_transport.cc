@@ -23,7 +23,7 @@ namespace ipc {
 namespace {
 
 constexpr uint32_t kMagic = 0x49504555;  // "UEPI"
-constexpr uint16_t kVersion = 1;
+constexpr uint16_t kVersion = 2;
 
 std::string read_host_id() {
   std::ifstream f("/proc/sys/kernel/random/boot_id");
@@ -98,6 +98,7 @@ void IpcTransport::release() noexcept {
   for (Peer& p : peers_) {
     if (p.ipc_base) cudaIpcCloseMemHandle(p.ipc_base);
     if (p.shm_map) munmap(p.shm_map, p.shm_bytes);
+    if (p.buffer_map) munmap(p.buffer_map, p.rdma_buffer_bytes);
   }
   peers_.clear();
   cudaGetLastError();
@@ -122,17 +123,21 @@ Capabilities IpcTransport::capabilities() const {
 
 void IpcTransport::register_regions(const Region& rdma_buffer, const Region& signals) {
   UCCL_EP_CHECK_VALUE(!registered_, "ipc: register_regions() called twice");
-  UCCL_EP_CHECK_VALUE(rdma_buffer.base && rdma_buffer.bytes > 0 && rdma_buffer.device,
-                      "ipc: the RDMA buffer must be non-empty device memory (cudaMalloc)");
+  UCCL_EP_CHECK_VALUE(rdma_buffer.base && rdma_buffer.bytes > 0 &&
+                          (rdma_buffer.device || !rdma_buffer.shared_name.empty()),
+                      "ipc: the RDMA buffer must be non-empty device memory (cudaMalloc) or "
+                      "host memory that peers can map (POSIX shared memory, Region::shared_name)");
   UCCL_EP_CHECK_VALUE(signals.base && !signals.device && signals.bytes >= 8 &&
                           signals.bytes % 8 == 0 &&
                           reinterpret_cast<uintptr_t>(signals.base) % 8 == 0,
                       "ipc: the signal region must be host memory (8-byte aligned int64 slots) "
                       "that peers can map: POSIX shared memory, see Region::shared_name");
   ensure_device();
-  const uint64_t base = allocation_base(rdma_buffer.base);
-  rdma_buffer_offset_ = reinterpret_cast<uint64_t>(rdma_buffer.base) - base;
-  UCCL_EP_CUDA_CHECK(cudaIpcGetMemHandle(&rdma_buffer_handle_, reinterpret_cast<void*>(base)));
+  if (rdma_buffer.device) {
+    const uint64_t base = allocation_base(rdma_buffer.base);
+    rdma_buffer_offset_ = reinterpret_cast<uint64_t>(rdma_buffer.base) - base;
+    UCCL_EP_CUDA_CHECK(cudaIpcGetMemHandle(&rdma_buffer_handle_, reinterpret_cast<void*>(base)));
+  }
   rdma_buffer_ = rdma_buffer;
   signals_ = signals;
   registered_ = true;
@@ -151,6 +156,8 @@ std::vector<uint8_t> IpcTransport::local_address() const {
   w.u64(rdma_buffer_offset_);
   w.u64(rdma_buffer_.bytes);
   w.u64(reinterpret_cast<uintptr_t>(rdma_buffer_.base));
+  w.u32(host_mode() ? 1 : 0);
+  w.str(rdma_buffer_.shared_name);
   w.str(signals_.shared_name);
   w.u64(signals_.bytes);
   w.u64(reinterpret_cast<uintptr_t>(signals_.base));
@@ -168,6 +175,8 @@ void IpcTransport::open_peer(int rank, const std::vector<uint8_t>& blob) {
   const uint32_t pid = in.u32();
   const std::vector<uint8_t> handle = in.bytes(sizeof(cudaIpcMemHandle_t));
   const uint64_t offset = in.u64(), rdma_buffer_bytes = in.u64(), rdma_buffer_base = in.u64();
+  const bool peer_host_mode = in.u32() != 0;
+  const std::string buffer_name = in.str(256);
   const std::string shm_name = in.str(256);
   const uint64_t sig_bytes = in.u64(), sig_base = in.u64();
   in.finish();
@@ -177,15 +186,27 @@ void IpcTransport::open_peer(int rank, const std::vector<uint8_t>& blob) {
                         "': the ipc transport needs every rank on one host (use libfabric)");
   UCCL_EP_CHECK_VALUE(handle.size() == sizeof(cudaIpcMemHandle_t), in.what(), ": IPC handle of ",
                       handle.size(), " bytes");
+  UCCL_EP_CHECK_VALUE(peer_host_mode == host_mode(), "ipc: rank ", rank,
+                      " keeps its RDMA buffer in ", peer_host_mode ? "host" : "device",
+                      " memory, rank ", options_.rank, " in ", host_mode() ? "host" : "device",
+                      " memory: every rank must use the same (UCCL_EP_IPC_MEMORY)");
   Peer& p = peers_[rank];
   p.rdma_buffer_bytes = rdma_buffer_bytes;
   p.signal_slots = sig_bytes / 8;
+  if (host_mode() && pid != static_cast<uint32_t>(getpid())) {
+    p.buffer_map = map_shared(buffer_name, rdma_buffer_bytes, rank, "RDMA buffer");
+    p.rdma_buffer = static_cast<char*>(p.buffer_map);
+    p.shm_map = map_shared(shm_name, sig_bytes, rank, "signal region");
+    p.shm_bytes = sig_bytes;
+    p.signals = static_cast<int64_t*>(p.shm_map);
+    return;
+  }
   if (pid == static_cast<uint32_t>(getpid())) {
     // Ranks in one process (threads): a process cannot open its own IPC handle; UVA pointers
     // are valid as they are.
     p.rdma_buffer = reinterpret_cast<char*>(rdma_buffer_base);
     p.signals = reinterpret_cast<int64_t*>(sig_base);
-    enable_peer_access(p.rdma_buffer, rank);
+    if (!host_mode()) enable_peer_access(p.rdma_buffer, rank);
     return;
   }
   cudaIpcMemHandle_t h;
@@ -194,20 +215,24 @@ void IpcTransport::open_peer(int rank, const std::vector<uint8_t>& blob) {
   UCCL_EP_CHECK_RUNTIME(e == cudaSuccess, "ipc: rank ", options_.rank,
                         " cannot open the RDMA buffer of rank ", rank, ": ", cudaGetErrorString(e));
   p.rdma_buffer = static_cast<char*>(p.ipc_base) + offset;
-  UCCL_EP_CHECK_VALUE(!shm_name.empty(), "ipc: rank ", rank,
-                      " is another process but its "
-                      "signal region has no shared_name (allocate it with SharedMemory)");
-  const int fd = shm_open(shm_name.c_str(), O_RDWR, 0);
-  UCCL_EP_CHECK_RUNTIME(fd >= 0, "ipc: shm_open('", shm_name, "') of rank ", rank,
-                        "'s signal region failed: ", std::strerror(errno));
-  void* map = mmap(nullptr, sig_bytes, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+  p.shm_map = map_shared(shm_name, sig_bytes, rank, "signal region");
+  p.shm_bytes = sig_bytes;
+  p.signals = static_cast<int64_t*>(p.shm_map);
+}
+
+void* IpcTransport::map_shared(const std::string& name, uint64_t bytes, int rank,
+                               const char* what) const {
+  UCCL_EP_CHECK_VALUE(!name.empty(), "ipc: rank ", rank, " is another process but its ", what,
+                      " has no shared_name (allocate it with SharedMemory)");
+  const int fd = shm_open(name.c_str(), O_RDWR, 0);
+  UCCL_EP_CHECK_RUNTIME(fd >= 0, "ipc: shm_open('", name, "') of rank ", rank, "'s ", what,
+                        " failed: ", std::strerror(errno));
+  void* map = mmap(nullptr, bytes, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
   const int map_errno = errno;
   close(fd);
-  UCCL_EP_CHECK_RUNTIME(map != MAP_FAILED, "ipc: mmap of rank ", rank, "'s signal region (",
-                        sig_bytes, " bytes) failed: ", std::strerror(map_errno));
-  p.shm_map = map;
-  p.shm_bytes = sig_bytes;
-  p.signals = static_cast<int64_t*>(map);
+  UCCL_EP_CHECK_RUNTIME(map != MAP_FAILED, "ipc: mmap of rank ", rank, "'s ", what, " (", bytes,
+                        " bytes) failed: ", std::strerror(map_errno));
+  return map;
 }
 
 void IpcTransport::enable_peer_access(const void* peer_buffer, int rank) {
@@ -294,7 +319,7 @@ void IpcTransport::connect(const std::vector<std::vector<uint8_t>>& addresses) {
   try {
     for (int r = 0; r < options_.num_ranks; ++r) open_peer(r, addresses[r]);
     create_pipes();
-    warm_up_copies();
+    if (!host_mode()) warm_up_copies();
   } catch (...) {
     release();
     throw;
@@ -351,6 +376,18 @@ PostStatus IpcTransport::post_write(int pipe, int peer, uint64_t local_offset,
                           bytes <= peers_[peer].rdma_buffer_bytes - remote_offset,
                       "ipc: write to peer ", peer, ": remote range [", remote_offset, ", +", bytes,
                       ") exceeds its RDMA buffer of ", peers_[peer].rdma_buffer_bytes, " bytes");
+  if (host_mode()) {
+    // A CPU copy between the shared buffers: done, and its signal after it, on return.
+    if (inflight_ >= static_cast<uint64_t>(options_.max_inflight)) return PostStatus::kRetry;
+    std::memcpy(peers_[peer].rdma_buffer + remote_offset,
+                static_cast<const char*>(rdma_buffer_.base) + local_offset, bytes);
+    if (signal != nullptr)
+      std::atomic_ref<int64_t>(peers_[peer].signals[signal->slot])
+          .fetch_add(signal->value, std::memory_order_release);
+    done_at_post_.push_back(id);
+    ++inflight_;
+    return PostStatus::kPosted;
+  }
   return enqueue(pipe,
                  Pending{.id = id,
                          .peer = peer,
@@ -364,6 +401,17 @@ PostStatus IpcTransport::post_write(int pipe, int peer, uint64_t local_offset,
 PostStatus IpcTransport::post_atomic_add(int pipe, int peer, uint32_t slot, int64_t value,
                                          uint64_t id) {
   check_post(pipe, peer, slot, true);
+  if (pipes_[pipe].count == 0) {
+    // Every earlier write of the pipe has completed: the add needs no event behind them. (An
+    // event recorded on the pipe's stream may share a hardware queue with a kernel that spins
+    // until this very add lands, and would never complete.)
+    if (inflight_ >= static_cast<uint64_t>(options_.max_inflight)) return PostStatus::kRetry;
+    std::atomic_ref<int64_t>(peers_[peer].signals[slot])
+        .fetch_add(value, std::memory_order_release);
+    done_at_post_.push_back(id);
+    ++inflight_;
+    return PostStatus::kPosted;
+  }
   return enqueue(pipe,
                  Pending{.id = id, .peer = peer, .has_signal = true, .slot = slot, .value = value},
                  0, 0);
@@ -372,6 +420,15 @@ PostStatus IpcTransport::post_atomic_add(int pipe, int peer, uint32_t slot, int6
 int IpcTransport::poll(Completion* out, int max) {
   UCCL_EP_CHECK_VALUE(max >= 1, "ipc: poll(max=", max, ") needs max >= 1");
   int n = 0;
+  size_t reported = 0;
+  while (n < max && reported < done_at_post_.size()) {
+    Completion& done = out[n++];
+    done.id = done_at_post_[reported++];
+    done.ok = true;
+    done.error.clear();
+    --inflight_;
+  }
+  done_at_post_.erase(done_at_post_.begin(), done_at_post_.begin() + reported);
   const uint32_t num = static_cast<uint32_t>(pipes_.size());
   for (uint32_t k = 0; k < num && n < max; ++k) {
     const uint32_t c = (next_pipe_ + k) % num;

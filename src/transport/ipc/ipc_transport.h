@@ -18,7 +18,11 @@ namespace uccl::ep::transport::ipc {
 /// Implements Transport with CUDA IPC and the copy engine. Per pipe: one non-blocking stream
 /// and a ring of (event, pending operation); completions are reported in post order per
 /// pipe, so a later atomic on the pipe lands after every earlier write
-/// (ordered_delivery). Needs a CUDA device; the RDMA buffer must be device memory.
+/// (ordered_delivery). An atomic posted while nothing is in flight on its pipe is applied at
+/// once, without the GPU (barriers never wait on a stream). Needs a CUDA device.
+/// Host mode (an RDMA buffer in host memory, POSIX shared memory named by Region::shared_name,
+/// the same on every rank): writes are CPU copies between the mapped buffers, each complete
+/// with its signal applied when post_write returns, and no GPU stream is involved.
 class IpcTransport final : public Transport {
  public:
   explicit IpcTransport(const TransportOptions& options);
@@ -59,7 +63,12 @@ class IpcTransport final : public Transport {
     void* ipc_base = nullptr;  // cudaIpcOpenMemHandle result (to close)
     void* shm_map = nullptr;   // mmap of the peer's shared signal region (to unmap)
     size_t shm_bytes = 0;
+    void* buffer_map = nullptr;  // host mode: mmap of the peer's RDMA buffer (to unmap)
   };
+
+  /// Host mode: the RDMA buffers are POSIX shared memory; a write is a CPU copy.
+  bool host_mode() const { return !rdma_buffer_.device; }
+  void* map_shared(const std::string& name, uint64_t bytes, int rank, const char* what) const;
 
   void ensure_device() const;
   void check_post(int pipe, int peer, uint32_t slot, bool has_slot) const;
@@ -78,6 +87,8 @@ class IpcTransport final : public Transport {
   std::string host_id_;  // boot id: equal for processes of one host
   std::vector<Peer> peers_;
   std::vector<Pipe> pipes_;
+  /// Atomics applied at post time (nothing was in flight on their pipe): ids poll() reports.
+  std::vector<uint64_t> done_at_post_;
   uint64_t inflight_ = 0;
   uint32_t next_pipe_ = 0;  // round-robin start of poll()
   bool registered_ = false, connected_ = false;
