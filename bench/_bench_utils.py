@@ -106,10 +106,10 @@ def sync_all() -> None:
     torch.cuda.synchronize()
 
 
-def e2e_seconds(fn: Callable[[], object], flush: L2Flusher, num_warmups: int, num_tests: int):
-    """Median time (s) of `fn()` between two CUDA events on the current stream, L2 flushed
-    before each iteration (outside the events). For a uccl.ep call this is the whole Python
-    call: stream waits, kernel launches and any CPU wait inside it."""
+def e2e_samples(fn: Callable[[], object], flush: L2Flusher, num_warmups: int, num_tests: int):
+    """Time (s) of each of `num_tests` calls of `fn()` between two CUDA events on the current
+    stream, L2 flushed before each iteration (outside the events). For a uccl.ep call this is
+    the whole Python call: stream waits, kernel launches and any CPU wait inside it."""
     for _ in range(num_warmups):
         fn()
     sync_all()
@@ -123,7 +123,12 @@ def e2e_seconds(fn: Callable[[], object], flush: L2Flusher, num_warmups: int, nu
         fn()
         end.record()
     torch.cuda.synchronize()
-    return statistics.median(start.elapsed_time(end) / 1e3 for start, end in events)
+    return [start.elapsed_time(end) / 1e3 for start, end in events]
+
+
+def e2e_seconds(fn: Callable[[], object], flush: L2Flusher, num_warmups: int, num_tests: int):
+    """Median of `e2e_samples`: the time (s) of one call of `fn()`."""
+    return statistics.median(e2e_samples(fn, flush, num_warmups, num_tests))
 
 
 def _is_main_kernel(name: str, main: str) -> bool:
@@ -142,11 +147,9 @@ def _device_kernels(prof) -> Iterator[tuple[str, float]]:
             yield evt.name, evt.time_range.elapsed_us()
 
 
-def kernel_times_us(fn, main: str, flush: L2Flusher, num_warmups: int, num_tests: int):
-    """Average device time per call (us) of the kernels `fn()` launches, from torch.profiler
-    (CUDA activities), like DeepEP's bench_kineto: (main, notify). `main` sums kernels whose name
-    contains `main` and not "notify"; `notify` sums kernels whose name contains "intranode" and
-    "notify" (None if there is none). Raises if no main kernel was seen."""
+def profiled_kernels(fn, flush: L2Flusher, num_warmups: int, num_tests: int):
+    """(name, duration us) of every CUDA kernel of `num_tests` calls of `fn()` (L2 flushed
+    before each), from torch.profiler with CUDA activities, after `num_warmups` calls."""
     for _ in range(num_warmups):
         fn()
     sync_all()
@@ -158,18 +161,43 @@ def kernel_times_us(fn, main: str, flush: L2Flusher, num_warmups: int, num_tests
                 flush()
                 fn()
             torch.cuda.synchronize()
-        kernels = list(_device_kernels(prof))
-    main_us, notify_us, seen = 0.0, 0.0, set()
+        return list(_device_kernels(prof))
+
+
+def _missing_kernel(main: str, kernels) -> RuntimeError:
+    names = "; ".join(sorted({n[:120] for n, _ in kernels})[:20]) or "none"
+    return RuntimeError(f"profiler saw no CUDA kernel named like '{main}'; kernels: {names}")
+
+
+def kernel_times_us(fn, main: str, flush: L2Flusher, num_warmups: int, num_tests: int):
+    """Average device time per call (us) of the kernels `fn()` launches, from torch.profiler
+    (CUDA activities), like DeepEP's bench_kineto: (main, notify). `main` sums kernels whose name
+    contains `main` and not "notify"; `notify` sums kernels whose name contains "intranode" and
+    "notify" (None if there is none). Raises if no main kernel was seen."""
+    kernels = profiled_kernels(fn, flush, num_warmups, num_tests)
+    main_us, notify_us = 0.0, 0.0
     for name, duration_us in kernels:
-        seen.add(name)
         if _is_main_kernel(name, main):
             main_us += duration_us
         elif _is_notify_kernel(name):
             notify_us += duration_us
     if main_us <= 0:
-        names = "; ".join(sorted(n[:120] for n in seen)[:20]) or "none"
-        raise RuntimeError(f"profiler saw no CUDA kernel named like '{main}'; kernels: {names}")
+        raise _missing_kernel(main, kernels)
     return main_us / num_tests, (notify_us / num_tests if notify_us > 0 else None)
+
+
+def kernel_times_by_name(fn, names: Sequence[str], flush, num_warmups: int, num_tests: int):
+    """{name: average device time per call (us) of the kernels whose name contains `name`} over
+    one profiled run of `fn()` (as kernel_times_us; DeepEP's bench_kineto with several kernel
+    names). Raises if a name matches no kernel."""
+    kernels = profiled_kernels(fn, flush, num_warmups, num_tests)
+    out = {}
+    for main in names:
+        total = sum(us for name, us in kernels if main in name)
+        if total <= 0:
+            raise _missing_kernel(main, kernels)
+        out[main] = total / num_tests
+    return out
 
 
 def all_reduce_max(values: Sequence[float | None], device) -> list[float | None]:

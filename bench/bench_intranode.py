@@ -139,7 +139,10 @@ def parse_args(argv=None) -> argparse.Namespace:
 class IntranodeBench:
     """This rank's uccl.ep.Buffer, inputs, layout, and the handle of one BF16 dispatch."""
 
-    def __init__(self, args, settings: Settings, ep, rank: int, num_ranks: int, device):
+    def __init__(
+        self, args, settings: Settings, ep, rank: int, num_ranks: int, device, buffer=None
+    ):
+        """`buffer`: an intranode-capable Buffer to use (and not own), else one is made."""
         self.args, self.settings, self.ep = args, settings, ep
         self.rank, self.num_ranks, self.device = rank, num_ranks, device
         self.flush = bu.L2Flusher(device)
@@ -151,14 +154,16 @@ class IntranodeBench:
         topk_idx = bu.make_routing(
             args.num_tokens, args.num_experts, args.num_topk, device, idx_dtype
         )
-        self.buffer = ep.Buffer(
-            dist.group.WORLD,
-            num_nvl_bytes=NUM_NVL_BYTES,
-            num_rdma_bytes=0,
-            low_latency_mode=False,
-            num_qps_per_rank=1,
-            explicitly_destroy=True,
-        )
+        if buffer is None:
+            buffer = ep.Buffer(
+                dist.group.WORLD,
+                num_nvl_bytes=NUM_NVL_BYTES,
+                num_rdma_bytes=0,
+                low_latency_mode=False,
+                num_qps_per_rank=1,
+                explicitly_destroy=True,
+            )
+        self.buffer = buffer
         per_rank, _, per_expert, in_rank, _ = self.buffer.get_dispatch_layout(
             topk_idx, args.num_experts
         )
