@@ -48,14 +48,14 @@ __device__ void run_nvl_sender(const CombineArgs& a, int c, int dst_local, int l
       }
       ++q;
       if ((q - q0) % 8 == 0) {
-        __syncwarp();
         __threadfence_system();
+        __syncwarp();
         if (lane == 0) device::st_release_sys(tail, q);
       }
     }
   }
-  __syncwarp();
   __threadfence_system();
+  __syncwarp();
   if (lane == 0) device::st_release_sys(tail, q);
 }
 
@@ -145,6 +145,7 @@ __device__ void run_forwarders(const CombineArgs& a, int c, int warp, int lane) 
           }
         }
       }
+      __threadfence_system();  // every warp's rows, before thread 0 announces the chunk
       __syncthreads();
       if (threadIdx.x == 0) {
         if (device::aborted(p.diag))

@@ -101,6 +101,7 @@ __device__ void run_senders(const DispatchArgs& a, int c, int warp, int lane) {
           cursor += 32;
         }
       }
+      __threadfence_system();  // every writer's rows, before the leader announces them
       __syncwarp();
       device::named_barrier(barrier_id, barrier_threads);
       if (member == 0 && lane == 0) send_chunk(p, kDispatchKind, c, n, g, end - first, 2 * c);
@@ -249,8 +250,8 @@ __device__ void run_forwarder(const DispatchArgs& a, int c, int d, int lane,
       if (lane == 0) *nvl_head = static_cast<int32_t>(q - q0);
       ++q;
     }
-    __syncwarp();
     __threadfence_system();
+    __syncwarp();
     if (lane == 0) {
       device::st_release_sys(tail, q);
       s_done[d][m] = i + 1;

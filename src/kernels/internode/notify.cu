@@ -116,6 +116,7 @@ __global__ void __launch_bounds__(kNotifyThreads, 1)
     for (int j = lane; j < experts_per_rank; j += 32)
       rec[2 * kMaxChannels + j] = a.num_tokens_per_expert[d * experts_per_rank + j];
     if (lane == 0) rec[kNotifyFlagWord] = s_bad ? protocol::kBadInputs : protocol::kNotifyGood;
+    __threadfence_system();  // every lane's words, before lane 0 hands the record to the proxy
     __syncwarp();
     if (lane == 0 && d != p.rank)
       push_command(
