@@ -85,6 +85,11 @@ def x_of(src: int, args, device):
     return torch.randn((args.num_tokens, args.hidden), generator=gen, device=device).bfloat16()
 
 
+def _same(a: torch.Tensor, b: torch.Tensor) -> bool:
+    """Bitwise equality of two tensors wherever they live (the reference runs on any device)."""
+    return tuple(a.shape) == tuple(b.shape) and torch.equal(a.cpu(), b.cpu())
+
+
 def load_reference():
     """tests/gpu/internode_reference.py of this checkout (its sibling reference.py with it)."""
     here = os.path.dirname(os.path.abspath(__file__))
@@ -233,7 +238,7 @@ class InternodeBench:
             ("is_token_in_rank", mine.is_token_in_rank),
         ):
             got = self.layout[key]
-            expect(f"get_dispatch_layout {key}", torch.equal(got.to(want.dtype), want))
+            expect(f"get_dispatch_layout {key}", _same(got.to(want.dtype), want))
         recv_x, recv_idx, recv_w, experts, handle, _ = self.buffer.dispatch(
             self.x,
             topk_idx=self.topk_idx,
@@ -248,12 +253,12 @@ class InternodeBench:
         me = exp[r]
         prefix = handle[6]
         expect("recv_x rows", recv_x.size(0) == me.num_recv, f"{recv_x.size(0)} != {me.num_recv}")
-        expect("recv_gbl_rank_prefix_sum", torch.equal(prefix, me.recv_gbl_rank_prefix_sum))
-        expect("recv_rdma_rank_prefix_sum", torch.equal(handle[4], me.recv_rdma_rank_prefix_sum))
+        expect("recv_gbl_rank_prefix_sum", _same(prefix, me.recv_gbl_rank_prefix_sum))
+        expect("recv_rdma_rank_prefix_sum", _same(handle[4], me.recv_rdma_rank_prefix_sum))
         expect("send_nvl_head rows", handle[9].size(0) == me.num_rdma_recv)
         expect("num_recv_tokens_per_expert_list", list(experts) == me.expert_list())
-        expect("recv_topk_idx", torch.equal(recv_idx.long(), me.recv_topk_idx))
-        expect("recv_topk_weights", torch.equal(recv_w, me.recv_topk_weights))
+        expect("recv_topk_idx", _same(recv_idx.long(), me.recv_topk_idx))
+        expect("recv_topk_weights", _same(recv_w, me.recv_topk_weights))
         recv8, scales8 = self.buffer.dispatch(self.x_fp8, config=self.config, **self.layout)[0]
         bounds = [0] + prefix.tolist()
         for s in range(num_r):
@@ -261,14 +266,12 @@ class InternodeBench:
             x_s = self.x if s == r else x_of(s, a, dev)
             lo, hi = bounds[s], bounds[s + 1]
             same = hi - lo == rows.numel()
-            same = same and torch.equal(
-                recv_x[lo:hi].view(torch.int16), x_s[rows].view(torch.int16)
-            )
+            same = same and _same(recv_x[lo:hi].view(torch.int16), x_s[rows].view(torch.int16))
             expect(f"BF16 rows from rank {s}", same)
             fp8, scales = self.x_fp8 if s == r else bu.per_token_cast_to_fp8(x_s)
             ok = recv8.size(0) == recv_x.size(0)
-            ok = ok and torch.equal(recv8[lo:hi].view(torch.uint8), fp8[rows].view(torch.uint8))
-            ok = ok and torch.equal(scales8[lo:hi], scales[rows])
+            ok = ok and _same(recv8[lo:hi].view(torch.uint8), fp8[rows].view(torch.uint8))
+            ok = ok and _same(scales8[lo:hi], scales[rows])
             expect(f"FP8 rows and scales from rank {s}", ok)
             del x_s
         num_channels = a.num_sms // 2
@@ -302,6 +305,7 @@ class InternodeBench:
         want_x, want_w = iref.expected_combine(
             r, layouts, returned, a.hidden, big_l, (), [e.recv_topk_weights for e in exp]
         )
+        want_x, want_w = want_x.to(combined.device), want_w.to(combined_w.device)
         diff_x, diff_w = ref.calc_diff(combined, want_x), ref.calc_diff(combined_w, want_w)
         expect("combined x", diff_x < COMBINE_X_TOLERANCE, f"calc_diff {diff_x:.3g}")
         expect("combined topk_weights", diff_w < COMBINE_W_TOLERANCE, f"calc_diff {diff_w:.3g}")

@@ -184,12 +184,13 @@ __device__ void run_reducers(const CombineArgs& a, int c, int warp, int lane) {
   }
   if (id == 0 && lane == 0) s_ok = 1;
   const int barrier_threads = kReducerWarps * 32;
-  device::named_barrier(1, barrier_threads);
+  group_barrier(1, barrier_threads);
   for (int t0 = range.begin; t0 < range.end; t0 += kReducerWarps) {
     const int t = t0 + id;
     for (int n = lane; n < N; n += 32) s_rows[id][n] = 0;
     __syncwarp();
-    if (t < range.end && s_ok) {
+    // One decision per warp (s_ok may change while the lanes read it).
+    if (__shfl_sync(kFullMask, t < range.end && s_ok ? 1 : 0, 0) != 0) {
       bool ok = true;
       for (int n = 0; n < N && ok; ++n) {
         const int pos = a.send_rdma_head[static_cast<int64_t>(t) * N + n];
@@ -248,8 +249,7 @@ __device__ void run_reducers(const CombineArgs& a, int c, int warp, int lane) {
         }
       }
     }
-    __syncwarp();
-    device::named_barrier(1, barrier_threads);
+    group_barrier(1, barrier_threads);
     if (!s_ok) return;  // every reducer warp reads the same value after the barrier
     // Rows of each stream done after this batch; credit the chunks now complete.
     for (int n = threadIdx.x - kReducerBase * 32; n < N; n += barrier_threads) {
@@ -264,7 +264,7 @@ __device__ void run_reducers(const CombineArgs& a, int c, int warp, int lane) {
       const int64_t base = p.state->received[kCombineKind][c][n];
       send_credit(p, kCombineKind, c, n, freed_after - freed_before, base + freed_after, 2 * c);
     }
-    device::named_barrier(1, barrier_threads);
+    group_barrier(1, barrier_threads);
   }
   // Streams with no rows in this channel's tokens still count zero chunks; then the new totals.
   for (int n = threadIdx.x - kReducerBase * 32; n < N; n += barrier_threads) {

@@ -25,6 +25,14 @@ __device__ __forceinline__ void push_command(const InternodePeers& p, int q,
   queue::push(p.queues[q % p.num_queues], command, p.diag);
 }
 
+/// Named barrier `id` of `num_threads` threads. bar.sync needs a converged warp: a warp that
+/// reaches it with lanes still diverged (after a lane-0 wait) is undefined behaviour (an
+/// illegal instruction on sm_90), so the warp reconverges first.
+__device__ __forceinline__ void group_barrier(int id, int num_threads) {
+  __syncwarp();
+  device::named_barrier(id, num_threads);
+}
+
 /// Loads what a peer or a transport wrote into this rank's RDMA buffer, after its signal was
 /// read with acquire: at system scope from host memory, cached in L2 only from device memory.
 __device__ __forceinline__ int4 load_rdma(const InternodePeers& p, const int4* src) {

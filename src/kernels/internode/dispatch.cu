@@ -73,7 +73,7 @@ __device__ void run_senders(const DispatchArgs& a, int c, int warp, int lane) {
       const int64_t g = g0 + i;
       const int first = i * K, end = min(total, first + K);
       if (member == 0 && lane == 0) s_ok[group] = wait_credit(p, kDispatchKind, c, n, g);
-      device::named_barrier(barrier_id, barrier_threads);
+      group_barrier(barrier_id, barrier_threads);
       if (!s_ok[group]) return;  // the whole group leaves together
       // Tokens with stream positions [first, end): this warp copies every group_warps-th.
       bool more = true;
@@ -102,8 +102,7 @@ __device__ void run_senders(const DispatchArgs& a, int c, int warp, int lane) {
         }
       }
       __threadfence_system();  // every writer's rows, before the leader announces them
-      __syncwarp();
-      device::named_barrier(barrier_id, barrier_threads);
+      group_barrier(barrier_id, barrier_threads);
       if (member == 0 && lane == 0) send_chunk(p, kDispatchKind, c, n, g, end - first, 2 * c);
     }
     if (member == 0 && lane == 0) p.state->sent[kDispatchKind][c][n] = g0 + num_chunks;
