@@ -33,11 +33,12 @@ inline constexpr EnvVarInfo kEnvVars[] = {
     {"UCCL_EP_FI_PROVIDER", "auto or a libfabric provider name", "auto",
      "libfabric provider of the RDM endpoint, e.g. efa, verbs;ofi_rxm, cxi, tcp;ofi_rxm, shm. "
      "auto tries those in that order and logs the choice (info level)."},
-    {"UCCL_EP_IPC_MEMORY", "device|host", "device",
+    {"UCCL_EP_IPC_MEMORY", "auto|device|host", "auto",
      "Where the ipc transport keeps the RDMA buffer. device: GPU memory, writes are copy-engine "
-     "copies (fastest; the low-latency mode's proxy path can stall when ranks share a GPU under "
-     "CUDA MPS, docs/troubleshooting.md); host: POSIX shared memory, writes are CPU copies and "
-     "no GPU stream is involved (the low-latency mode then writes only this rank directly). "
+     "copies (fastest; the proxy path stalls when ranks share a GPU under CUDA MPS, "
+     "docs/troubleshooting.md); host: POSIX shared memory, writes are CPU copies and no GPU "
+     "stream is involved (the low-latency mode then writes only this rank directly); auto: host "
+     "when the ranks span several NVLink domains and some GPU serves two of them, else device. "
      "Must be the same on every rank."},
     {"UCCL_EP_NUM_PROXY_THREADS", "int in [1, 16]", "2",
      "CPU proxy threads per GPU. Queue q is served by thread q % N (one transport endpoint per "
@@ -105,7 +106,7 @@ struct EnvSettings {
   LogLevel log_level = LogLevel::kWarn;
   std::string transport = "auto";            // UCCL_EP_TRANSPORT
   std::string fi_provider = "auto";          // UCCL_EP_FI_PROVIDER
-  std::string ipc_memory = "device";         // UCCL_EP_IPC_MEMORY
+  std::string ipc_memory = "auto";           // UCCL_EP_IPC_MEMORY
   int num_proxy_threads = 2;                 // UCCL_EP_NUM_PROXY_THREADS
   int max_inflight_normal = 8;               // UCCL_IB_MAX_INFLIGHT_NORMAL
   int max_inflight_low_latency = 32;         // UCCL_IB_MAX_INFLIGHT_LOW_LATENCY

@@ -36,4 +36,12 @@ struct Topology {
 Topology make_topology(int rank, const std::vector<std::string>& host_names, int num_local_ranks,
                        int env_override);
 
+/// Whether the ipc transport keeps the RDMA buffer in host memory. `setting` is
+/// UCCL_EP_IPC_MEMORY: "host", "device", or "auto", which picks host memory when the ranks span
+/// several NVLink domains and some GPU serves two ranks (ranks sharing a GPU under CUDA MPS,
+/// where copy-engine copies of the proxies wait behind spinning kernels). `gpus` holds every
+/// rank's GPU as "host/PCI bus id" (index = rank), so every rank decides the same.
+bool ipc_uses_host_memory(const std::string& setting, const Topology& topology,
+                          const std::vector<std::string>& gpus);
+
 }  // namespace uccl::ep

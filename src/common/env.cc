@@ -114,8 +114,9 @@ EnvSettings read_env_settings() {
   if (const char* v = std::getenv("UCCL_EP_FI_PROVIDER")) s.fi_provider = parse_fi_provider(v);
   if (const char* v = std::getenv("UCCL_EP_IPC_MEMORY")) {
     s.ipc_memory = v;
-    UCCL_EP_CHECK_VALUE(s.ipc_memory == "device" || s.ipc_memory == "host", "UCCL_EP_IPC_MEMORY='",
-                        s.ipc_memory, "' is invalid: expected one of device, host");
+    UCCL_EP_CHECK_VALUE(
+        s.ipc_memory == "auto" || s.ipc_memory == "device" || s.ipc_memory == "host",
+        "UCCL_EP_IPC_MEMORY='", s.ipc_memory, "' is invalid: expected one of auto, device, host");
   }
   if (const char* v = std::getenv("UCCL_EP_NUM_PROXY_THREADS"))
     s.num_proxy_threads = parse_int_var("UCCL_EP_NUM_PROXY_THREADS", v, 1, kMaxProxyThreads);

@@ -137,6 +137,19 @@ TEST(Env, ReadsTheUcclEpNetworkVariables) {
   for (const char* v : vars) unsetenv(v);
 }
 
+TEST(Env, ParsesIpcMemory) {
+  unsetenv("UCCL_EP_IPC_MEMORY");
+  EXPECT_EQ(read_env_settings().ipc_memory, "auto");
+  for (const char* v : {"auto", "device", "host"}) {
+    setenv("UCCL_EP_IPC_MEMORY", v, 1);
+    EXPECT_EQ(read_env_settings().ipc_memory, v);
+  }
+  setenv("UCCL_EP_IPC_MEMORY", "gpu", 1);
+  EXPECT_TRUE(contains(value_error([] { read_env_settings(); }),
+                       "UCCL_EP_IPC_MEMORY='gpu' is invalid: expected one of auto, device, host"));
+  unsetenv("UCCL_EP_IPC_MEMORY");
+}
+
 TEST(Env, RegistryDocumentsTheUcclEpVariables) {
   auto find = [](const std::string& name) -> const EnvVarInfo* {
     for (const auto& v : kEnvVars)

@@ -16,7 +16,7 @@ namespace uccl::ep {
 namespace {
 
 constexpr uint32_t kSetupMagic = 0x46554255;  // "UBUF"
-constexpr uint16_t kSetupVersion = 1;
+constexpr uint16_t kSetupVersion = 2;
 
 std::string this_host() {
   char host[256] = {};
@@ -27,6 +27,7 @@ std::string this_host() {
 /// What every rank learns of every other rank in the first step.
 struct RankSetup {
   std::string host;
+  std::string gpu;  // PCI bus id of the rank's GPU
   int64_t num_nvl_bytes = 0, num_rdma_bytes = 0;
   bool low_latency_mode = false;
   Bytes nvl_handle;
@@ -37,6 +38,7 @@ Bytes encode_setup(const RankSetup& s) {
   w.u32(kSetupMagic);
   w.u16(kSetupVersion);
   w.str(s.host);
+  w.str(s.gpu);
   w.u64(static_cast<uint64_t>(s.num_nvl_bytes));
   w.u64(static_cast<uint64_t>(s.num_rdma_bytes));
   w.u8(s.low_latency_mode ? 1 : 0);
@@ -49,6 +51,7 @@ RankSetup decode_setup(const Bytes& b, int rank) {
   in.header(kSetupMagic, kSetupVersion);
   RankSetup s;
   s.host = in.str(256);
+  s.gpu = in.str(64);
   s.num_nvl_bytes = static_cast<int64_t>(in.u64());
   s.num_rdma_bytes = static_cast<int64_t>(in.u64());
   s.low_latency_mode = in.u8() != 0;
@@ -96,17 +99,20 @@ Bytes Buffer::Impl::setup_local() {
   UCCL_EP_CUDA_CHECK(cudaEventCreateWithFlags(&order_event, cudaEventDisableTiming));
   UCCL_EP_CUDA_CHECK(cudaStreamCreateWithFlags(&control_stream, cudaStreamNonBlocking));
   UCCL_EP_CUDA_CHECK(cudaDeviceSynchronize());
-  return encode_setup({options.host_name, options.num_nvl_bytes, options.num_rdma_bytes,
+  char pci[64] = {};
+  UCCL_EP_CUDA_CHECK(cudaDeviceGetPCIBusId(pci, sizeof(pci) - 1, options.device));
+  return encode_setup({options.host_name, pci, options.num_nvl_bytes, options.num_rdma_bytes,
                        options.low_latency_mode, nvl->ipc_handle()});
 }
 
 Bytes Buffer::Impl::connect_domains(const std::vector<Bytes>& messages) {
   const int n = options.num_ranks;
   std::vector<RankSetup> ranks;
-  std::vector<std::string> hosts;
+  std::vector<std::string> hosts, gpus;
   for (int r = 0; r < n; ++r) {
     ranks.push_back(decode_setup(messages[r], r));
     hosts.push_back(ranks.back().host);
+    gpus.push_back(ranks.back().host + "/" + ranks.back().gpu);
     const RankSetup& a = ranks.front();
     const RankSetup& b = ranks.back();
     UCCL_EP_CHECK_VALUE(a.num_nvl_bytes == b.num_nvl_bytes &&
@@ -135,8 +141,13 @@ Bytes Buffer::Impl::connect_domains(const std::vector<Bytes>& messages) {
   path.low_latency_mode = options.low_latency_mode;
   path.transport = runtime::resolve_transport("", env, topology.single_host);
   // Device memory where the transport can register it, else pinned host memory (logged);
-  // the ipc transport with UCCL_EP_IPC_MEMORY=host: host memory only.
-  const bool ipc_host = path.transport == "ipc" && env.ipc_memory == "host";
+  // the ipc transport in host mode (UCCL_EP_IPC_MEMORY, ipc_uses_host_memory): host memory only.
+  const bool ipc_host =
+      path.transport == "ipc" && ipc_uses_host_memory(env.ipc_memory, topology, gpus);
+  if (ipc_host && env.ipc_memory == "auto")
+    log_message(LogLevel::kInfo, str_cat("rank ", options.rank,
+                                         ": ranks share a GPU across NVLink domains; the ipc "
+                                         "transport keeps the RDMA buffer in host memory"));
   for (bool on_device : {true, false}) {
     if (on_device && ipc_host) continue;
     rdma_buffer.allocate(options.num_rdma_bytes, on_device, options.device);

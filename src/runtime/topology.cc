@@ -5,6 +5,8 @@
 #include "common/error.h"
 #include "uccl_ep/topology.h"
 
+#include <algorithm>
+
 namespace uccl::ep {
 
 std::string Topology::describe() const {
@@ -72,6 +74,15 @@ Topology make_topology(int rank, const std::vector<std::string>& hosts, int num_
   t.single_host = true;
   for (int i = 1; i < r; ++i) t.single_host = t.single_host && hosts[i] == hosts[0];
   return t;
+}
+
+bool ipc_uses_host_memory(const std::string& setting, const Topology& topology,
+                          const std::vector<std::string>& gpus) {
+  if (setting == "host") return true;
+  if (setting != "auto" || topology.all_local()) return false;
+  std::vector<std::string> sorted(gpus);
+  std::sort(sorted.begin(), sorted.end());
+  return std::adjacent_find(sorted.begin(), sorted.end()) != sorted.end();
 }
 
 }  // namespace uccl::ep

@@ -74,4 +74,21 @@ TEST(Topology, RejectsSizesThatDoNotDivideOrSpanHosts) {
 }
 
 }  // namespace
+TEST(Topology, IpcHostMemoryWhenEmulatedNodesShareAGpu) {
+  const std::vector<std::string> one_host(4, "h");
+  const Topology nodes = make_topology(0, one_host, 0, 2);   // 2 emulated nodes of 2
+  const Topology domain = make_topology(0, one_host, 0, 0);  // one NVLink domain
+  const std::vector<std::string> own{"h/0", "h/1", "h/2", "h/3"};
+  const std::vector<std::string> shared{"h/0", "h/0", "h/0", "h/0"};
+  EXPECT_FALSE(ipc_uses_host_memory("auto", nodes, own));
+  EXPECT_TRUE(ipc_uses_host_memory("auto", nodes, shared));
+  EXPECT_FALSE(ipc_uses_host_memory("auto", domain, shared));  // direct stores stay
+  EXPECT_TRUE(ipc_uses_host_memory("host", domain, own));
+  EXPECT_FALSE(ipc_uses_host_memory("device", nodes, shared));
+  // The same bus id on two hosts is two GPUs.
+  const std::vector<std::string> hosts{"a", "a", "b", "b"};
+  const Topology two = make_topology(0, hosts, 0, 0);
+  EXPECT_FALSE(ipc_uses_host_memory("auto", two, {"a/0", "a/1", "b/0", "b/1"}));
+}
+
 }  // namespace uccl::ep
