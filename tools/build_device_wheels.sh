@@ -6,8 +6,8 @@
 #
 #   tools/build_device_wheels.sh [BASE_REF]
 #
-# PY: the device's Python version (an interpreter of it here; default python3.12), since the
-# extension is built for one CPython ABI.
+# PY: a Python of the device's version or older (default python3.12): the extension uses the
+# stable ABI from CPython 3.12 on (one cp312-abi3 wheel), one ABI per version before.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PY:-python3.12}
