@@ -360,9 +360,9 @@ def suite_configs(ctx: Ctx) -> list:
     return configs
 
 
-def make_buffer(ctx: Ctx) -> Any:
-    """A normal-mode Buffer whose RDMA and NVLink buffers fit every call of the suite (sized
-    with internode_rdma_bytes / internode_nvl_bytes; collective)."""
+def buffer_bytes(ctx: Ctx) -> tuple[int, int]:
+    """(num_nvl_bytes, num_rdma_bytes) that fit every call of the suite (internode_nvl_bytes /
+    internode_rdma_bytes over suite_configs, rounded up to 128 bytes)."""
     c_mod, local = ctx.ep._C, ctx.local_ranks
     rdma = max(
         c_mod.internode_rdma_bytes(c, ctx.num_ranks, local, MAX_HIDDEN_BYTES, MAX_SCALES, MAX_TOPK)
@@ -372,11 +372,18 @@ def make_buffer(ctx: Ctx) -> Any:
         c_mod.internode_nvl_bytes(c, local, MAX_HIDDEN_BYTES, MAX_SCALES, MAX_TOPK)
         for c in suite_configs(ctx)
     )
+    return -(-nvl // 128) * 128, -(-rdma // 128) * 128
+
+
+def make_buffer(ctx: Ctx) -> Any:
+    """A normal-mode Buffer whose RDMA and NVLink buffers fit every call of the suite (sized
+    by buffer_bytes; collective)."""
+    nvl, rdma = buffer_bytes(ctx)
     group = dist.new_group(list(range(ctx.num_ranks)))
     return ctx.ep.Buffer(
         group,
-        num_nvl_bytes=-(-nvl // 128) * 128,
-        num_rdma_bytes=-(-rdma // 128) * 128,
+        num_nvl_bytes=nvl,
+        num_rdma_bytes=rdma,
         low_latency_mode=False,
         num_qps_per_rank=1,
         explicitly_destroy=True,

@@ -1,8 +1,10 @@
-"""Pytest entry point of the internode GPU suite (internode_suite.py): one launch per rank count
-(UCCL_EP_TEST_RANKS, default 4,8), each running every topology of
+"""Pytest entry points of the internode GPU suites, one launch per suite and rank count
+(UCCL_EP_TEST_RANKS, default 4,8): internode_suite.py on every topology of
 UCCL_EP_TEST_INTERNODE_TOPOLOGIES that the ranks form (default: nodes of 2 and 4 ranks over the
-ipc transport and libfabric tcp, so 4 ranks run 2 x 2, 8 ranks 4 x 2 and 2 x 4). Skips without
-torch or without enough GPUs (unless ranks may share them, _dist.py)."""
+ipc transport and libfabric tcp, so 4 ranks run 2 x 2, 8 ranks 4 x 2 and 2 x 4); the
+stalled-rank test internode_stall_suite.py (L2_ipc); one Buffer in both the internode and the
+low-latency mode, internode_ll_compat_suite.py (the ipc topologies). Skips without torch or
+without enough GPUs (unless ranks may share them, _dist.py)."""
 
 from __future__ import annotations
 
@@ -18,6 +20,8 @@ RANKS_ENV = "UCCL_EP_TEST_RANKS"
 DEFAULT_RANKS = (4, 8)
 SECS_PER_TOPOLOGY = 900.0  # default deadline: this per topology plus SETUP_SECS
 SETUP_SECS = 120.0
+STALL_DEADLINE_SECS = 300.0
+COMPAT_SECS_PER_TOPOLOGY = 300.0
 
 
 def rank_counts() -> list[int]:
@@ -44,3 +48,29 @@ def test_internode_suite(num_ranks: int) -> None:
     require_gpus(num_ranks)
     deadline = suite_deadline(len(topologies))
     run_and_assert(internode_suite.run_suite, "internode", num_ranks, deadline)
+
+
+@pytest.mark.parametrize("num_ranks", rank_counts())
+def test_internode_stall(num_ranks: int) -> None:
+    from . import _dist, internode_stall_suite
+
+    if not internode_stall_suite.stall_topologies(num_ranks):
+        pytest.skip(f"{num_ranks} ranks form no 2 nodes of 2 ranks")
+    require_gpus(num_ranks)
+    deadline = min(_dist.deadline_secs(), STALL_DEADLINE_SECS)
+    run_and_assert(internode_stall_suite.run_suite, "internode_stall", num_ranks, deadline)
+
+
+@pytest.mark.parametrize("num_ranks", rank_counts())
+def test_internode_ll_compat(num_ranks: int) -> None:
+    from . import _dist, internode_ll_compat_suite
+
+    topologies = internode_ll_compat_suite.compat_topologies(num_ranks)
+    if not topologies:
+        pytest.skip(f"no selected ipc topology forms several nodes of {num_ranks} ranks")
+    require_gpus(num_ranks)
+    if os.environ.get(_dist.DEADLINE_ENV, "").strip():
+        deadline = _dist.deadline_secs()
+    else:
+        deadline = SETUP_SECS + COMPAT_SECS_PER_TOPOLOGY * len(topologies)
+    run_and_assert(internode_ll_compat_suite.run_suite, "internode_ll_compat", num_ranks, deadline)
