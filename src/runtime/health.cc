@@ -2,9 +2,12 @@
 #include "runtime/health.h"
 
 #include <atomic>
+#include <chrono>
 #include <cstring>
+#include <thread>
 
 #include "common/cuda_check.h"
+#include "common/error.h"
 #include "common/log.h"
 #include "runtime/error_report.h"
 
@@ -64,6 +67,30 @@ void Health::check(const char* op) const {
   }
   UCCL_EP_CHECK_RUNTIME(host_failure_.empty(), prefix(), host_failure_);
   check_sources();
+}
+
+void Health::wait_for_sequence(const int32_t* seq, int32_t want, const char* op, const char* what) {
+  auto* word = const_cast<int32_t*>(seq);  // atomic_ref needs a non-const object; only loads
+  const auto deadline =
+      std::chrono::steady_clock::now() + std::chrono::duration<double>(timeout_secs_);
+  for (uint64_t iter = 0;; ++iter) {
+    if (std::atomic_ref<int32_t>(*word).load(std::memory_order_acquire) == want) break;
+    if ((iter & 1023) == 0) {
+      check(op);  // a GPU error explains what is missing
+      if (std::chrono::steady_clock::now() > deadline) {
+        const std::string& msg =
+            fail(str_cat("uccl-ep: rank ", diag_.rank, " timed out after ", timeout_secs_, " s in ",
+                         op, " waiting for ", what, " (sequence ", want, ", last seen ",
+                         std::atomic_ref<int32_t>(*word).load(),
+                         "). The Buffer refuses further work "
+                         "(UCCL_EP_TIMEOUT_SECS=",
+                         timeout_secs_, ")"));
+        throw_error(ErrorKind::kRuntime, msg);
+      }
+      if (iter > (1u << 16)) std::this_thread::yield();
+    }
+  }
+  check(op);  // a kernel publishes its result even when it found an error: the record first
 }
 
 const std::string& Health::fail(std::string message) {

@@ -36,6 +36,11 @@ class Health {
   /// Records a failure found by the host (the first one wins) and raises the device abort flag
   /// so that later kernels (graph replays included) poison their outputs. Returns the message.
   const std::string& fail(std::string message);
+  /// Waits until the host-mapped word `*seq` holds `want` (a kernel's result for the host,
+  /// published last), checking this rank's health while it waits. At the deadline
+  /// (UCCL_EP_TIMEOUT_SECS) the rank fails with a message naming `op`, `what` it waited for,
+  /// the sequence and the last value seen, and Error(kRuntime) is thrown.
+  void wait_for_sequence(const int32_t* seq, int32_t want, const char* op, const char* what);
   /// Adds a check that throws when another part of the rank failed (e.g. the CPU proxies).
   void add_source(std::function<void()> check) { sources_.push_back(std::move(check)); }
 

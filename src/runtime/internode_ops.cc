@@ -1,8 +1,6 @@
 // InternodeOps: the internode normal mode's notify, dispatch and combine on a Buffer whose ranks
 // span several NVLink domains (network stage through the CPU proxies, forwarding over NVLink).
 #include <atomic>
-#include <chrono>
-#include <thread>
 
 #include "common/cuda_check.h"
 #include "common/error.h"
@@ -176,26 +174,8 @@ InternodeOps::~InternodeOps() = default;
 
 InternodeNotifyResult InternodeOps::State::wait_for_counts(int64_t seq, int num_local_experts) {
   InternodeHostResult* r = notify.host();
-  const double timeout = b.health->timeout_secs();
-  const auto deadline = std::chrono::steady_clock::now() + std::chrono::duration<double>(timeout);
-  const auto want = static_cast<int32_t>(seq);
-  for (uint64_t iter = 0;; ++iter) {
-    if (std::atomic_ref<int32_t>(r->seq).load(std::memory_order_acquire) == want) break;
-    if ((iter & 1023) == 0) {
-      b.health->check("dispatch");
-      if (std::chrono::steady_clock::now() > deadline) {
-        const std::string& msg = b.health->fail(str_cat(
-            "uccl-ep: rank ", b.options.rank, " timed out after ", timeout,
-            " s in the internode dispatch waiting for the received-token counts of all peers "
-            "(notify sequence ",
-            seq, ", last seen ", std::atomic_ref<int32_t>(r->seq).load(),
-            "). The Buffer refuses further work (UCCL_EP_TIMEOUT_SECS=", timeout, ")"));
-        throw_error(ErrorKind::kRuntime, msg);
-      }
-      if (iter > (1u << 16)) std::this_thread::yield();
-    }
-  }
-  b.health->check("dispatch");
+  b.health->wait_for_sequence(&r->seq, static_cast<int32_t>(seq), "the internode dispatch",
+                              "the received-token counts of all peers (notify)");
   InternodeNotifyResult out;
   out.num_recv_tokens = std::atomic_ref<int32_t>(r->num_recv_tokens).load();
   out.num_rdma_recv_tokens = std::atomic_ref<int32_t>(r->num_rdma_recv_tokens).load();

@@ -1,8 +1,6 @@
 // IntranodeOps: the intranode mode's notify, dispatch and combine on a Buffer whose ranks share
 // one NVLink domain.
 #include <atomic>
-#include <chrono>
-#include <thread>
 
 #include "common/cuda_check.h"
 #include "kernels/intranode/launch.h"
@@ -77,26 +75,8 @@ IntranodeOps::~IntranodeOps() = default;
 
 NotifyResult IntranodeOps::State::wait_for_counts(int32_t seq, int num_local_experts) {
   HostNotifyResult* r = notify.host();
-  const double timeout = b.health->timeout_secs();
-  const auto deadline = std::chrono::steady_clock::now() + std::chrono::duration<double>(timeout);
-  for (uint64_t iter = 0;; ++iter) {
-    if (std::atomic_ref<int32_t>(r->seq).load(std::memory_order_acquire) == seq) break;
-    if ((iter & 1023) == 0) {
-      b.health->check("dispatch");  // a GPU error explains the missing counts
-      if (std::chrono::steady_clock::now() > deadline) {
-        const std::string& msg = b.health->fail(str_cat(
-            "uccl-ep: rank ", b.options.rank, " timed out after ", timeout,
-            " s in dispatch waiting for the received-token counts of all peers (notify sequence ",
-            seq, ", last seen ", std::atomic_ref<int32_t>(r->seq).load(),
-            "). The Buffer refuses further work (UCCL_EP_TIMEOUT_SECS=", timeout, ")"));
-        throw_error(ErrorKind::kRuntime, msg);
-      }
-      if (iter > (1u << 16)) std::this_thread::yield();
-    }
-  }
-  // The kernel publishes the counts even when it found the inputs inconsistent (so that the
-  // peers' exchange completes): its record is set before the sequence.
-  b.health->check("dispatch");
+  b.health->wait_for_sequence(&r->seq, seq, "dispatch",
+                              "the received-token counts of all peers (notify)");
   NotifyResult out;
   out.num_recv_tokens = std::atomic_ref<int32_t>(r->num_recv_tokens).load();
   out.num_recv_tokens_per_expert.resize(num_local_experts);

@@ -16,14 +16,14 @@ from . import ll_reference as lref  # noqa: E402
 from . import reference as ref  # noqa: E402
 
 # The library's timeout messages (src/runtime/error_report.cc describe_error and the host wait
-# of src/runtime/internode_ops.cc), filled in for rank 2 waiting on rank 3.
+# of src/runtime/health.cc wait_for_sequence), filled in for rank 2 waiting on rank 3.
 KERNEL_WAIT = (
     "uccl-ep: rank 2 timed out after 5.0 s waiting for peer 3 (channel 1) at internode notify "
     "record: expected 2, observed 1. The Buffer refuses further work (UCCL_EP_TIMEOUT_SECS=5)"
 )
 HOST_WAIT = (
     "uccl-ep: rank 2 timed out after 5 s in the internode dispatch waiting for the "
-    "received-token counts of all peers (notify sequence 2, last seen 1). The Buffer refuses "
+    "received-token counts of all peers (notify) (sequence 2, last seen 1). The Buffer refuses "
     "further work (UCCL_EP_TIMEOUT_SECS=5)"
 )
 
