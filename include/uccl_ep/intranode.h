@@ -80,8 +80,8 @@ struct CombineTensors {
 /// its outputs.
 class IntranodeOps {
  public:
-  /// Throws Error(kNotImplemented) when the buffer's ranks span several NVLink domains (the
-  /// internode mode) and Error(kValue) for a rank count the kernels do not support.
+  /// Throws Error(kValue) when the buffer's ranks span several NVLink domains (use
+  /// InternodeOps) or for a rank count the kernels do not support.
   explicit IntranodeOps(Buffer& buffer);
   ~IntranodeOps();
   IntranodeOps(const IntranodeOps&) = delete;

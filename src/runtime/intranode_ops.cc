@@ -62,10 +62,10 @@ bool same_inputs(const DispatchTensors& t, const DispatchTensors& n) {
 IntranodeOps::IntranodeOps(Buffer& buffer) : s_(std::make_unique<State>(buffer.impl())) {
   Buffer::Impl& b = s_->b;
   b.require_ready("intranode mode");
-  UCCL_EP_CHECK(b.topology.all_local(), ErrorKind::kNotImplemented,
-                "uccl-ep: the ranks span several NVLink domains (", b.topology.describe(),
-                "): the internode normal mode is not implemented yet; the intranode mode needs "
-                "every rank in one NVLink domain");
+  UCCL_EP_CHECK_VALUE(b.topology.all_local(), "uccl-ep: the ranks span several NVLink domains (",
+                      b.topology.describe(),
+                      "): the intranode mode needs every rank in one NVLink domain; use the "
+                      "internode mode (InternodeOps)");
   kernels::intranode::check_supported_ranks(b.options.num_ranks);
   runtime::DeviceGuard guard(b.options.device);
   s_->notify.allocate();
