@@ -69,11 +69,12 @@ class LowLatencyOps {
  public:
   /// Throws Error(kValue) unless the buffer was built with low_latency_mode and an RDMA buffer.
   /// `allow_nvlink`: peers of this rank's NVLink domain are written directly (else every peer
-  /// goes through the CPU proxies). `num_sms`: at most this many blocks per kernel.
+  /// goes through the CPU proxies). `num_sms`: at most this many blocks per kernel; 0 (as
+  /// DeepEP): up to every SM of the device (a kernel takes one block per 16 experts or tokens).
   /// `enable_shrink`: a rank mask (DeepEP's enable_shrink): masked ranks are neither sent to
   /// nor waited for, and a peer that misses the deadline gets masked instead of failing the
   /// call.
-  LowLatencyOps(Buffer& buffer, bool allow_nvlink, int num_sms, bool enable_shrink = false);
+  LowLatencyOps(Buffer& buffer, bool allow_nvlink, int num_sms = 0, bool enable_shrink = false);
   ~LowLatencyOps();
   LowLatencyOps(const LowLatencyOps&) = delete;
   LowLatencyOps& operator=(const LowLatencyOps&) = delete;

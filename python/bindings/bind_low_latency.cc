@@ -107,9 +107,11 @@ void bind_low_latency(nb::module_& m) {
   nb::class_<LowLatencyOps>(m, "LowLatencyOps",
                             "The low-latency mode's operations on a Buffer built with "
                             "low_latency_mode and an RDMA buffer. Streams are raw cudaStream_t "
-                            "handles (int); phase: 1 send, 2 receive, 3 both.")
+                            "handles (int); phase: 1 send, 2 receive, 3 both. num_sms: at most "
+                            "that many blocks per kernel; 0 (the default): up to every SM of "
+                            "the device, as DeepEP's low-latency kernels.")
       .def(nb::init<Buffer&, bool, int, bool>(), nb::arg("buffer"), nb::arg("allow_nvlink"),
-           nb::arg("num_sms"), nb::arg("enable_shrink") = false, nb::keep_alive<1, 2>())
+           nb::arg("num_sms") = 0, nb::arg("enable_shrink") = false, nb::keep_alive<1, 2>())
       .def(
           "dispatch",
           [](LowLatencyOps& ops, int phase, uintptr_t stream, nb::kwargs kw) {

@@ -15,7 +15,7 @@ using protocol::LowLatencyLayout;
 struct LowLatencyOps::State {
   Buffer::Impl& b;
   bool allow_nvlink;
-  int num_sms;
+  int num_sms = 0;  // most blocks per kernel: the device's SMs, or the caller's cap
   int next_half = 0;
   ll::SequenceState* sequence = nullptr;       // device memory
   queue::QueueDeviceHandle* queues = nullptr;  // device memory
@@ -23,7 +23,7 @@ struct LowLatencyOps::State {
   int32_t* mask = nullptr;     // device memory [num_ranks]; null without enable_shrink
   ll::BarrierState barrier{};  // device memory, the clean barrier's epochs
 
-  State(Buffer::Impl& impl, bool nvlink, int sms) : b(impl), allow_nvlink(nvlink), num_sms(sms) {}
+  State(Buffer::Impl& impl, bool nvlink) : b(impl), allow_nvlink(nvlink) {}
   ~State() {
     if (sequence != nullptr) cudaFree(sequence);
     if (queues != nullptr) cudaFree(queues);
@@ -106,7 +106,7 @@ bool runs(LowLatencyPhase phase, LowLatencyPhase part) {
 }  // namespace
 
 LowLatencyOps::LowLatencyOps(Buffer& buffer, bool allow_nvlink, int num_sms, bool enable_shrink)
-    : s_(std::make_unique<State>(buffer.impl(), allow_nvlink, num_sms)) {
+    : s_(std::make_unique<State>(buffer.impl(), allow_nvlink)) {
   Buffer::Impl& b = s_->b;
   UCCL_EP_CHECK_VALUE(b.options.low_latency_mode,
                       "the low-latency mode needs a Buffer built with low_latency_mode=True");
@@ -114,9 +114,14 @@ LowLatencyOps::LowLatencyOps(Buffer& buffer, bool allow_nvlink, int num_sms, boo
                       "the low-latency mode needs num_rdma_bytes > 0 "
                       "(Buffer.get_low_latency_rdma_size_hint)");
   UCCL_EP_CHECK_VALUE(!b.rdma->host_queues(), "the low-latency mode needs GPU command queues");
-  UCCL_EP_CHECK_VALUE(num_sms >= 1, "num_sms=", num_sms, " must be >= 1");
+  UCCL_EP_CHECK_VALUE(num_sms >= 0, "num_sms=", num_sms,
+                      " must be >= 0 (0: every SM of the device)");
   b.require_ready("low-latency mode");
   runtime::DeviceGuard guard(b.options.device);
+  int device_sms = 0;
+  UCCL_EP_CUDA_CHECK(
+      cudaDeviceGetAttribute(&device_sms, cudaDevAttrMultiProcessorCount, b.options.device));
+  s_->num_sms = num_sms == 0 || num_sms > device_sms ? device_sms : num_sms;
   // Every kernel a call launches is loaded now, before any of them spins on a peer.
   ll::preload_dispatch();
   ll::preload_combine();

@@ -438,8 +438,8 @@ def test_low_latency_calls_need_low_latency_mode(env):
 def test_buffer_builds_the_ops_once_with_its_settings(env, monkeypatch):
     made = []
 
-    def make_ops(runtime, allow_nvlink, num_sms, enable_shrink):
-        made.append((runtime, allow_nvlink, num_sms, enable_shrink))
+    def make_ops(runtime, allow_nvlink, enable_shrink):  # no num_sms: every SM (as DeepEP)
+        made.append((runtime, allow_nvlink, enable_shrink))
         return FakeOps(_C.BufferInfo(1, R, 0, 0, HINT, True), env.calls)
 
     fake_c = types.SimpleNamespace(LowLatencyOps=make_ops, BufferInfo=_C.BufferInfo)
@@ -449,7 +449,7 @@ def test_buffer_builds_the_ops_once_with_its_settings(env, monkeypatch):
     x, idx = inputs(env)
     recv_x, _, handle, _, _ = b.low_latency_dispatch(x, idx, T, NUM_EXPERTS, use_fp8=False)
     b.low_latency_combine(recv_x, idx, FakeTensor((T, K), env.torch.float32, x.device), handle)
-    assert made == [(b.runtime, False, 24, False)]
+    assert made == [(b.runtime, False, False)]
     assert b._ll.info.num_rdma_bytes == HINT and b._ll.info.low_latency_mode
 
 

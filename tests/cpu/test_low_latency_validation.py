@@ -331,3 +331,5 @@ def test_low_latency_ops_binding_has_the_calls():
     ):
         assert callable(getattr(ops, name)), name
     assert "phase" in ops.dispatch.__doc__ and "stream" in ops.dispatch.__doc__
+    # num_sms is an optional cap of the C++ API: 0 (the default) = every SM, as DeepEP.
+    assert "num_sms: int = 0" in ops.__init__.__doc__

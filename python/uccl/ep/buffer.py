@@ -76,7 +76,8 @@ class Buffer(LowLatencyCalls):
     call raise ``RuntimeError``.
     """
 
-    #: SMs used by the default configs (``set_num_sms`` changes it).
+    #: SMs used by the default configs of the normal modes (``set_num_sms`` changes it; the
+    #: low-latency kernels take up to every SM of the device, as DeepEP's).
     num_sms: int = 20
     #: NVLink domains (nodes) the ranks span, and ranks per domain (set from the runtime).
     _num_nodes: int = 1
@@ -206,8 +207,9 @@ class Buffer(LowLatencyCalls):
         return inter.Nodes(self.group_size, self._num_local_ranks)
 
     def _low_latency(self, op: str) -> LowLatencyMode:
-        """The low-latency operations (built on first use with ``Buffer.num_sms`` SMs at most
-        per kernel); ValueError on a Buffer built without ``low_latency_mode``."""
+        """The low-latency operations, built on first use (their kernels take up to every SM
+        of the device, as DeepEP's; ``Buffer.num_sms`` does not apply); ValueError on a Buffer
+        built without ``low_latency_mode``."""
         if self._ll is not None:
             return self._ll
         runtime = self._live(op)
@@ -219,7 +221,6 @@ class Buffer(LowLatencyCalls):
         ops = _C.LowLatencyOps(
             runtime,
             allow_nvlink=self.allow_nvlink_for_low_latency_mode,
-            num_sms=Buffer.num_sms,
             enable_shrink=self.enable_shrink,
         )
         info = _C.BufferInfo(
@@ -243,8 +244,9 @@ class Buffer(LowLatencyCalls):
 
     @staticmethod
     def set_num_sms(new_num_sms: int) -> None:
-        """Sets ``Buffer.num_sms``, the SM count of the default configs; a positive even integer
-        (a channel is two SMs). Any integer type (``operator.index``) is accepted."""
+        """Sets ``Buffer.num_sms``, the SM count of the normal modes' default configs (the
+        low-latency kernels do not use it); a positive even integer (a channel is two SMs). Any
+        integer type (``operator.index``) is accepted."""
         try:
             value = operator.index(new_num_sms)
         except TypeError:
