@@ -86,10 +86,8 @@ class LowLatencyOps {
   int combine(const LowLatencyCombineTensors& t, LowLatencyPhase phase, cudaStream_t stream);
   void combine_recv(const LowLatencyCombineTensors& t, int half, cudaStream_t stream);
 
-  /// Collective of the unmasked ranks: after a barrier, zeroes this rank's signals of both
-  /// halves, then barriers again (for an RDMA buffer that normal-mode kernels used, after an
-  /// error, or to bring a rank back after unmasking it). Masked ranks are not waited for; with
-  /// enable_shrink a rank that misses the deadline gets masked.
+  /// Collective: after a barrier of all ranks, zeroes this rank's signals of both halves, then
+  /// barriers again (for an RDMA buffer that normal-mode kernels used, or after an error).
   void clean(int num_max_dispatch_tokens_per_rank, int hidden, int num_experts,
              cudaStream_t stream);
   /// The send buffer of the next combine, as a bfloat16 [E, N, H] view with row stride

@@ -24,8 +24,7 @@ __device__ __forceinline__ bool timed_wait(const DeviceDiag& d, protocol::WaitSi
   for (uint32_t iter = 1;; ++iter) {
     if (poll(observed)) {
 #ifdef UCCL_EP_WAIT_PROFILE
-      if (static_cast<int>(site) < kWaitSites)  // late waits (kFirstLateWait) have no counter
-        profile_add(static_cast<int>(site), global_timer_ns() - start);
+      profile_add(static_cast<int>(site), global_timer_ns() - start);
 #endif
       return true;
     }

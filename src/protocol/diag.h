@@ -7,9 +7,8 @@
 
 namespace uccl::ep::protocol {
 
-/// Where a rank failed. Values below kFirstCheck and from kFirstLateWait are spin-waits that
-/// passed their deadline (the wait profile counts those below kFirstCheck); the others are
-/// errors found without waiting.
+/// Where a rank failed. Values below kFirstCheck are spin-waits that passed their deadline
+/// (the wait profile counts them); the others are errors found without waiting.
 enum class WaitSite : int32_t {
   kNone = 0,
   kBarrier = 1,        // NVLink barrier: peer = the rank that did not arrive
@@ -59,18 +58,11 @@ enum class WaitSite : int32_t {
   // num_tokens_per_rdma_rank[peer = node] = expected, but is_token_in_rank routes observed
   // tokens to that node.
   kNodeCountMismatch = 24,
-
-  // Spin-waits added after the checks (the values below kFirstCheck are all taken).
-  kFirstLateWait = 32,
-  // Low-latency clean barrier: `peer` = the rank waited for; expected = this rank's barrier
-  // epoch, observed = the epoch the peer last announced (its barrier slot here).
-  kLowLatencyBarrier = 32,
 };
 
 /// Whether `site` is a spin-wait (a deadline) rather than a check.
 constexpr bool is_wait_site(WaitSite site) {
-  return (static_cast<int32_t>(site) > 0 && site < WaitSite::kFirstCheck) ||
-         site >= WaitSite::kFirstLateWait;
+  return static_cast<int32_t>(site) > 0 && site < WaitSite::kFirstCheck;
 }
 
 /// Filled once, by the first failure of a rank; lives in host-mapped pinned memory. `flag` is

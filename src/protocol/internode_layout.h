@@ -39,7 +39,7 @@ namespace uccl::ep::protocol {
 constexpr int kMaxNodes = 64;  // N
 constexpr int kMaxInternodeRanks = 1024;
 /// Signal slots [kInternodeSignalBase, ...) of the signal region are the internode mode's (the
-/// low-latency mode uses slots from 0, at most num_ranks + 4 * num_experts).
+/// low-latency mode uses slots from 0, at most 4 * num_experts).
 constexpr uint32_t kInternodeSignalBase = 32768;
 /// int32 words of a notify record: counts per channel to the destination rank, per channel to
 /// its node (sent to the forwarder only), per local expert of the destination, and a flag.

@@ -15,14 +15,9 @@
 //              token order) this rank sent to e.
 // A block header holds the number of messages (int32) that follow.
 //
-// Signal region (host memory, int64 slots the proxies' transports add to):
-//   [barrier | call signals]
-//   barrier:      int64 [R], slot src: the clean barrier epoch rank src announced to this rank
-//                 (kernels/low_latency/barrier.cu). Independent of (T, H, num_experts), and clean
-//                 keeps it: the epochs outlive every call.
-//   call signals: slot R + (2h + kind) * num_experts + i, kind 0 for dispatches and 1 for
-//                 combines, for the same index i as the RDMA buffer's signal words; clean zeroes
-//                 them.
+// Signal region (host memory, int64 slots the proxies' transports add to): slot
+// (2h + kind) * num_experts + i, kind 0 for dispatches and 1 for combines, for the same index i
+// as the RDMA buffer's signal words.
 //
 // Signals are never reset. The k-th call on half h (dispatch or combine) sets the direct words
 // it signals to k; the j-th call of one kind on h adds 1 to the proxy slots of that kind, which
@@ -87,17 +82,12 @@ struct LowLatencyLayout {
   UCCL_HD int64_t combine_recv_slot(int half, int64_t e, int64_t slot) const {
     return recv_offset(half) + (e * T + slot) * combine_message;
   }
-  /// Signal-region slot where rank `src` announces its clean barrier epoch to this rank.
-  UCCL_HD int64_t barrier_slot(int64_t src) const { return src; }
-  /// First signal-region slot of the calls' signals (the barrier slots come before it).
-  UCCL_HD int64_t call_signal_begin() const { return num_ranks; }
   /// Signal-region slot of index i (e_local * R + src for a dispatch, kind 0; e for a combine,
   /// kind 1) of half h.
   UCCL_HD int64_t signal_slot(int half, int kind, int64_t i) const {
-    return call_signal_begin() + (2 * half + kind) * num_experts + i;
+    return (2 * half + kind) * num_experts + i;
   }
-  /// Slots the mode uses: [0, num_signal_slots()).
-  UCCL_HD int64_t num_signal_slots() const { return call_signal_begin() + 4 * num_experts; }
+  UCCL_HD int64_t num_signal_slots() const { return 4 * num_experts; }
 };
 
 }  // namespace uccl::ep::protocol

@@ -32,9 +32,6 @@ const char* wait_site_name(WaitSite site) {
     case WaitSite::kLowLatencyCombineRecv:
       return "low-latency combine receiver: the signal of the peer owning the expert (channel = "
              "global expert)";
-    case WaitSite::kLowLatencyBarrier:
-      return "the low-latency clean barrier: the peer's arrival (the barrier epoch it announced "
-             "into this rank's signal region)";
     case WaitSite::kInternodeNotify:
       return "internode notify: the peer's count record";
     case WaitSite::kInternodeChunk:

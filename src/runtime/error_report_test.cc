@@ -36,20 +36,6 @@ TEST(ErrorReport, WaitsNameRankPeerChannelAndCounters) {
   expect_parts(describe_error(r, 5.0), {"copy warps' progress"});
 }
 
-TEST(ErrorReport, LowLatencyBarrierNamesThePeerAndTheEpochs) {
-  auto r = record(protocol::WaitSite::kLowLatencyBarrier);
-  r.peer = 2;
-  r.expected = 7;
-  r.observed = 5;
-  r.waited_ns = 3'000'000'000ull;
-  const std::string m = describe_error(r, 3.0);
-  expect_parts(m, {"rank 3", "timed out after 3.0 s", "for peer 2", "low-latency clean barrier",
-                   "barrier epoch", "expected 7", "observed 5", "UCCL_EP_TIMEOUT_SECS=3"});
-  EXPECT_EQ(m.find("channel"), std::string::npos) << m;
-  EXPECT_TRUE(protocol::is_wait_site(protocol::WaitSite::kLowLatencyBarrier));
-  EXPECT_FALSE(protocol::is_wait_site(protocol::WaitSite::kNodeCountMismatch));
-}
-
 TEST(ErrorReport, QueueWaitsNameTheQueue) {
   auto r = record(protocol::WaitSite::kQueueFence);
   r.queue = 7;

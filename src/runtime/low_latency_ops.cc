@@ -4,6 +4,7 @@
 #include "common/error.h"
 #include "common/log.h"
 #include "kernels/low_latency/args.h"
+#include "kernels/rdma/launch.h"
 #include "runtime/buffer_impl.h"
 #include "uccl_ep/low_latency.h"
 
@@ -20,15 +21,13 @@ struct LowLatencyOps::State {
   ll::SequenceState* sequence = nullptr;       // device memory
   queue::QueueDeviceHandle* queues = nullptr;  // device memory
   int num_queues = 0;
-  int32_t* mask = nullptr;     // device memory [num_ranks]; null without enable_shrink
-  ll::BarrierState barrier{};  // device memory, the clean barrier's epochs
+  int32_t* mask = nullptr;  // device memory [num_ranks]; null without enable_shrink
 
   State(Buffer::Impl& impl, bool nvlink) : b(impl), allow_nvlink(nvlink) {}
   ~State() {
     if (sequence != nullptr) cudaFree(sequence);
     if (queues != nullptr) cudaFree(queues);
     if (mask != nullptr) cudaFree(mask);
-    if (barrier.words != nullptr) cudaFree(barrier.words);
   }
 
   int32_t* require_mask(const char* op) const {
@@ -125,17 +124,13 @@ LowLatencyOps::LowLatencyOps(Buffer& buffer, bool allow_nvlink, int num_sms, boo
   // Every kernel a call launches is loaded now, before any of them spins on a peer.
   ll::preload_dispatch();
   ll::preload_combine();
-  ll::preload_barrier();
+  kernels::rdma::preload_barrier();
   ll::preload_mask();
   if (enable_shrink) {
     const size_t bytes = static_cast<size_t>(b.options.num_ranks) * sizeof(int32_t);
     UCCL_EP_CUDA_CHECK(cudaMalloc(reinterpret_cast<void**>(&s_->mask), bytes));
     UCCL_EP_CUDA_CHECK(cudaMemset(s_->mask, 0, bytes));
   }
-  const size_t barrier_bytes =
-      static_cast<size_t>(ll::BarrierState::words_for(b.options.num_ranks)) * sizeof(int64_t);
-  UCCL_EP_CUDA_CHECK(cudaMalloc(reinterpret_cast<void**>(&s_->barrier.words), barrier_bytes));
-  UCCL_EP_CUDA_CHECK(cudaMemset(s_->barrier.words, 0, barrier_bytes));
   UCCL_EP_CUDA_CHECK(
       cudaMalloc(reinterpret_cast<void**>(&s_->sequence), sizeof(ll::SequenceState)));
   UCCL_EP_CUDA_CHECK(cudaMemset(s_->sequence, 0, sizeof(ll::SequenceState)));
@@ -277,13 +272,9 @@ void LowLatencyOps::clean(int num_max_dispatch_tokens_per_rank, int hidden, int 
   const auto layout =
       s.layout(num_max_dispatch_tokens_per_rank, hidden, num_experts, "clean_low_latency_buffer");
   runtime::DeviceGuard guard(s.b.options.device);
-  // Barriers of the unmasked ranks (a masked rank holds nothing up); the epochs in their slots
-  // stay, the calls' signals are zeroed in between.
-  const ll::Peers peers = s.peers(layout);
-  const ll::BarrierArgs barrier{.p = peers, .state = s.barrier};
-  ll::launch_barrier(barrier, stream);
-  ll::launch_clean({.p = peers}, stream);
-  ll::launch_barrier(barrier, stream);
+  s.b.rdma->barrier(s.b.diag(), stream);
+  ll::launch_clean({s.peers(layout)}, stream);
+  s.b.rdma->barrier(s.b.diag(), stream);
   s.next_half = 0;
 }
 

@@ -99,38 +99,18 @@ struct CleanArgs {
   Peers p;
 };
 
-/// The clean barrier's device state (int64 [1 + R], kept for the Buffer's life, never zeroed by
-/// clean): this rank's barrier epoch, then per peer the epoch last announced to it (what this
-/// rank's ATOMIC_ADDs into that peer's barrier slot sum to).
-struct BarrierState {
-  int64_t* words;
-  __host__ __device__ int64_t* epoch() const { return words; }
-  __host__ __device__ int64_t* announced(int peer) const { return words + 1 + peer; }
-  static constexpr int64_t words_for(int num_ranks) { return 1 + int64_t{num_ranks}; }
-};
-
-struct BarrierArgs {
-  Peers p;  // p.layout needs only num_ranks (the barrier slots)
-  BarrierState state;
-};
-
 void launch_dispatch_send(const DispatchArgs& a, int num_sms, cudaStream_t stream);
 void launch_dispatch_recv(const DispatchArgs& a, int num_sms, cudaStream_t stream);
 void launch_combine_send(const CombineArgs& a, int num_sms, cudaStream_t stream);
 void launch_combine_recv(const CombineArgs& a, int num_sms, cudaStream_t stream);
-/// Zeroes this rank's signal words and call signal slots of both halves and the sequence state
-/// (not the barrier slots).
+/// Zeroes this rank's signal words and slots of both halves and the sequence state.
 void launch_clean(const CleanArgs& a, cudaStream_t stream);
-/// Barrier of every unmasked rank (kernels/low_latency/barrier.cu): one block; masked peers
-/// are skipped, and with a mask a peer that misses the deadline gets masked.
-void launch_barrier(const BarrierArgs& a, cudaStream_t stream);
 /// Loads every low-latency kernel and sets its shared-memory limit, on the current device. A
 /// kernel loaded at its first launch (CUDA lazy loading) waits for the kernels running then,
 /// and a receive kernel spins until the proxies' transfers land: docs/command_path.md, "CUDA
 /// lazy loading". Call before the first launch.
 void preload_dispatch();
 void preload_combine();
-void preload_barrier();
 /// The rank mask (int32 [num_ranks] device memory): set or clear one entry, copy it into
 /// `out` (int32 [num_ranks]), clear it; on `stream`.
 void launch_set_mask(int32_t* mask, int rank, bool masked, cudaStream_t stream);

@@ -212,8 +212,7 @@ __global__ void clean_kernel(const CleanArgs a) {
   auto* words = reinterpret_cast<int32_t*>(a.p.local);
   for (int64_t i = threadIdx.x; i < 2 * layout.signal_bytes / 4; i += blockDim.x) words[i] = 0;
   if (a.p.signals != nullptr)
-    for (int64_t i = layout.call_signal_begin() + threadIdx.x; i < layout.num_signal_slots();
-         i += blockDim.x)
+    for (int64_t i = threadIdx.x; i < layout.num_signal_slots(); i += blockDim.x)
       a.p.signals[i] = 0;
   if (threadIdx.x < 2) {
     a.p.state->seq[threadIdx.x] = 0;
