@@ -18,11 +18,15 @@
 //   the previous call's rings.
 //
 // Counting, never reset. Chunk g (counted over all calls of a kind) of a network stream sits
-// at ring chunk g mod W; its WRITE_SIGNAL adds 1 to the receiver's slot chunk(c, m, g mod W),
-// which then holds g / W + 1. The receiver frees chunk g with an ATOMIC_ADD of 1 to the
-// sender's credit slot (c, n); the sender writes chunk g once credits >= g - W + 1. A stream to
-// the rank's own node (n == m) never leaves the GPU: the sender writes the receive ring and
-// publishes its chunk count in a device word; credits come back the same way. NVLink streams
+// at ring chunk g mod W; its WRITE_SIGNAL adds 1 to the receiver's slot chunk(c, m, g mod S),
+// which then holds g / S + 1. The receiver frees chunk g with an ATOMIC_ADD of 1 to the
+// sender's credit slot (c, n); the sender writes chunk g once credits >= g - W + 1. The ring
+// window W comes from the call's config; the signal window S >= W and every slot's place are
+// fixed for the Buffer (from the node count and the signal region, with kMaxChannels
+// channels), so calls with different configs (dispatch and combine, cached or not) keep the
+// counts: chunk g + S is sent only after chunk g was freed, so slot g mod S is never ahead. A
+// stream to the rank's own node (n == m) never leaves the GPU: the sender writes the receive ring
+// and publishes its chunk count in a device word; credits come back the same way. NVLink streams
 // count rows the same way in int64 tail/head words (InternodeControl). Per-stream totals live
 // in InternodeState (device memory), so graph replays keep counting.
 #pragma once
@@ -85,13 +89,20 @@ struct InternodeCombineSlot {
 /// The RDMA buffer and the signal slots of one call.
 struct InternodeRdmaLayout {
   int num_ranks = 0, num_nodes = 0, num_channels = 0;
-  int chunk = 0;   // K: slots per chunk (num_max_rdma_chunked_send_tokens)
-  int window = 0;  // W: chunks per ring
+  int chunk = 0;          // K: slots per chunk (num_max_rdma_chunked_send_tokens)
+  int window = 0;         // W: chunks per ring (<= signal_window)
+  int signal_window = 0;  // S: chunk signal slots per stream, fixed for the Buffer
   int64_t slot_bytes = 0;
 
   UCCL_HD InternodeRdmaLayout() {}
-  UCCL_HD InternodeRdmaLayout(int r, int n, int c, int k, int w, int64_t slot)
-      : num_ranks(r), num_nodes(n), num_channels(c), chunk(k), window(w), slot_bytes(slot) {}
+  UCCL_HD InternodeRdmaLayout(int r, int n, int c, int k, int w, int s, int64_t slot)
+      : num_ranks(r),
+        num_nodes(n),
+        num_channels(c),
+        chunk(k),
+        window(w),
+        signal_window(s),
+        slot_bytes(slot) {}
 
   UCCL_HD int64_t ring_slots() const { return static_cast<int64_t>(chunk) * window; }
   UCCL_HD int64_t ring_bytes() const { return ring_slots() * slot_bytes; }
@@ -118,38 +129,45 @@ struct InternodeRdmaLayout {
     return rings_offset() + 2ll * num_channels * num_nodes * ring_bytes();
   }
 
-  // Signal slots, relative to the signal region's start.
+  // Signal slots, relative to the signal region's start. Stream (kind, channel, node) owns
+  // S + 1 consecutive slots: S chunk signals, then its credit slot.
   UCCL_HD uint32_t notify_signal(int src) const {
     return kInternodeSignalBase + static_cast<uint32_t>(src);
   }
-  /// Chunk signal of ring chunk w of the recv ring (channel, source node), for kind 0
-  /// (dispatch) or 1 (combine).
-  UCCL_HD uint32_t chunk_signal(int kind, int channel, int node, int w) const {
-    const int64_t per_kind = static_cast<int64_t>(num_channels) * num_nodes * (window + 1);
-    return static_cast<uint32_t>(kInternodeSignalBase + kMaxInternodeRanks + kind * per_kind +
-                                 (static_cast<int64_t>(channel) * num_nodes + node) * window + w);
+  UCCL_HD int64_t stream_signals(int kind, int channel, int node) const {
+    return kInternodeSignalBase + kMaxInternodeRanks +
+           ((static_cast<int64_t>(kind) * kMaxChannels + channel) * num_nodes + node) *
+               (signal_window + 1);
   }
+  /// Chunk signal of chunk g of the stream (kind 0 dispatch or 1 combine, channel, source
+  /// node) into this rank; it holds chunk_signal_value(g) once chunk g arrived.
+  UCCL_HD uint32_t chunk_signal(int kind, int channel, int node, int64_t g) const {
+    return static_cast<uint32_t>(stream_signals(kind, channel, node) + g % signal_window);
+  }
+  UCCL_HD int64_t chunk_signal_value(int64_t g) const { return g / signal_window + 1; }
   /// Credit slot of the send ring (channel, destination node) for `kind`.
   UCCL_HD uint32_t credit_signal(int kind, int channel, int node) const {
-    const int64_t per_kind = static_cast<int64_t>(num_channels) * num_nodes * (window + 1);
-    return static_cast<uint32_t>(kInternodeSignalBase + kMaxInternodeRanks + kind * per_kind +
-                                 static_cast<int64_t>(num_channels) * num_nodes * window +
-                                 static_cast<int64_t>(channel) * num_nodes + node);
+    return static_cast<uint32_t>(stream_signals(kind, channel, node) + signal_window);
   }
   /// One past the last signal slot the mode uses.
   UCCL_HD int64_t signal_end() const {
     return kInternodeSignalBase + kMaxInternodeRanks +
-           2ll * num_channels * num_nodes * (window + 1);
+           2ll * kMaxChannels * num_nodes * (signal_window + 1);
   }
 };
 
-/// The largest window W <= `wanted` whose slots fit below `num_user_slots`, or 0.
-UCCL_HD int internode_window(int wanted, int num_channels, int num_nodes, int64_t num_user_slots) {
-  const int64_t streams = 2ll * num_channels * num_nodes;
+/// Most chunk signals per stream.
+constexpr int kMaxSignalWindow = 128;
+
+/// The signal window S of a Buffer over `num_nodes` nodes: the most chunk signals per stream
+/// (at most kMaxSignalWindow) for which every stream of kMaxChannels channels fits below
+/// `num_user_slots`; 0 when not even one fits.
+UCCL_HD int internode_signal_window(int num_nodes, int64_t num_user_slots) {
+  const int64_t streams = 2ll * kMaxChannels * num_nodes;
   const int64_t free = num_user_slots - kInternodeSignalBase - kMaxInternodeRanks;
   if (streams <= 0 || free <= 0) return 0;
   const int64_t fit = free / streams - 1;
-  return static_cast<int>(fit < wanted ? (fit > 0 ? fit : 0) : wanted);
+  return static_cast<int>(fit < kMaxSignalWindow ? (fit > 0 ? fit : 0) : kMaxSignalWindow);
 }
 
 /// The NVLink buffer of one call: ring (channel, source local rank) of `capacity` slots in the

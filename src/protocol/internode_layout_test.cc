@@ -1,5 +1,5 @@
 // The internode layout: every region and signal slot of a call is distinct and in bounds, and
-// the window shrinks to fit the signal region.
+// the signal window fits the signal region and does not depend on the call's config.
 #include "protocol/internode_layout.h"
 
 #include <gtest/gtest.h>
@@ -26,8 +26,8 @@ TEST(InternodeLayout, SlotsAreAlignedAndHoldEveryField) {
 }
 
 TEST(InternodeLayout, RegionsDoNotOverlap) {
-  const InternodeRdmaLayout l(8, 4, 3, 6, 5, 1024);  // R 8, N 4, C 3, K 6, W 5
-  std::vector<std::pair<int64_t, int64_t>> spans;    // [begin, end)
+  const InternodeRdmaLayout l(8, 4, 3, 6, 5, 9, 1024);  // R 8, N 4, C 3, K 6, W 5, S 9
+  std::vector<std::pair<int64_t, int64_t>> spans;       // [begin, end)
   for (int parity = 0; parity < 2; ++parity)
     for (int r = 0; r < l.num_ranks; ++r) {
       spans.emplace_back(l.notify_send(r, parity), l.notify_send(r, parity) + kNotifyRecordBytes);
@@ -50,28 +50,52 @@ TEST(InternodeLayout, RegionsDoNotOverlap) {
 }
 
 TEST(InternodeLayout, SignalSlotsAreDistinctAndBounded) {
-  const InternodeRdmaLayout l(16, 4, 5, 8, 7, 512);
+  const InternodeRdmaLayout l(16, 4, 5, 8, 7, 9, 512);
   std::set<uint32_t> seen;
   for (int r = 0; r < l.num_ranks; ++r) EXPECT_TRUE(seen.insert(l.notify_signal(r)).second);
   for (int kind = 0; kind < 2; ++kind)
-    for (int c = 0; c < l.num_channels; ++c)
+    for (int c = 0; c < kMaxChannels; ++c)
       for (int n = 0; n < l.num_nodes; ++n) {
         EXPECT_TRUE(seen.insert(l.credit_signal(kind, c, n)).second);
-        for (int w = 0; w < l.window; ++w)
-          EXPECT_TRUE(seen.insert(l.chunk_signal(kind, c, n, w)).second);
+        for (int64_t g = 0; g < l.signal_window; ++g)
+          EXPECT_TRUE(seen.insert(l.chunk_signal(kind, c, n, g)).second);
+        // Chunk g + S reuses chunk g's slot, one count higher.
+        EXPECT_EQ(l.chunk_signal(kind, c, n, 3 + l.signal_window), l.chunk_signal(kind, c, n, 3));
+        EXPECT_EQ(l.chunk_signal_value(3 + l.signal_window), l.chunk_signal_value(3) + 1);
       }
   EXPECT_GE(*seen.begin(), kInternodeSignalBase);
   EXPECT_LT(*seen.rbegin(), l.signal_end());
+  EXPECT_EQ(static_cast<int64_t>(seen.size()),
+            l.signal_end() - kInternodeSignalBase - kMaxInternodeRanks + l.num_ranks);
 }
 
-TEST(InternodeLayout, WindowFitsTheSignalRegion) {
+TEST(InternodeLayout, SignalSlotsDoNotDependOnTheCallsConfig) {
+  // Two calls of one Buffer with different channels, chunks and windows (a dispatch and a
+  // combine config, say) name the same slots for the same stream and chunk.
+  const InternodeRdmaLayout a(8, 2, 10, 6, 22, 40, 512), b(8, 2, 3, 16, 8, 40, 512);
+  for (int kind = 0; kind < 2; ++kind)
+    for (int c = 0; c < 3; ++c)
+      for (int n = 0; n < 2; ++n) {
+        EXPECT_EQ(a.credit_signal(kind, c, n), b.credit_signal(kind, c, n));
+        for (int64_t g : {0, 7, 39, 40, 1000})
+          EXPECT_EQ(a.chunk_signal(kind, c, n, g), b.chunk_signal(kind, c, n, g));
+      }
+  EXPECT_EQ(a.signal_end(), b.signal_end());
+}
+
+TEST(InternodeLayout, SignalWindowFitsTheSignalRegion) {
   const int64_t user = 65536 - 16;
-  EXPECT_EQ(internode_window(43, 10, 2, user), 43);  // plenty of room
-  const int w = internode_window(43, 64, 64, user);  // 8192 streams
-  EXPECT_LT(w, 43);
-  const InternodeRdmaLayout l(64 * 8, 64, 64, 6, w, 1024);
-  if (w > 0) EXPECT_LE(l.signal_end(), user);
-  EXPECT_EQ(internode_window(43, 0, 2, user), 0);
+  EXPECT_EQ(internode_signal_window(1, user), kMaxSignalWindow);  // plenty of room
+  for (int nodes : {2, 8, 16, 32, 64}) {
+    const int s = internode_signal_window(nodes, user);
+    ASSERT_GE(s, 2) << nodes << " nodes";
+    const InternodeRdmaLayout l(nodes, nodes, 64, 6, 2, s, 1024);
+    EXPECT_LE(l.signal_end(), user) << nodes << " nodes";
+    const InternodeRdmaLayout more(nodes, nodes, 64, 6, 2, s + 1, 1024);
+    EXPECT_GT(more.signal_end(), user) << nodes << " nodes: S is the largest that fits";
+  }
+  EXPECT_EQ(internode_signal_window(0, user), 0);
+  EXPECT_EQ(internode_signal_window(2, kInternodeSignalBase), 0);
 }
 
 }  // namespace

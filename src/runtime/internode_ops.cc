@@ -40,9 +40,9 @@ InternodeRdmaLayout rdma_layout(const Config& config, int num_ranks, int num_loc
   const int num_nodes = num_ranks / num_local_ranks;
   const int chunk = config.num_max_rdma_chunked_send_tokens();
   const int wanted = config.num_max_rdma_chunked_recv_tokens() / chunk;
-  const int window =
-      protocol::internode_window(wanted, config.num_channels(), num_nodes, num_user_slots);
-  return {num_ranks, num_nodes, config.num_channels(), chunk, window, slot_bytes};
+  const int signal_window = protocol::internode_signal_window(num_nodes, num_user_slots);
+  const int window = wanted < signal_window ? wanted : signal_window;
+  return {num_ranks, num_nodes, config.num_channels(), chunk, window, signal_window, slot_bytes};
 }
 
 }  // namespace
@@ -52,9 +52,11 @@ int64_t internode_rdma_bytes(const Config& config, int num_ranks, int num_local_
   UCCL_EP_CHECK_VALUE(num_local_ranks > 0 && num_ranks % num_local_ranks == 0,
                       "internode_rdma_bytes: num_local_ranks=", num_local_ranks,
                       " must divide num_ranks=", num_ranks);
-  // Sized for the largest window the configuration asks for.
+  // Sized for the window the configuration asks for (the signal region may cap it lower).
   const int64_t slot = ring_slot_bytes(hidden_bytes, num_scales, num_topk);
-  return rdma_layout(config, num_ranks, num_local_ranks, slot, int64_t{1} << 40).total_bytes();
+  InternodeRdmaLayout l = rdma_layout(config, num_ranks, num_local_ranks, slot, 0);
+  l.window = config.num_max_rdma_chunked_recv_tokens() / l.chunk;
+  return l.total_bytes();
 }
 
 int64_t internode_nvl_bytes(const Config& config, int num_local_ranks, int64_t hidden_bytes,
@@ -86,9 +88,12 @@ struct InternodeOps::State {
     in::InternodePeers p{};
     p.rdma = rdma_layout(config, b.options.num_ranks, topo.num_local_ranks, slot_bytes,
                          b.rdma->num_user_signal_slots());
-    UCCL_EP_CHECK_VALUE(p.rdma.window >= 2, op, ": the signal region has room for ", p.rdma.window,
-                        " chunks per ring with num_sms=", config.num_sms(), " over ",
-                        p.rdma.num_nodes, " nodes; at least 2 are needed (lower num_sms)");
+    UCCL_EP_CHECK_VALUE(p.rdma.window >= 2, op, ": a ring of ", p.rdma.window,
+                        " chunks (num_max_rdma_chunked_recv_tokens / num_max_rdma_chunked_send_"
+                        "tokens, at most the ",
+                        p.rdma.signal_window,
+                        " chunk signals per stream the signal region holds for ", p.rdma.num_nodes,
+                        " nodes); at least 2 are needed");
     UCCL_EP_CHECK_VALUE(p.rdma.chunk <= 64, op, ": num_max_rdma_chunked_send_tokens=", p.rdma.chunk,
                         " must be at most 64 in the internode mode");
     UCCL_EP_CHECK_VALUE(p.rdma.total_bytes() <= b.options.num_rdma_bytes, op, ": the call needs ",

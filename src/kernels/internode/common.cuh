@@ -50,14 +50,13 @@ __device__ __forceinline__ bool chunk_arrived(const InternodePeers& p, int kind,
     observed = device::ld_acquire_sys(&p.state->local_chunks[kind][channel]);
     return observed >= g + 1;
   }
-  const int w = static_cast<int>(g % p.rdma.window);
-  observed = device::ld_acquire_sys(p.signals + p.rdma.chunk_signal(kind, channel, node, w));
-  return observed >= g / p.rdma.window + 1;
+  observed = device::ld_acquire_sys(p.signals + p.rdma.chunk_signal(kind, channel, node, g));
+  return observed >= p.rdma.chunk_signal_value(g);
 }
 
 __device__ __forceinline__ bool wait_chunk(const InternodePeers& p, int kind, int channel, int node,
                                            int64_t g) {
-  const int64_t expected = node == p.node ? g + 1 : g / p.rdma.window + 1;
+  const int64_t expected = node == p.node ? g + 1 : p.rdma.chunk_signal_value(g);
   return device::timed_wait(
       p.diag, protocol::WaitSite::kInternodeChunk, node * p.num_local_ranks + p.local_rank, channel,
       expected,
@@ -92,13 +91,12 @@ __device__ __forceinline__ void send_chunk(const InternodePeers& p, int kind, in
   }
   const int64_t first = g * p.rdma.chunk;
   const auto peer = static_cast<uint32_t>(node * p.num_local_ranks + p.local_rank);
-  const int w = static_cast<int>(g % p.rdma.window);
   push_command(p, queue,
                protocol::encode_write_signal(
                    peer, static_cast<uint64_t>(p.rdma.send_slot(channel, node, first)),
                    static_cast<uint64_t>(p.rdma.recv_slot(channel, p.node, first)),
                    static_cast<uint64_t>(rows) * p.rdma.slot_bytes,
-                   p.rdma.chunk_signal(kind, channel, p.node, w), 1));
+                   p.rdma.chunk_signal(kind, channel, p.node, g), 1));
 }
 
 /// One thread: frees `delta` more chunks of the stream (kind, channel, node -> this rank);

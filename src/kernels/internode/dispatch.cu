@@ -214,7 +214,7 @@ __device__ void run_forwarder(const DispatchArgs& a, int c, int d, int lane,
       if (lane == 0 && device::global_timer_ns() - last_progress > p.diag.timeout_ns &&
           i < num_chunks) {
         device::report_timeout(p.diag, protocol::WaitSite::kInternodeChunk, m * L + me, c,
-                               m == p.node ? g + 1 : g / p.rdma.window + 1, observed,
+                               m == p.node ? g + 1 : p.rdma.chunk_signal_value(g), observed,
                                device::global_timer_ns() - last_progress);
       }
       m = (m + 1) % N;
