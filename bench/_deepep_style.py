@@ -1,7 +1,7 @@
-"""What bench/test_intranode.py and bench/test_low_latency.py (UCCL-EP's and DeepEP's test entry
-points) share: their common flags, the DeepEP-format output lines, the import of `deep_ep` as a
-DeepEP user does it, the check recorder over the GPU suites' references, and the JSON document.
-Plain Python (no torch at import): the lines and flags are tested on the CPU."""
+"""What bench/test_intranode.py, test_internode.py and test_low_latency.py (UCCL-EP's and DeepEP's
+test entry points) share: their common flags, the DeepEP-format output lines, the import of
+`deep_ep` as a DeepEP user does it, the check recorder over the references, and the JSON
+document. Plain Python (no torch at import): the lines and flags are tested on the CPU."""
 
 from __future__ import annotations
 
@@ -12,6 +12,8 @@ import json
 import os
 import sys
 from collections.abc import Sequence
+
+import _internode_report as internode_report
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 GPU_TESTS = os.path.join(ROOT, "tests", "gpu")
@@ -51,8 +53,10 @@ def check_positive(p: argparse.ArgumentParser, args: argparse.Namespace, names: 
 # DeepEP's output lines (tests/test_intranode.py, tests/test_low_latency.py), same formats
 
 
-def config_line(num_tokens: int, hidden: int, num_topk: int) -> str:
-    return f"[config] num_tokens={num_tokens}, hidden={hidden}, num_topk={num_topk}"
+def config_line(num_tokens: int, hidden: int, num_topk: int, num_topk_groups=None) -> str:
+    """With `num_topk_groups`, test_internode.py's line."""
+    groups = "" if num_topk_groups is None else f", num_topk_groups={num_topk_groups}"
+    return f"[config] num_tokens={num_tokens}, hidden={hidden}{groups}, num_topk={num_topk}"
 
 
 def layout_line(seconds: float) -> str:
@@ -88,6 +92,26 @@ def best_combine_line(num_sms: int, nvl_chunk: int, gbps: float, seconds: float)
     return (
         f"[tuning] Best combine: SMs {num_sms}, NVL chunk {nvl_chunk}: {gbps:.2f} GB/s (NVL), "
         f"t: {seconds * 1e6:.2f} us"
+    )
+
+
+def internode_tuning_line(
+    num_sms: int, chunks: tuple[int, int], gbps: tuple, seconds: float, best: str | None = None
+) -> str:
+    """test_internode.py's line of one (NVL chunk, RDMA chunk) config, GB/s (RDMA, NVL); with
+    `best` ("dispatch (FP8)", "dispatch (BF16)", "combine") the best config's line (the format of
+    bench_internode.py's lines)."""
+    point = {"num_sms": num_sms, "nvl_chunk": chunks[0], "rdma_chunk": chunks[1]}
+    head = "[tuning] " if best is None else f"[tuning] Best {best}: "
+    return head + internode_report.tuning_line({**point, "us": seconds * 1e6}, gbps)
+
+
+def ll_testing_line(fmt: str, logfmt: bool = False, hook: bool = False) -> str:
+    """A low-latency case's `[testing]` line without its verdict."""
+    also = " and LogFMT" if logfmt else ""
+    return (
+        f"[testing] Running low-latency {fmt} dispatch, BF16 combine{also} "
+        f"(return_recv_hook={hook}) ..."
     )
 
 

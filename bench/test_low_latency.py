@@ -97,12 +97,7 @@ def check_low_latency(
         for fmt in ref.FORMATS:
             num_times += 1
             if rank == 0:
-                print(
-                    f"[testing] Running low-latency {fmt} dispatch, BF16 combine"
-                    f"{' and LogFMT' if logfmt else ''} (return_recv_hook={hook}) ...",
-                    end="",
-                    flush=True,
-                )
+                print(style.ll_testing_line(fmt, logfmt, hook), end="", flush=True)
             log.mark()
             where = f"{fmt} return_recv_hook={hook}"
             mode = suite.DispatchMode(fmt, hook=hook, async_finish=not hook)

@@ -5,12 +5,13 @@ baselines the file holds) and latency distributions.
     python tools/plot_bench.py RESULT.json [RESULT.json ...] --out DIR
 
 Reads the files of bench/bench_intranode.py, bench/bench_internode.py,
-bench/bench_low_latency.py, bench/test_intranode.py and bench/test_low_latency.py (their field
-`benchmark` says which). Per benchmark, one bandwidth plot over all its files (one bar group per
-mode, one bar per file, labelled by EP size); per file, the chunk sweep (intranode; internode
-with --tune), the times at the best config (bench_intranode), or the latency distribution per
-call and rank (low latency: box = p10..p90 from the percentiles of bench_low_latency.py, or the
-per-iteration samples of test_low_latency.py). Prints the name of every file written. Needs
+bench/bench_low_latency.py, bench/test_intranode.py, bench/test_internode.py and
+bench/test_low_latency.py (their field `benchmark` says which). Per benchmark, one bandwidth plot
+over all its files (one bar group per mode, one bar per file, labelled by EP size); per file, the
+chunk sweep (intranode; internode with --tune, and test_internode), the times at the best
+config (bench_intranode), or the latency distribution per call and rank (low latency: box =
+p10..p90 from the percentiles of bench_low_latency.py, or the per-iteration samples of
+test_low_latency.py). Prints the name of every file written. Needs
 matplotlib (`pip install matplotlib`, or the `bench` extra).
 """
 
@@ -23,7 +24,7 @@ import sys
 from collections import defaultdict
 
 KINDS = ("bench_intranode", "bench_internode", "bench_low_latency", "test_intranode")
-KINDS += ("test_low_latency",)
+KINDS += ("test_internode", "test_low_latency")
 INTRANODE_MODES = ("fp8_dispatch", "bf16_dispatch", "bf16_combine")
 LL_CALLS = ("dispatch", "combine", "dispatch_combine")
 INTRANODE_TIMES = (  # (key of the summary's stats, label): bench_intranode's best-config times
@@ -101,6 +102,11 @@ def bandwidth_series(doc: dict) -> list[tuple[str, dict, bool]]:
         return [
             ("uccl-ep", {m: _over(doc["best"][m]["gbps_by_rank"]) for m in INTRANODE_MODES}, False)
         ]
+    if kind == "test_internode":
+        return [
+            (f"uccl-ep {link}", {m: _over(doc["best"][m][key]) for m in INTRANODE_MODES}, False)
+            for link, key in (("RDMA", "rdma_gbps_by_rank"), ("NVL", "nvl_gbps_by_rank"))
+        ]
     if kind == "bench_low_latency":
         values = {}
         for name, t in doc["topologies"].items():
@@ -127,8 +133,16 @@ def target_gbps(doc: dict) -> float | None:
 
 def sweep_points(doc: dict) -> dict[str, list[tuple[str, float]]]:
     """{mode: [(config label, GB/s of rank 0)]} of an intranode file (internode: RDMA GB/s of
-    the --tune grid, empty without it), in sweep order."""
+    the --tune grid, empty without it; test_internode: RDMA GB/s), in sweep order."""
     rank0 = doc["per_rank"][0]
+    if doc["benchmark"] == "test_internode":
+        return {
+            mode: [
+                (f"{p['nvl_chunk']}/{p['rdma_chunk']}", p["rdma_gbps"])
+                for p in rank0["tuning"][mode]["points"]
+            ]
+            for mode in INTRANODE_MODES
+        }
     if doc["benchmark"] == "bench_internode":
         out = {}
         for mode in INTRANODE_MODES:
@@ -355,7 +369,7 @@ def stems(paths: list[str]) -> dict[str, str]:
 def plot_one(plt, doc: dict, title: str, base: str, written: list) -> None:
     """The per-file plots of `doc`, named `<base>_<what>.png`."""
     kind = doc["benchmark"]
-    if kind in ("bench_intranode", "bench_internode", "test_intranode"):
+    if kind in ("bench_intranode", "bench_internode", "test_intranode", "test_internode"):
         points = sweep_points(doc)
         if any(points.values()):
             plot_sweep(plt, f"{title}: GB/s per config", points, f"{base}_sweep.png", written)

@@ -15,6 +15,7 @@ ROOT = os.path.join(os.path.dirname(__file__), "..", "..")
 sys.path.insert(0, os.path.join(ROOT, "bench"))
 sys.path.insert(0, os.path.join(ROOT, "tools"))
 import _internode_report as inter  # noqa: E402
+import _internode_tuning as entry_tuning  # noqa: E402
 import _intranode_report as intra  # noqa: E402
 import _low_latency_report as rep  # noqa: E402
 import plot_bench  # noqa: E402
@@ -152,6 +153,31 @@ def entry_intranode_doc(num_ranks: int) -> dict:
     return ti.build_document(args, {"gpu": "synthetic"}, num_ranks, results)
 
 
+def entry_internode_doc(num_ranks: int) -> dict:
+    args = argparse.Namespace(num_tokens=4096, hidden=HIDDEN, share_gpus=True, local_ranks=2)
+    results = []
+    for rank in range(num_ranks):
+        tuning = {}
+        for mode in entry_tuning.MODES:
+            pts = [
+                {
+                    "nvl_chunk": n,
+                    "rdma_chunk": r,
+                    "t_us": 900.0 / n,
+                    "min_us": 1.0,
+                    "max_us": 9.0,
+                    "rdma_gbps": 10.0 * n + r,
+                    "nvl_gbps": 20.0 * n + rank,
+                }
+                for n in (4, 8)
+                for r in (8, 16)
+            ]
+            tuning[mode] = {"bytes": {"rdma": 1e8, "nvl": 2e8}, "points": pts, "best": pts[-1]}
+        results.append({"rank": rank, "tuning": tuning, "failures": [], "num_failed": 0})
+    topology = {"num_ranks": num_ranks, "num_local_ranks": 2, "num_nodes": num_ranks // 2}
+    return entry_tuning.document(args, {"gpu": "synthetic"}, topology, results)
+
+
 def entry_low_latency_doc(num_ranks: int) -> dict:
     args = argparse.Namespace(num_tokens=128, hidden=HIDDEN, share_gpus=False, json="x.json")
     results = []
@@ -205,6 +231,7 @@ def test_every_schema_gives_its_plots(tmp_path, _matplotlib, capsys):
         write(tmp_path, "bench_low_latency_ep2.json", bench_low_latency_doc(2)),
         write(tmp_path, "bench_internode_ep4.json", bench_internode_doc(4)),
         write(tmp_path, "ti_ep2.json", entry_intranode_doc(2)),
+        write(tmp_path, "te_ep4.json", entry_internode_doc(4)),
         write(tmp_path, "tl_ep4.json", entry_low_latency_doc(4)),
     ]
     out = tmp_path / "plots"
@@ -222,6 +249,8 @@ def test_every_schema_gives_its_plots(tmp_path, _matplotlib, capsys):
         "bench_low_latency_ep2_latency.png",
         "test_intranode_bandwidth.png",
         "ti_ep2_sweep.png",
+        "test_internode_bandwidth.png",
+        "te_ep4_sweep.png",
         "test_low_latency_bandwidth.png",
         "tl_ep4_latency.png",
     }
