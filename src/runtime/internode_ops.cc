@@ -7,9 +7,12 @@
 #include "kernels/internode/args.h"
 #include "kernels/rdma/launch.h"
 #include "runtime/buffer_impl.h"
+#include "runtime/kernel_args.h"
 #include "uccl_ep/internode.h"
 
 namespace uccl::ep {
+
+using runtime::ptr_or_null;
 
 namespace in = kernels::internode;
 using protocol::InternodeHostResult;
@@ -18,9 +21,15 @@ using protocol::InternodeRdmaLayout;
 
 namespace {
 
-template <typename T>
-T* ptr_or_null(const TensorView& t) {
-  return t.defined() ? t.ptr<T>() : nullptr;
+/// The handle fields the internode dispatch and combine kernels both read.
+template <typename Args>
+void fill_handle_inputs(Args& a, const InternodeHandle& h) {
+  a.rdma_channel_prefix_matrix = h.rdma_channel_prefix_matrix.ptr<const int32_t>();
+  a.recv_rdma_channel_prefix_matrix = h.recv_rdma_channel_prefix_matrix.ptr<const int32_t>();
+  a.recv_rdma_rank_prefix_sum = h.recv_rdma_rank_prefix_sum.ptr<const int32_t>();
+  a.recv_gbl_channel_prefix_matrix = h.recv_gbl_channel_prefix_matrix.ptr<const int32_t>();
+  a.recv_gbl_rank_prefix_sum = h.recv_gbl_rank_prefix_sum.ptr<const int32_t>();
+  a.send_rdma_head = h.send_rdma_head.ptr<const int32_t>();
 }
 
 int64_t dispatch_slot_bytes(int64_t hidden_bytes, int num_scales, int num_topk) {
@@ -253,25 +262,11 @@ void InternodeOps::dispatch(const InternodeDispatchTensors& t, cudaStream_t stre
   runtime::DeviceGuard guard(b.options.device);
   const InternodeHandle& h = t.handle;
   in::DispatchArgs a{};
-  a.x = t.x.ptr<const uint8_t>();
-  a.hidden_bytes = t.x.size(1) * dtype_size(t.x.dtype);
-  a.num_tokens = static_cast<int>(t.x.size(0));
-  a.x_scales = ptr_or_null<const int32_t>(t.x_scales);
-  a.num_scales = t.x_scales.defined() ? static_cast<int>(t.x_scales.size(1)) : 0;
-  a.scale_token_stride = t.x_scales.defined() ? t.x_scales.stride(0) : 0;
-  a.scale_hidden_stride = t.x_scales.defined() ? t.x_scales.stride(1) : 0;
-  a.topk_idx = ptr_or_null<const int64_t>(t.topk_idx);
-  a.topk_weights = ptr_or_null<const float>(t.topk_weights);
-  a.num_topk = t.topk_idx.defined() ? static_cast<int>(t.topk_idx.size(1)) : 0;
+  runtime::fill_dispatch_inputs(a, t);
   a.num_experts = t.num_experts;
   a.p = s.peers(t.config, ring_slot_bytes(a.hidden_bytes, a.num_scales, a.num_topk), "dispatch");
   a.is_token_in_rank = h.is_token_in_rank.ptr<const bool>();
-  a.rdma_channel_prefix_matrix = h.rdma_channel_prefix_matrix.ptr<const int32_t>();
-  a.recv_rdma_channel_prefix_matrix = h.recv_rdma_channel_prefix_matrix.ptr<const int32_t>();
-  a.recv_rdma_rank_prefix_sum = h.recv_rdma_rank_prefix_sum.ptr<const int32_t>();
-  a.recv_gbl_channel_prefix_matrix = h.recv_gbl_channel_prefix_matrix.ptr<const int32_t>();
-  a.recv_gbl_rank_prefix_sum = h.recv_gbl_rank_prefix_sum.ptr<const int32_t>();
-  a.send_rdma_head = h.send_rdma_head.ptr<const int32_t>();
+  fill_handle_inputs(a, h);
   a.recv_x = t.recv_x.ptr<uint8_t>();
   a.num_recv_rows = t.recv_x.size(0);
   a.recv_x_scales = ptr_or_null<int32_t>(t.recv_x_scales);
@@ -310,12 +305,7 @@ void InternodeOps::combine(const InternodeCombineTensors& t, cudaStream_t stream
   a.bias0 = ptr_or_null<const uint8_t>(t.bias0);
   a.bias1 = ptr_or_null<const uint8_t>(t.bias1);
   a.num_tokens = static_cast<int>(h.is_token_in_rank.size(0));
-  a.rdma_channel_prefix_matrix = h.rdma_channel_prefix_matrix.ptr<const int32_t>();
-  a.recv_rdma_channel_prefix_matrix = h.recv_rdma_channel_prefix_matrix.ptr<const int32_t>();
-  a.recv_rdma_rank_prefix_sum = h.recv_rdma_rank_prefix_sum.ptr<const int32_t>();
-  a.recv_gbl_channel_prefix_matrix = h.recv_gbl_channel_prefix_matrix.ptr<const int32_t>();
-  a.recv_gbl_rank_prefix_sum = h.recv_gbl_rank_prefix_sum.ptr<const int32_t>();
-  a.send_rdma_head = h.send_rdma_head.ptr<const int32_t>();
+  fill_handle_inputs(a, h);
   a.send_nvl_head = h.send_nvl_head.ptr<const int32_t>();
   a.combined_x = t.combined_x.ptr<uint8_t>();
   a.combined_topk_weights = ptr_or_null<float>(t.combined_topk_weights);

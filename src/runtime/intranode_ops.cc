@@ -5,10 +5,13 @@
 #include "common/cuda_check.h"
 #include "kernels/intranode/launch.h"
 #include "runtime/buffer_impl.h"
+#include "runtime/kernel_args.h"
 #include "runtime/validate/intranode.h"
 #include "uccl_ep/intranode.h"
 
 namespace uccl::ep {
+
+using runtime::ptr_or_null;
 
 using kernels::intranode::IntranodePeers;
 using protocol::HostNotifyResult;
@@ -28,11 +31,6 @@ struct IntranodeOps::State {
 };
 
 namespace {
-
-template <typename T>
-T* ptr_or_null(const TensorView& t) {
-  return t.defined() ? t.ptr<T>() : nullptr;
-}
 
 /// Field by field (TensorView has padding bytes, which memcmp would compare).
 bool same_view(const TensorView& a, const TensorView& b) {
@@ -143,16 +141,7 @@ void IntranodeOps::dispatch(const DispatchTensors& t, cudaStream_t stream) {
   a.peers = s.peers();
   a.rank = b.options.rank;
   a.num_ranks = r;
-  a.x = t.x.ptr<const uint8_t>();
-  a.hidden_bytes = t.x.size(1) * dtype_size(t.x.dtype);
-  a.num_tokens = static_cast<int>(t.x.size(0));
-  a.x_scales = ptr_or_null<const int32_t>(t.x_scales);
-  a.num_scales = t.x_scales.defined() ? static_cast<int>(t.x_scales.size(1)) : 0;
-  a.scale_token_stride = t.x_scales.defined() ? t.x_scales.stride(0) : 0;
-  a.scale_hidden_stride = t.x_scales.defined() ? t.x_scales.stride(1) : 0;
-  a.topk_idx = ptr_or_null<const int64_t>(t.topk_idx);
-  a.topk_weights = ptr_or_null<const float>(t.topk_weights);
-  a.num_topk = t.topk_idx.defined() ? static_cast<int>(t.topk_idx.size(1)) : 0;
+  runtime::fill_dispatch_inputs(a, t);
   a.num_local_experts = t.cached ? 0 : t.num_experts / r;
   a.is_token_in_rank = t.is_token_in_rank.ptr<const bool>();
   a.channel_prefix_matrix = t.channel_prefix_matrix.ptr<const int32_t>();

@@ -6,9 +6,12 @@
 #include "kernels/low_latency/args.h"
 #include "kernels/rdma/launch.h"
 #include "runtime/buffer_impl.h"
+#include "runtime/kernel_args.h"
 #include "uccl_ep/low_latency.h"
 
 namespace uccl::ep {
+
+using runtime::ptr_or_null;
 
 namespace ll = kernels::low_latency;
 using protocol::LowLatencyLayout;
@@ -87,11 +90,6 @@ struct LowLatencyOps::State {
 };
 
 namespace {
-
-template <typename T>
-T* ptr_or_null(const TensorView& t) {
-  return t.defined() ? t.ptr<T>() : nullptr;
-}
 
 BufferInfo info_of(const Buffer::Impl& b) {
   const BufferOptions& o = b.options;
