@@ -21,6 +21,23 @@ __device__ __forceinline__ bool aborted(const DeviceDiag& d) {
   return ld_volatile(d.abort_flag) != 0;
 }
 
+/// The abort flag as one value for the whole warp (all 32 lanes, converged). Code that leaves on
+/// it must not split a warp: lanes that left would miss the warp's later shuffles and barriers.
+__device__ __forceinline__ bool warp_aborted(const DeviceDiag& d) {
+  return __any_sync(0xffffffffu, aborted(d));
+}
+
+/// The abort flag as one value for the whole block (every thread calls it): the flag may be
+/// raised between two warps' reads, and a block whose warps take different ways around a
+/// __syncthreads or a named barrier hangs or faults.
+__device__ __forceinline__ bool block_aborted(const DeviceDiag& d) {
+  __shared__ int s_flag;
+  __syncthreads();  // every reader of the previous value is past it
+  if (threadIdx.x == 0) s_flag = aborted(d) ? 1 : 0;
+  __syncthreads();
+  return s_flag != 0;
+}
+
 /// Records the first failure of this rank and raises its abort flag; later calls only return.
 /// Fields a site does not use are -1 (see protocol::HostErrorRecord).
 static __device__ __noinline__ void report_error(DeviceDiag d, protocol::WaitSite site, int peer,

@@ -277,7 +277,7 @@ __device__ void run_reducers(const CombineArgs& a, int c, int warp, int lane) {
 __global__ void __launch_bounds__(kThreads, 1) combine_kernel(const CombineArgs a) {
   const InternodePeers& p = a.p;
   const int c = blockIdx.x / 2, warp = threadIdx.x / 32, lane = threadIdx.x % 32;
-  if (!device::aborted(p.diag)) {
+  if (!device::block_aborted(p.diag)) {
     if (blockIdx.x % 2 == 1) {
       run_forwarders(a, c, warp, lane);
     } else if (warp < kReducerBase) {

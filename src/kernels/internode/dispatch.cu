@@ -201,7 +201,7 @@ __device__ void run_forwarder(const DispatchArgs& a, int c, int d, int lane,
   uint64_t last_progress = device::global_timer_ns();
   int m = 0;
   while (remaining > 0) {
-    if (device::aborted(p.diag)) return;
+    if (device::warp_aborted(p.diag)) return;
     const int total = prefix_count(a.recv_rdma_channel_prefix_matrix, a.num_channels, m, c);
     const int i = s_done[d][m];
     const int num_chunks = (total + K - 1) / K;
@@ -274,7 +274,7 @@ __device__ void run_coordinator(const DispatchArgs& a, int c, int lane,
     const int64_t base = valid ? p.state->received[kDispatchKind][c][m] : 0;
     int credited = 0;
     while (__any_sync(kFullMask, credited < num_chunks)) {
-      if (device::aborted(p.diag)) return;
+      if (device::warp_aborted(p.diag)) return;
       if (credited < num_chunks) {
         int done = num_chunks;
         for (int d = 0; d < L; ++d) done = min(done, s_done[d][m]);
@@ -303,7 +303,7 @@ __global__ void __launch_bounds__(kThreads, 1) dispatch_kernel(const DispatchArg
       a.recv_topk_weights[i] = 0.0f;
     }
   }
-  if (!device::aborted(p.diag)) {
+  if (!device::block_aborted(p.diag)) {
     if (blockIdx.x % 2 == 0) {
       if (warp < kSenderWarps)
         run_senders(a, c, warp, lane);

@@ -14,7 +14,7 @@ __global__ void __launch_bounds__(kNotifyThreads, 1) notify_count_kernel(const N
   const int c = blockIdx.x, lane = threadIdx.x % 32, warp = threadIdx.x / 32;
   const int num_warps = blockDim.x / 32, R = p.num_ranks, L = p.num_local_ranks;
   const auto range = protocol::channel_token_range(a.num_tokens, a.num_channels, c);
-  if (!device::aborted(p.diag)) {
+  if (!device::block_aborted(p.diag)) {
     for (int target = warp; target < R + p.num_nodes; target += num_warps) {
       const bool is_node = target >= R;
       const int n = target - R;
@@ -77,7 +77,7 @@ __global__ void __launch_bounds__(kNotifyThreads, 1)
   __shared__ int s_node_total[protocol::kMaxNodes];
   if (tid == 0) s_bad = 0;
   __syncthreads();
-  if (device::aborted(p.diag)) goto done;
+  if (device::block_aborted(p.diag)) goto done;
 
   // 1. Prefixes over channels, checked against the caller's counts.
   for (int r = tid; r < R; r += blockDim.x) {
@@ -141,7 +141,7 @@ __global__ void __launch_bounds__(kNotifyThreads, 1)
                        });
   }
   __syncthreads();
-  if (device::aborted(p.diag)) goto done;
+  if (device::block_aborted(p.diag)) goto done;
 
   // 4. What this rank receives: rows per (source, channel), network-stage rows per source node.
   for (int s = tid; s < R; s += blockDim.x) {

@@ -234,8 +234,7 @@ __device__ __forceinline__ void combine_block(const CombineArgs& a) {
       s_progress[warp] = min(range.begin + warp, range.end);
     }
   }
-  __syncthreads();
-  if (device::aborted(a.diag)) return;
+  if (device::block_aborted(a.diag)) return;  // its barrier also publishes s_progress
   if (is_sender) {
     // Groups serve the other ranks only: this rank's own rows are read from x by its receiver.
     if (warp / G >= kNumRanks - 1) return;

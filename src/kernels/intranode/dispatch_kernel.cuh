@@ -375,8 +375,7 @@ __device__ __forceinline__ void dispatch_block(const DispatchArgs& a) {
   const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
   if (lane == 0 && warp < Split::kMaxGroup)
     for (int r = 0; r < kNumRanks; ++r) s_progress[r][warp] = 0;
-  __syncthreads();
-  if (device::aborted(a.diag)) return;
+  if (device::block_aborted(a.diag)) return;  // its barrier also publishes s_progress
   const int channel = blockIdx.x / 2;
   const bool is_sender = blockIdx.x % 2 == 0;
   if (is_sender && warp == Split::kPublisherWarp) {

@@ -34,13 +34,13 @@ __device__ __forceinline__ void publish_tails(const device::DeviceDiag& diag,
       }
     }
     if ((iter & 255u) == 0u) {
-      if (device::aborted(diag)) return;
+      if (device::warp_aborted(diag)) return;
       const uint64_t now = device::global_timer_ns();
       if (moved) last_change = now;
-      if (active && published < total && now - last_change > diag.timeout_ns) {
+      const bool stuck = active && published < total && now - last_change > diag.timeout_ns;
+      if (stuck)
         device::report_timeout(diag, site, lane, channel, total, published, now - last_change);
-        return;
-      }
+      if (__any_sync(0xffffffffu, stuck)) return;  // the warp leaves whole
     } else if (moved) {
       last_change = device::global_timer_ns();
     }
