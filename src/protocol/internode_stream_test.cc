@@ -127,60 +127,59 @@ int64_t run_stream(const std::vector<Call>& calls, int signal_window) {
     ready[side].store(call);
     return wait_until([&] { return ready[1 - side].load() >= call || failed.load(); });
   };
-  std::thread sender([&] {
-    int64_t sent = 0;
+  // One side's run: the calls in order, a barrier before each, then `chunk(call index, call,
+  // layout, chunk g, first row, rows)` per chunk; false from it stops the run (a deadline).
+  auto run_side = [&](int side, const auto& chunk) {
+    int64_t done = 0;  // chunks of the earlier calls
     for (size_t ci = 0; ci < calls.size() && !failed; ++ci) {
-      if (!barrier(0, static_cast<int>(ci))) return failed.store(true);
+      if (!barrier(side, static_cast<int>(ci))) return failed.store(true);
       const Call& c = calls[ci];
       const InternodeRdmaLayout l = layout_of(c);
       const int chunks = (c.rows + c.chunk - 1) / c.chunk;
       for (int i = 0; i < chunks; ++i) {
-        const int64_t g = sent + i;
-        const int64_t needed = g - l.window + 1;
-        auto& credit = s.sender_signals[l.credit_signal(kKind, kChannel, kDstNode)];
-        if (needed > 0 && !wait_until([&] { return credit.load() >= needed || failed; }))
-          return failed.store(true);
         const int first = i * c.chunk, rows = std::min(c.rows, first + c.chunk) - first;
-        for (int k = 0; k < rows; ++k)
-          s.send[l.send_slot(kChannel, kDstNode, g * c.chunk + k) / kSlotBytes].store(
-              tag(static_cast<int>(ci), first + k));
-        const int64_t from = l.send_slot(kChannel, kDstNode, g * c.chunk) / kSlotBytes;
-        const int64_t to = l.recv_slot(kChannel, kSrcNode, g * c.chunk) / kSlotBytes;
-        const uint32_t slot = l.chunk_signal(kKind, kChannel, kSrcNode, g);
-        writes.post([&s, from, to, rows, slot] {
-          for (int k = 0; k < rows; ++k) s.recv[to + k].store(s.send[from + k].load());
-          s.receiver_signals[slot].fetch_add(1, std::memory_order_release);
-        });
+        if (!chunk(static_cast<int>(ci), c, l, done + i, first, rows)) return failed.store(true);
       }
-      sent += chunks;
+      done += chunks;
     }
-    ready[0].store(static_cast<int>(calls.size()));
+    ready[side].store(static_cast<int>(calls.size()));
+  };
+  std::thread sender([&] {
+    run_side(0, [&](int ci, const Call& c, const InternodeRdmaLayout& l, int64_t g, int first,
+                    int rows) {
+      const int64_t needed = g - l.window + 1;
+      auto& credit = s.sender_signals[l.credit_signal(kKind, kChannel, kDstNode)];
+      if (needed > 0 && !wait_until([&] { return credit.load() >= needed || failed; }))
+        return false;
+      for (int k = 0; k < rows; ++k)
+        s.send[l.send_slot(kChannel, kDstNode, g * c.chunk + k) / kSlotBytes].store(
+            tag(ci, first + k));
+      const int64_t from = l.send_slot(kChannel, kDstNode, g * c.chunk) / kSlotBytes;
+      const int64_t to = l.recv_slot(kChannel, kSrcNode, g * c.chunk) / kSlotBytes;
+      const uint32_t slot = l.chunk_signal(kKind, kChannel, kSrcNode, g);
+      writes.post([&s, from, to, rows, slot] {
+        for (int k = 0; k < rows; ++k) s.recv[to + k].store(s.send[from + k].load());
+        s.receiver_signals[slot].fetch_add(1, std::memory_order_release);
+      });
+      return true;
+    });
   });
   std::thread receiver([&] {
-    int64_t received = 0;
-    for (size_t ci = 0; ci < calls.size() && !failed; ++ci) {
-      if (!barrier(1, static_cast<int>(ci))) return failed.store(true);
-      const Call& c = calls[ci];
-      const InternodeRdmaLayout l = layout_of(c);
-      const int chunks = (c.rows + c.chunk - 1) / c.chunk;
-      for (int i = 0; i < chunks; ++i) {
-        const int64_t g = received + i;
-        auto& signal = s.receiver_signals[l.chunk_signal(kKind, kChannel, kSrcNode, g)];
-        const int64_t want = l.chunk_signal_value(g);
-        if (!wait_until([&] { return signal.load(std::memory_order_acquire) >= want || failed; }))
-          return failed.store(true);
-        const int first = i * c.chunk, rows = std::min(c.rows, first + c.chunk) - first;
-        for (int k = 0; k < rows; ++k) {
-          const uint64_t got =
-              s.recv[l.recv_slot(kChannel, kSrcNode, g * c.chunk + k) / kSlotBytes].load();
-          if (got != tag(static_cast<int>(ci), first + k)) wrong.fetch_add(1);
-        }
-        const uint32_t slot = l.credit_signal(kKind, kChannel, kDstNode);
-        credits.post([&s, slot] { s.sender_signals[slot].fetch_add(1); });
+    run_side(1, [&](int ci, const Call& c, const InternodeRdmaLayout& l, int64_t g, int first,
+                    int rows) {
+      auto& signal = s.receiver_signals[l.chunk_signal(kKind, kChannel, kSrcNode, g)];
+      const int64_t want = l.chunk_signal_value(g);
+      if (!wait_until([&] { return signal.load(std::memory_order_acquire) >= want || failed; }))
+        return false;
+      for (int k = 0; k < rows; ++k) {
+        const uint64_t got =
+            s.recv[l.recv_slot(kChannel, kSrcNode, g * c.chunk + k) / kSlotBytes].load();
+        if (got != tag(ci, first + k)) wrong.fetch_add(1);
       }
-      received += chunks;
-    }
-    ready[1].store(static_cast<int>(calls.size()));
+      const uint32_t slot = l.credit_signal(kKind, kChannel, kDstNode);
+      credits.post([&s, slot] { s.sender_signals[slot].fetch_add(1); });
+      return true;
+    });
   });
   sender.join();
   receiver.join();
