@@ -99,11 +99,7 @@ __device__ __forceinline__ void fill_bytes(void* data, int64_t bytes, uint8_t fi
 /// fills every output of `outputs` (see the rules at the top of this file).
 __device__ __forceinline__ void poison_if_aborted(const OutputList& outputs, const DeviceDiag& d) {
   __threadfence();  // this block's output writes come before the flag read below
-  __syncthreads();
-  __shared__ int s_aborted;
-  if (threadIdx.x == 0) s_aborted = aborted(d) ? 1 : 0;
-  __syncthreads();
-  if (s_aborted == 0) return;
+  if (!block_aborted(d)) return;
   for (int i = 0; i < outputs.count; ++i)
     fill_bytes(outputs.spans[i].data, outputs.spans[i].bytes, outputs.spans[i].fill);
 }
